@@ -1,0 +1,522 @@
+//! Throughput of Lifeboat's backup pipeline and of each of its primitives,
+//! in memory, on a generated data set shaped like LIMITS.md's peers tree.
+//!
+//! ```text
+//! cargo run --release -p lifeboat-bench -- [--size-mib 1024] [--threads N] [--level L] [--runs R] [--seed S] [--json]
+//! ```
+//!
+//! Each primitive runs alone on one thread over the whole data set; then the
+//! whole pipeline (`Worker::process_entry` per file, one shared `ChunkSet`, a
+//! sink that counts and drops packs) on one thread and on N. The bar: the
+//! one-thread pipeline within 80% of the compression bound, the slowest
+//! primitive's throughput.
+
+mod chunker;
+mod dataset;
+mod stages;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use lifeboat::crypto::{Keys, KEY_MATERIAL_LEN};
+use lifeboat::format::{ChunkerParams, Compression};
+use serde_json::json;
+
+use dataset::{DataSet, Kind};
+use stages::{ChunkerTimings, Engine, PipelineOptions, PipelineRun, PrimitiveOptions, Primitives, Timing};
+
+/// The one-thread pipeline must reach this share of the compression bound.
+const BAR: f64 = 0.80;
+
+const USAGE: &str = "usage: lifeboat-bench [--size-mib MIB] [--threads N] [--level L] [--runs R] [--seed S] [--json]
+  --size-mib  size of the generated data set (default 1024)
+  --threads   threads of the parallel pipeline run (default: available parallelism)
+  --level     zstd level (default: the store default, Compression::default())
+  --runs      timed runs per measurement, the median is reported (default 1)
+  --seed      seed of the generated data set (default 1)
+  --json      print the figures as one JSON object instead of tables";
+
+struct BenchOptions {
+    size_mib: usize,
+    threads: usize,
+    level: i32,
+    runs: usize,
+    seed: u64,
+    json: bool,
+}
+
+impl BenchOptions {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut options = Self {
+            size_mib: 1024,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            level: Compression::default().level,
+            runs: 1,
+            seed: 1,
+            json: false,
+        };
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+                None => (arg, None),
+            };
+            if flag == "--json" {
+                options.json = true;
+                continue;
+            }
+            if flag == "--help" || flag == "-h" {
+                return Err(String::new());
+            }
+            let value = inline
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))?;
+            let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
+            match flag.as_str() {
+                "--size-mib" => options.size_mib = value.parse().map_err(|e| bad(&e))?,
+                "--threads" => options.threads = value.parse().map_err(|e| bad(&e))?,
+                "--level" => options.level = value.parse().map_err(|e| bad(&e))?,
+                "--runs" => options.runs = value.parse().map_err(|e| bad(&e))?,
+                "--seed" => options.seed = value.parse().map_err(|e| bad(&e))?,
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        if options.size_mib == 0 || options.threads == 0 || options.runs == 0 {
+            return Err("--size-mib, --threads and --runs must be at least 1".to_owned());
+        }
+        Ok(options)
+    }
+}
+
+/// Everything measured, rendered as tables or JSON in one place.
+struct BenchReport {
+    options: BenchOptions,
+    params: ChunkerParams,
+    data_bytes: u64,
+    files: usize,
+    kind_bytes: [(Kind, u64); 3],
+    chunks: usize,
+    primitives: Primitives,
+    one: PipelineRun,
+    many: PipelineRun,
+    /// The same runs with `ReadChunker` in place of `StreamCDC`.
+    fixed_one: PipelineRun,
+    fixed_many: PipelineRun,
+    chunkers: ChunkerTimings,
+}
+
+/// A named stage of the pipeline's data path and its one-thread timing.
+struct Stage {
+    name: &'static str,
+    timing: Timing,
+}
+
+impl BenchReport {
+    /// The stages `process_entry` runs over every input byte (decompression
+    /// is the restore path's and stays out of the bounds).
+    fn pipeline_stages(&self) -> [Stage; 5] {
+        let p = &self.primitives;
+        [
+            Stage {
+                name: "FastCDC chunking",
+                timing: p.fastcdc,
+            },
+            Stage {
+                name: "BLAKE3 keyed",
+                timing: p.blake3,
+            },
+            Stage {
+                name: "SHA-256",
+                timing: p.sha256,
+            },
+            Stage {
+                name: "zstd compress",
+                timing: p.zstd_compress,
+            },
+            Stage {
+                name: "AES-256-GCM seal",
+                timing: p.aes_seal,
+            },
+        ]
+    }
+
+    /// The slowest stage: the compression bound.
+    fn slowest(&self) -> Stage {
+        self.pipeline_stages()
+            .into_iter()
+            .min_by(|a, b| a.timing.mb_per_s().total_cmp(&b.timing.mb_per_s()))
+            .expect("five stages")
+    }
+
+    /// Every stage in series on one thread, each over every input byte:
+    /// 1 / Σ 1/throughput.
+    fn serial_bound(&self) -> f64 {
+        1.0 / self
+            .pipeline_stages()
+            .iter()
+            .map(|s| 1.0 / s.timing.mb_per_s())
+            .sum::<f64>()
+    }
+
+    /// The serial bound weighted by the bytes each stage really sees in the
+    /// pipeline: zstd only on new (not deduplicated) bytes, AES on the
+    /// compressed blobs, and SHA-256 once more over the packs (pack ids).
+    fn weighted_bound(&self) -> f64 {
+        let p = &self.primitives;
+        let input = self.one.timing.bytes as f64;
+        let new = self.one.new_bytes as f64 / input;
+        let blobs = self.one.blob_bytes as f64 / input;
+        let packs = self.one.pack_bytes as f64 / input;
+        let per_mb = 1.0 / p.fastcdc.mb_per_s()
+            + 1.0 / p.blake3.mb_per_s()
+            + (1.0 + packs) / p.sha256.mb_per_s()
+            + new / p.zstd_compress.mb_per_s()
+            + blobs / p.aes_seal.mb_per_s();
+        1.0 / per_mb
+    }
+
+    /// A run's throughput over the compression bound times its threads.
+    fn ratio(&self, run: &PipelineRun) -> f64 {
+        run.timing.mb_per_s() / (self.slowest().timing.mb_per_s() * run.threads as f64)
+    }
+
+    fn one_ratio(&self) -> f64 {
+        self.ratio(&self.one)
+    }
+
+    fn verdict(&self) -> &'static str {
+        if self.one_ratio() >= BAR {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    }
+
+    fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let o = &self.options;
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        let share = |bytes: u64| 100.0 * bytes as f64 / self.data_bytes as f64;
+        let _ = writeln!(out, "Lifeboat pipeline benchmark (in memory, no I/O)");
+        let _ = writeln!(
+            out,
+            "data set: {} MiB ({:.1} MB) in {} files, seed {}: {}",
+            o.size_mib,
+            mb(self.data_bytes),
+            self.files,
+            o.seed,
+            self.kind_bytes
+                .iter()
+                .map(|(k, b)| format!("{} {:.1}%", k.name(), share(*b)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let _ = writeln!(
+            out,
+            "chunker min/avg/max {}/{}/{} KiB: {} chunks; zstd level {}; runs per figure {} (median)",
+            self.params.min >> 10,
+            self.params.avg >> 10,
+            self.params.max >> 10,
+            self.chunks,
+            o.level,
+            o.runs,
+        );
+        let _ = writeln!(
+            out,
+            "zstd ratio by kind: {}",
+            self.primitives
+                .compressed
+                .iter()
+                .map(|(k, raw, packed)| format!("{} x{:.2}", k.name(), *raw as f64 / (*packed).max(1) as f64))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let _ = writeln!(out);
+
+        let p = &self.primitives;
+        let _ = writeln!(
+            out,
+            "{:<44} {:>10} {:>9}",
+            "primitive (one thread, whole data set)", "MB/s", "seconds"
+        );
+        let mut row = |name: String, t: &Timing| {
+            let _ = writeln!(out, "{name:<44} {:>10.0} {:>9.3}", t.mb_per_s(), t.seconds);
+        };
+        row("SHA-256 (sha2, per file)".to_owned(), &p.sha256);
+        row("BLAKE3 keyed (chunk ids, per chunk)".to_owned(), &p.blake3);
+        row("FastCDC 2020 chunking (slices)".to_owned(), &p.fastcdc);
+        row(format!("zstd-{} compress (per chunk)", o.level), &p.zstd_compress);
+        row("AES-256-GCM seal (Keys::seal, aws-lc)".to_owned(), &p.aes_seal);
+        row(
+            format!("zstd-{} decompress (restore path)", o.level),
+            &p.zstd_decompress,
+        );
+        let _ = writeln!(out);
+
+        let _ = writeln!(
+            out,
+            "{:<28} {:>7} {:>9} {:>8} {:>10} {:>10} {:>6} {:>7}",
+            "pipeline (process_entry)", "threads", "MB/s", "seconds", "new MB", "stored MB", "packs", "ratio"
+        );
+        for run in [&self.one, &self.many] {
+            let _ = writeln!(
+                out,
+                "{:<28} {:>7} {:>9.0} {:>8.3} {:>10.1} {:>10.1} {:>6} {:>7}",
+                "Worker, shared ChunkSet",
+                run.threads,
+                run.timing.mb_per_s(),
+                run.timing.seconds,
+                mb(run.new_bytes),
+                mb(run.pack_bytes),
+                run.packs,
+                format!("x{:.2}", run.timing.bytes as f64 / run.pack_bytes.max(1) as f64),
+            );
+        }
+        let one = &self.one;
+        let _ = writeln!(
+            out,
+            "  input / stored x{:.2} = dedup x{:.2} (input / new) * compression x{:.2} (new / stored)",
+            one.timing.bytes as f64 / one.pack_bytes.max(1) as f64,
+            one.timing.bytes as f64 / one.new_bytes.max(1) as f64,
+            one.new_bytes as f64 / one.pack_bytes.max(1) as f64,
+        );
+        let _ = writeln!(out);
+
+        let slowest = self.slowest();
+        let bound = slowest.timing.mb_per_s();
+        let n = self.many.threads;
+        let _ = writeln!(out, "bounds (one-thread primitives)");
+        let _ = writeln!(
+            out,
+            "  compression bound (slowest stage: {}) {:>8.0} MB/s",
+            slowest.name, bound
+        );
+        let _ = writeln!(
+            out,
+            "  pipeline(1) / compression bound              {:>8.3}   {} (bar {:.2})",
+            self.one_ratio(),
+            self.verdict(),
+            BAR
+        );
+        let _ = writeln!(
+            out,
+            "  pipeline({n}) / (compression bound x {n})        {:>8.3}",
+            self.ratio(&self.many)
+        );
+        let serial = self.serial_bound();
+        let _ = writeln!(out, "  serial bound 1/sum(1/t) of the 5 stages    {serial:>8.0} MB/s");
+        let _ = writeln!(
+            out,
+            "  pipeline(1) / serial bound                   {:>8.3}",
+            one.timing.mb_per_s() / serial
+        );
+        let weighted = self.weighted_bound();
+        let _ = writeln!(
+            out,
+            "  weighted serial bound (dedup, pack SHA-256)  {weighted:>8.0} MB/s"
+        );
+        let _ = writeln!(
+            out,
+            "  pipeline(1) / weighted serial bound          {:>8.3}",
+            one.timing.mb_per_s() / weighted
+        );
+        let _ = writeln!(out);
+
+        let c = &self.chunkers;
+        let _ = writeln!(
+            out,
+            "{:<44} {:>10} {:>9}",
+            "chunkers over a Read (one thread)", "MB/s", "seconds"
+        );
+        let _ = writeln!(
+            out,
+            "{:<44} {:>10.0} {:>9.3}",
+            "StreamCDC (what process_entry uses)",
+            c.stream_cdc.mb_per_s(),
+            c.stream_cdc.seconds
+        );
+        let _ = writeln!(
+            out,
+            "{:<44} {:>10.0} {:>9.3}",
+            "ReadChunker (bench prototype, same cuts)",
+            c.buffered.mb_per_s(),
+            c.buffered.seconds
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<40} {:>7} {:>9} {:>8} {:>10} {:>14}",
+            "pipeline with ReadChunker (prototype)", "threads", "MB/s", "seconds", "stored MB", "/ (bound x n)"
+        );
+        for run in [&self.fixed_one, &self.fixed_many] {
+            let _ = writeln!(
+                out,
+                "{:<40} {:>7} {:>9.0} {:>8.3} {:>10.1} {:>14.3}",
+                "same steps as Worker",
+                run.threads,
+                run.timing.mb_per_s(),
+                run.timing.seconds,
+                mb(run.pack_bytes),
+                self.ratio(run),
+            );
+        }
+        out
+    }
+
+    fn render_json(&self) -> serde_json::Value {
+        let o = &self.options;
+        let timing = |t: &Timing| json!({ "mb_per_s": t.mb_per_s(), "seconds": t.seconds, "bytes": t.bytes });
+        let run = |r: &PipelineRun| {
+            json!({
+                "threads": r.threads,
+                "mb_per_s": r.timing.mb_per_s(),
+                "seconds": r.timing.seconds,
+                "input_bytes": r.timing.bytes,
+                "new_bytes": r.new_bytes,
+                "blob_bytes": r.blob_bytes,
+                "stored_bytes": r.pack_bytes,
+                "packs": r.packs,
+                "ratio": r.timing.bytes as f64 / r.pack_bytes.max(1) as f64,
+            })
+        };
+        let p = &self.primitives;
+        let slowest = self.slowest();
+        json!({
+            "options": {
+                "size_mib": o.size_mib,
+                "threads": o.threads,
+                "level": o.level,
+                "runs": o.runs,
+                "seed": o.seed,
+            },
+            "data_set": {
+                "bytes": self.data_bytes,
+                "files": self.files,
+                "chunks": self.chunks,
+                "chunker": { "min": self.params.min, "avg": self.params.avg, "max": self.params.max },
+                "bytes_by_kind": self.kind_bytes.iter().map(|(k, b)| (k.name().to_owned(), json!(b))).collect::<serde_json::Map<_, _>>(),
+                "zstd_ratio_by_kind": p.compressed.iter().map(|(k, raw, packed)| (k.name().to_owned(), json!(*raw as f64 / (*packed).max(1) as f64))).collect::<serde_json::Map<_, _>>(),
+            },
+            "primitives": {
+                "sha256": timing(&p.sha256),
+                "blake3_keyed": timing(&p.blake3),
+                "fastcdc": timing(&p.fastcdc),
+                "zstd_compress": timing(&p.zstd_compress),
+                "aes_256_gcm_seal": timing(&p.aes_seal),
+                "zstd_decompress": timing(&p.zstd_decompress),
+            },
+            "pipeline": [run(&self.one), run(&self.many)],
+            "bounds": {
+                "slowest_stage": slowest.name,
+                "compression_bound_mb_per_s": slowest.timing.mb_per_s(),
+                "pipeline_1_over_compression_bound": self.one_ratio(),
+                "pipeline_n_over_compression_bound_times_n": self.ratio(&self.many),
+                "bar": BAR,
+                "verdict": self.verdict(),
+                "serial_bound_mb_per_s": self.serial_bound(),
+                "pipeline_1_over_serial_bound": self.one.timing.mb_per_s() / self.serial_bound(),
+                "weighted_serial_bound_mb_per_s": self.weighted_bound(),
+                "pipeline_1_over_weighted_serial_bound": self.one.timing.mb_per_s() / self.weighted_bound(),
+            },
+            "chunkers": {
+                "stream_cdc": timing(&self.chunkers.stream_cdc),
+                "read_chunker": timing(&self.chunkers.buffered),
+            },
+            "pipeline_with_read_chunker": [
+                run(&self.fixed_one),
+                run(&self.fixed_many),
+            ],
+            "pipeline_with_read_chunker_over_compression_bound_times_n": [
+                self.ratio(&self.fixed_one),
+                self.ratio(&self.fixed_many),
+            ],
+        })
+    }
+}
+
+fn run(options: BenchOptions) -> Result<BenchReport, Box<dyn std::error::Error>> {
+    let params = ChunkerParams::default();
+    let keys = Arc::new(Keys::from_material(&[7; KEY_MATERIAL_LEN])?);
+    let progress = |what: &str| eprintln!("lifeboat-bench: {what}");
+
+    progress(&format!("generating {} MiB", options.size_mib));
+    let data = DataSet::generate(options.size_mib << 20, options.seed);
+    let chunks = stages::chunks(&data, params);
+
+    progress("primitives");
+    let primitives = stages::primitives(&PrimitiveOptions {
+        data: &data,
+        chunks: &chunks,
+        keys: &keys,
+        params,
+        level: options.level,
+        runs: options.runs,
+    })?;
+
+    let pipeline_options = PipelineOptions {
+        data: &data,
+        keys: &keys,
+        params,
+        level: options.level,
+        runs: options.runs,
+    };
+    let mut runs = Vec::new();
+    for engine in [Engine::Library, Engine::BufferedChunker] {
+        for threads in [1, options.threads] {
+            progress(&format!("pipeline ({engine:?}), {threads} thread(s)"));
+            runs.push(stages::pipeline(&pipeline_options, engine, threads)?);
+        }
+    }
+    let [one, many, fixed_one, fixed_many] = runs[..] else {
+        unreachable!("four pipeline runs")
+    };
+    progress("chunkers");
+    let chunkers = stages::chunker_timings(&pipeline_options);
+
+    Ok(BenchReport {
+        params,
+        data_bytes: data.bytes.len() as u64,
+        files: data.files.len(),
+        kind_bytes: Kind::ALL.map(|k| (k, data.bytes_of(k) as u64)),
+        chunks: chunks.len(),
+        primitives,
+        one,
+        many,
+        fixed_one,
+        fixed_many,
+        chunkers,
+        options,
+    })
+}
+
+fn main() -> ExitCode {
+    let options = match BenchOptions::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("lifeboat-bench: {message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    let json = options.json;
+    match run(options) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.render_json());
+            } else {
+                print!("{}", report.render_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lifeboat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

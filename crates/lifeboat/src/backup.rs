@@ -1,0 +1,500 @@
+//! A file backup from start to finish: claim it in the catalog, read what
+//! changed through the pipeline on blocking threads, upload packs in
+//! parallel, then index, manifest and the catalog's `completed`, in the order
+//! FORMAT.md ("Write ordering") requires.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::catalog::{format_time, BackupRecord, BackupStatus, Begin, Catalog, CatalogError, Completion};
+use crate::format::{BackupType, Entry, IndexPack, Manifest, SealedPack, FORMAT_VERSION};
+use crate::ids::BackupId;
+use crate::pipeline::{ChunkSet, PackSink, PipelineError, Worker};
+use crate::repo::{RepoError, Repository};
+use crate::source::{Source, SourceEntry};
+use crate::storage::{Location, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("source {source_name}: {error}")]
+    Source { source_name: String, error: StorageError },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("backup {id} failed: {message}")]
+    Internal { id: String, message: String },
+}
+
+/// What to back up, and how.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub source: Location,
+    pub backup_type: BackupType,
+    /// Entries read at once (each on its own blocking thread).
+    pub concurrency: usize,
+    /// Packs uploaded at once.
+    pub upload_concurrency: usize,
+    /// A delivery's identity (an EventBridge event id): a second backup with
+    /// the same key is not made.
+    pub idempotency_key: Option<String>,
+    pub retention_days: Option<u32>,
+}
+
+impl BackupOptions {
+    pub fn new(source: Location, backup_type: BackupType) -> Self {
+        Self {
+            source,
+            backup_type,
+            concurrency: 4,
+            upload_concurrency: 4,
+            idempotency_key: None,
+            retention_days: None,
+        }
+    }
+}
+
+/// The outcome, also logged as the backup's final structured log line.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSummary {
+    pub backup_id: String,
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+    pub status: BackupStatus,
+    pub source: String,
+    pub parent_backup: Option<String>,
+    /// True when this delivery was a duplicate and no new backup was made.
+    pub duplicate: bool,
+    pub entries_scanned: u64,
+    pub entries_changed: u64,
+    pub bytes_scanned: u64,
+    pub bytes_read: u64,
+    /// Plaintext bytes of chunks the store did not have.
+    pub bytes_new: u64,
+    /// Bytes written to the store (packs, index, manifest).
+    pub bytes_stored: u64,
+    /// bytes_read / bytes_stored: what deduplication and compression saved.
+    pub reduction_ratio: f64,
+    pub packs_written: u64,
+    pub duration_seconds: f64,
+}
+
+impl BackupSummary {
+    fn from_record(record: &BackupRecord, duplicate: bool) -> Self {
+        Self {
+            backup_id: record.id.clone(),
+            backup_type: record.backup_type,
+            status: record.status,
+            source: record.source.clone(),
+            parent_backup: record.parent_backup.clone(),
+            duplicate,
+            entries_scanned: record.entry_count,
+            entries_changed: record.changed_count,
+            bytes_scanned: record.size,
+            bytes_read: 0,
+            bytes_new: 0,
+            bytes_stored: record.compressed_size,
+            reduction_ratio: 0.0,
+            packs_written: 0,
+            duration_seconds: 0.0,
+        }
+    }
+}
+
+/// Sends finished packs to the uploader; blocks when it is behind, which
+/// bounds the memory of a backup.
+struct ChannelSink(mpsc::Sender<SealedPack>);
+
+impl PackSink for ChannelSink {
+    fn pack_ready(&self, pack: SealedPack) -> Result<(), PipelineError> {
+        self.0
+            .blocking_send(pack)
+            .map_err(|_| PipelineError::Sink("the upload of an earlier pack failed".into()))
+    }
+}
+
+/// Whether the parent's entry still describes the source's entry.
+fn unchanged(previous: &Entry, now: &SourceEntry) -> bool {
+    previous.size == now.size
+        && match (&previous.etag, &now.etag) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => previous.mtime == now.mtime && previous.mode == now.mode,
+            _ => false,
+        }
+}
+
+/// Runs one backup. The catalog record is the last thing written; on any
+/// error the record is marked failed with the error, and nothing the backup
+/// wrote is referenced.
+pub async fn run_backup(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    s3: &aws_sdk_s3::Client,
+    region: &str,
+    options: &BackupOptions,
+) -> Result<BackupSummary, BackupError> {
+    let started = Instant::now();
+    let source = Arc::new(Source::new(&options.source, s3, region));
+    let source_name = source.name();
+    let parent = match options.backup_type {
+        BackupType::Full => None,
+        BackupType::Incremental => catalog.latest_completed(&source_name, |_| true).await?,
+        BackupType::Differential => {
+            catalog
+                .latest_completed(&source_name, |r| r.backup_type == BackupType::Full)
+                .await?
+        }
+    };
+    let backup_type = if parent.is_none() && options.backup_type != BackupType::Full {
+        tracing::info!(source = %source_name, requested = options.backup_type.as_str(), "no completed backup to build on: running a full backup");
+        BackupType::Full
+    } else {
+        options.backup_type
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let id = BackupId::new(now);
+    let record = BackupRecord {
+        id: id.to_string(),
+        backup_type,
+        status: BackupStatus::Pending,
+        source: source_name.clone(),
+        size: 0,
+        compressed_size: 0,
+        entry_count: 0,
+        changed_count: 0,
+        created_at: format_time(now),
+        completed_at: None,
+        retention_until: options
+            .retention_days
+            .map(|d| format_time(now + time::Duration::days(d.into()))),
+        checksum: None,
+        storage_location: repo.storage.describe(&repo.layout.manifest(id.as_str())),
+        parent_backup: parent.as_ref().map(|p| p.id.clone()),
+        kms_key_id: repo.config.kms_key_id.clone(),
+        error: None,
+    };
+    if let Begin::Duplicate(existing) = catalog.begin(&record, options.idempotency_key.as_deref()).await? {
+        tracing::info!(backup_id = %existing.id, status = existing.status.as_str(), idempotency_key = ?options.idempotency_key, "duplicate delivery: this event already made a backup");
+        return Ok(BackupSummary::from_record(&existing, true));
+    }
+    let attempt = Attempt {
+        repo,
+        catalog,
+        source,
+        record: &record,
+        parent: parent.as_ref(),
+        options,
+        started,
+    };
+    match attempt.run().await {
+        Ok(summary) => {
+            tracing::info!(
+                backup_id = %summary.backup_id,
+                backup_type = summary.backup_type.as_str(),
+                source = %summary.source,
+                entries_scanned = summary.entries_scanned,
+                entries_changed = summary.entries_changed,
+                bytes_read = summary.bytes_read,
+                bytes_new = summary.bytes_new,
+                bytes_stored = summary.bytes_stored,
+                reduction_ratio = summary.reduction_ratio,
+                duration_seconds = summary.duration_seconds,
+                "backup completed"
+            );
+            Ok(summary)
+        }
+        Err(error) => {
+            let message = error.to_string();
+            tracing::error!(backup_id = %record.id, error = %message, "backup failed");
+            if let Err(mark) = catalog.fail(&record.id, &message).await {
+                tracing::error!(backup_id = %record.id, error = %mark, "could not mark the backup failed in the catalog");
+            }
+            Err(error)
+        }
+    }
+}
+
+struct Attempt<'a> {
+    repo: Arc<Repository>,
+    catalog: &'a Catalog,
+    source: Arc<Source>,
+    record: &'a BackupRecord,
+    parent: Option<&'a BackupRecord>,
+    options: &'a BackupOptions,
+    started: Instant,
+}
+
+/// Counters shared by the workers.
+#[derive(Default)]
+struct Counters {
+    bytes_read: AtomicU64,
+    bytes_new: AtomicU64,
+}
+
+impl Attempt<'_> {
+    async fn run(&self) -> Result<BackupSummary, BackupError> {
+        let id = &self.record.id;
+        self.catalog.mark_in_progress(id).await?;
+        let index = self.repo.load_index().await?;
+        let chunks = Arc::new(ChunkSet::new(index.chunks.keys().copied()));
+        let previous: HashMap<String, Entry> = match self.parent {
+            Some(parent) => self
+                .repo
+                .get_manifest(&parent.id, parent.checksum.as_deref())
+                .await?
+                .entries
+                .into_iter()
+                .map(|e| (e.path.clone(), e))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let source_name = self.source.name();
+        let listed = self.source.list().await.map_err(|error| BackupError::Source {
+            source_name: source_name.clone(),
+            error,
+        })?;
+        let mut entries: Vec<Option<Entry>> = Vec::with_capacity(listed.len());
+        let mut jobs = Vec::new();
+        for (i, item) in listed.iter().enumerate() {
+            match previous.get(&item.path) {
+                Some(prev) if unchanged(prev, item) => entries.push(Some(prev.clone())),
+                _ => {
+                    entries.push(None);
+                    jobs.push(i);
+                }
+            }
+        }
+        let changed = jobs.len() as u64;
+        let listed = Arc::new(listed);
+        let counters = Arc::new(Counters::default());
+
+        let (pack_tx, mut pack_rx) = mpsc::channel::<SealedPack>(2);
+        let repo = self.repo.clone();
+        let upload_concurrency = self.options.upload_concurrency.max(1);
+        let uploader = tokio::spawn(async move {
+            let packs = futures::stream::poll_fn(move |cx| pack_rx.poll_recv(cx));
+            packs
+                .map(|pack| {
+                    let repo = repo.clone();
+                    async move { repo.put_pack(pack).await }
+                })
+                .buffer_unordered(upload_concurrency)
+                .try_collect::<Vec<IndexPack>>()
+                .await
+        });
+
+        let jobs = Arc::new(jobs);
+        let cursor = Arc::new(AtomicUsize::new(0));
+        let abort = Arc::new(AtomicBool::new(false));
+        let handle = tokio::runtime::Handle::current();
+        let mut workers = Vec::new();
+        for _ in 0..self.options.concurrency.clamp(1, jobs.len().max(1)) {
+            let (keys, config) = (self.repo.keys.clone(), self.repo.config.clone());
+            let (source, listed, jobs, cursor, abort) = (
+                self.source.clone(),
+                listed.clone(),
+                jobs.clone(),
+                cursor.clone(),
+                abort.clone(),
+            );
+            let (chunks, counters, sink, handle) = (
+                chunks.clone(),
+                counters.clone(),
+                ChannelSink(pack_tx.clone()),
+                handle.clone(),
+            );
+            workers.push(tokio::task::spawn_blocking(
+                move || -> Result<Vec<(usize, Entry)>, BackupError> {
+                    let mut worker = Worker::new(keys, config.chunker, config.compression.level)?;
+                    let mut done = Vec::new();
+                    let result = (|| {
+                        loop {
+                            let next = cursor.fetch_add(1, Ordering::Relaxed);
+                            if next >= jobs.len() || abort.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let item = &listed[jobs[next]];
+                            let (reader, meta) =
+                                source
+                                    .open_blocking(item, &handle)
+                                    .map_err(|error| BackupError::Source {
+                                        source_name: source.name(),
+                                        error,
+                                    })?;
+                            let digest = worker.process_entry(reader, &item.path, &chunks, &sink)?;
+                            counters.bytes_read.fetch_add(digest.size, Ordering::Relaxed);
+                            counters.bytes_new.fetch_add(digest.new_bytes, Ordering::Relaxed);
+                            done.push((
+                                jobs[next],
+                                Entry {
+                                    path: item.path.clone(),
+                                    size: digest.size,
+                                    sha256: digest.sha256,
+                                    mtime: item.mtime.clone(),
+                                    mode: item.mode,
+                                    etag: meta.etag.or_else(|| item.etag.clone()),
+                                    version_id: meta.version_id,
+                                    chunks: digest.chunks,
+                                },
+                            ));
+                        }
+                        worker.flush(&sink)?;
+                        Ok(())
+                    })();
+                    if result.is_err() {
+                        abort.store(true, Ordering::Relaxed);
+                    }
+                    result.map(|()| done)
+                },
+            ));
+        }
+        drop(pack_tx);
+
+        let mut first_error: Option<BackupError> = None;
+        for worker in workers {
+            let outcome = worker.await.map_err(|e| BackupError::Internal {
+                id: id.clone(),
+                message: e.to_string(),
+            });
+            match outcome.and_then(|r| r) {
+                Ok(done) => {
+                    for (i, entry) in done {
+                        entries[i] = Some(entry);
+                    }
+                }
+                Err(error) => {
+                    let is_sink = matches!(error, BackupError::Pipeline(PipelineError::Sink(_)));
+                    if first_error.is_none() || !is_sink {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        let uploaded = uploader.await.map_err(|e| BackupError::Internal {
+            id: id.clone(),
+            message: e.to_string(),
+        });
+        let packs = match (uploaded, first_error) {
+            (Ok(Err(upload_error)), _) => return Err(upload_error.into()),
+            (Err(join), _) => return Err(join),
+            (Ok(Ok(_)), Some(error)) => return Err(error),
+            (Ok(Ok(packs)), None) => packs,
+        };
+
+        let mut bytes_stored: u64 = packs.iter().map(|p| p.size).sum();
+        let packs_written = packs.len() as u64;
+        if !packs.is_empty() {
+            self.repo.put_index(packs).await?;
+        }
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| BackupError::Internal {
+                id: id.clone(),
+                message: "an entry was neither read nor reused".into(),
+            })?;
+        let manifest = Manifest {
+            version: FORMAT_VERSION,
+            backup_id: id.clone(),
+            source: source_name.clone(),
+            backup_type: self.record.backup_type,
+            parent_backup: self.record.parent_backup.clone(),
+            created_at: self.record.created_at.clone(),
+            entries,
+        };
+        let checksum = self.repo.put_manifest(&manifest).await?;
+        bytes_stored += manifest.seal(&self.repo.keys).map(|m| m.len() as u64).unwrap_or(0);
+        let size = manifest.size();
+        let entry_count = manifest.entries.len() as u64;
+        self.catalog
+            .complete(
+                id,
+                &Completion {
+                    size,
+                    compressed_size: bytes_stored,
+                    entry_count,
+                    changed_count: changed,
+                    checksum,
+                },
+            )
+            .await?;
+        let bytes_read = counters.bytes_read.load(Ordering::Relaxed);
+        Ok(BackupSummary {
+            backup_id: id.clone(),
+            backup_type: self.record.backup_type,
+            status: BackupStatus::Completed,
+            source: source_name,
+            parent_backup: self.record.parent_backup.clone(),
+            duplicate: false,
+            entries_scanned: entry_count,
+            entries_changed: changed,
+            bytes_scanned: size,
+            bytes_read,
+            bytes_new: counters.bytes_new.load(Ordering::Relaxed),
+            bytes_stored,
+            reduction_ratio: if bytes_stored == 0 {
+                0.0
+            } else {
+                bytes_read as f64 / bytes_stored as f64
+            },
+            packs_written,
+            duration_seconds: self.started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: u64, etag: Option<&str>, mtime: Option<&str>) -> Entry {
+        Entry {
+            path: "p".into(),
+            size,
+            sha256: String::new(),
+            mtime: mtime.map(str::to_owned),
+            mode: Some(0o644),
+            etag: etag.map(str::to_owned),
+            version_id: None,
+            chunks: vec![],
+        }
+    }
+
+    fn listed(size: u64, etag: Option<&str>, mtime: Option<&str>) -> SourceEntry {
+        SourceEntry {
+            path: "p".into(),
+            size,
+            mtime: mtime.map(str::to_owned),
+            mode: Some(0o644),
+            etag: etag.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn change_detection_uses_etag_for_objects_and_mtime_for_files() {
+        let cases = [
+            (
+                entry(1, Some("\"a\""), None),
+                listed(1, Some("\"a\""), Some("t2")),
+                true,
+            ),
+            (entry(1, Some("\"a\""), None), listed(1, Some("\"b\""), None), false),
+            (entry(1, Some("\"a\""), None), listed(2, Some("\"a\""), None), false),
+            (entry(1, None, Some("t1")), listed(1, None, Some("t1")), true),
+            (entry(1, None, Some("t1")), listed(1, None, Some("t2")), false),
+            (entry(1, None, Some("t1")), listed(1, Some("\"a\""), Some("t1")), false),
+        ];
+        for (i, (previous, now, expected)) in cases.iter().enumerate() {
+            assert_eq!(unchanged(previous, now), *expected, "case {i}");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Lifeboat's domain library.
+//!
+//! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
+//! Modules are named for the domain: see ARCHITECTURE.md for the map.
+//!
+//! Architecture invariant: `format`, `crypto` and `pipeline` import no AWS SDK
+//! type; they are pure and build without the `aws` feature.
+
+pub mod crypto;
+pub mod format;
+pub mod ids;
+pub mod pipeline;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod backup;
+#[cfg(feature = "aws")]
+pub mod catalog;
+#[cfg(feature = "aws")]
+pub mod keys;
+#[cfg(feature = "aws")]
+pub mod repo;
+#[cfg(feature = "aws")]
+pub mod restore;
+#[cfg(feature = "aws")]
+pub mod source;
+#[cfg(feature = "aws")]
+pub mod storage;

@@ -1,0 +1,423 @@
+//! Object storage: S3, or a local directory, behind one small interface.
+//!
+//! Everything Lifeboat stores goes through `Storage`, so the repository code
+//! is the same for both. Errors name the bucket or key and what to do.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::aws::error_code;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("bucket {bucket} does not exist (or is in another account): check the name, or create it first")]
+    NoBucket { bucket: String },
+    #[error("access to {location} was denied ({message}): the role needs s3:GetObject, s3:PutObject and s3:ListBucket on it")]
+    AccessDenied { location: String, message: String },
+    #[error("bucket {bucket} is not in region {region}: pass --region with the bucket's region ({message})")]
+    WrongRegion {
+        bucket: String,
+        region: String,
+        message: String,
+    },
+    #[error("{location}: {message}")]
+    Other { location: String, message: String },
+}
+
+/// Where a store or a source lives: `s3://BUCKET[/PREFIX]` or a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    S3 { bucket: String, prefix: String },
+    Dir(PathBuf),
+}
+
+impl Location {
+    /// Parses `s3://bucket/prefix`, `file:///path` or a plain path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!(
+                    "{text:?} names no bucket: write s3://BUCKET or s3://BUCKET/PREFIX"
+                ));
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        if text.contains("://") && !text.starts_with("file://") {
+            return Err(format!("{text:?} is neither s3://BUCKET/PREFIX nor a local path"));
+        }
+        let path = text.strip_prefix("file://").unwrap_or(text);
+        if path.is_empty() {
+            return Err("an empty location: give s3://BUCKET/PREFIX or a directory".to_owned());
+        }
+        Ok(Self::Dir(PathBuf::from(path)))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::Dir(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// An object and its size, from a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A bucket (keys relative to the bucket) or a directory (keys relative to it).
+#[derive(Clone, Debug)]
+pub enum Storage {
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        region: String,
+    },
+    Dir {
+        root: PathBuf,
+    },
+}
+
+impl Storage {
+    pub fn s3(client: aws_sdk_s3::Client, bucket: &str, region: &str) -> Self {
+        Self::S3 {
+            client,
+            bucket: bucket.to_owned(),
+            region: region.to_owned(),
+        }
+    }
+
+    pub fn dir(root: impl Into<PathBuf>) -> Self {
+        Self::Dir { root: root.into() }
+    }
+
+    /// `s3://bucket/key` or the file path, for messages.
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            Storage::S3 { bucket, .. } => format!("s3://{bucket}/{key}"),
+            Storage::Dir { root } => root.join(key).display().to_string(),
+        }
+    }
+
+    pub(crate) fn s3_error<E>(&self, key: &str, error: aws_sdk_s3::error::SdkError<E, HttpResponse>) -> StorageError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (code, message) = error_code(&error);
+        let status = match &error {
+            aws_sdk_s3::error::SdkError::ServiceError(e) => Some(e.raw().status().as_u16()),
+            _ => None,
+        };
+        let (bucket, region) = match self {
+            Storage::S3 { bucket, region, .. } => (bucket.clone(), region.clone()),
+            Storage::Dir { .. } => (String::new(), String::new()),
+        };
+        match (code.as_deref(), status) {
+            (Some("NoSuchBucket"), _) => StorageError::NoBucket { bucket },
+            (Some("NoSuchKey") | Some("NotFound"), _) | (_, Some(404)) => StorageError::NotFound(self.describe(key)),
+            (Some("AccessDenied"), _) | (_, Some(403)) => StorageError::AccessDenied {
+                location: self.describe(key),
+                message,
+            },
+            (
+                Some("PermanentRedirect")
+                | Some("AuthorizationHeaderMalformed")
+                | Some("IllegalLocationConstraintException"),
+                _,
+            )
+            | (_, Some(301)) => StorageError::WrongRegion {
+                bucket,
+                region,
+                message,
+            },
+            _ => StorageError::Other {
+                location: self.describe(key),
+                message,
+            },
+        }
+    }
+
+    fn io_error(&self, key: &str, error: std::io::Error) -> StorageError {
+        match error.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound(self.describe(key)),
+            std::io::ErrorKind::PermissionDenied => StorageError::AccessDenied {
+                location: self.describe(key),
+                message: error.to_string(),
+            },
+            _ => StorageError::Other {
+                location: self.describe(key),
+                message: error.to_string(),
+            },
+        }
+    }
+
+    /// Checks the bucket or directory exists and is reachable.
+    pub async fn check(&self) -> Result<(), StorageError> {
+        match self {
+            Storage::S3 { client, bucket, .. } => {
+                client
+                    .head_bucket()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .map_err(|e| match self.s3_error("", e) {
+                        StorageError::NotFound(_) => StorageError::NoBucket { bucket: bucket.clone() },
+                        other => other,
+                    })?;
+                Ok(())
+            }
+            Storage::Dir { root } => match tokio::fs::metadata(root).await {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => Err(StorageError::Other {
+                    location: root.display().to_string(),
+                    message: "is not a directory".into(),
+                }),
+                Err(e) => Err(self.io_error("", e)),
+            },
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        match self {
+            Storage::S3 { client, bucket, .. } => {
+                let output = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| self.s3_error(key, e))?;
+                let body = output.body.collect().await.map_err(|e| StorageError::Other {
+                    location: self.describe(key),
+                    message: format!("download interrupted: {e}"),
+                })?;
+                Ok(body.into_bytes())
+            }
+            Storage::Dir { root } => tokio::fs::read(root.join(key))
+                .await
+                .map(Bytes::from)
+                .map_err(|e| self.io_error(key, e)),
+        }
+    }
+
+    /// `length` bytes from `offset` (fewer if the object is shorter).
+    pub async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        if length == 0 {
+            return Ok(Bytes::new());
+        }
+        match self {
+            Storage::S3 { client, bucket, .. } => {
+                let range = format!("bytes={offset}-{}", offset + length - 1);
+                let output = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .range(range)
+                    .send()
+                    .await
+                    .map_err(|e| self.s3_error(key, e))?;
+                let body = output.body.collect().await.map_err(|e| StorageError::Other {
+                    location: self.describe(key),
+                    message: format!("download interrupted: {e}"),
+                })?;
+                Ok(body.into_bytes())
+            }
+            Storage::Dir { root } => {
+                let bytes = tokio::fs::read(root.join(key))
+                    .await
+                    .map_err(|e| self.io_error(key, e))?;
+                let start = (offset as usize).min(bytes.len());
+                let end = (offset as usize).saturating_add(length as usize).min(bytes.len());
+                Ok(Bytes::copy_from_slice(&bytes[start..end]))
+            }
+        }
+    }
+
+    /// Returns `None` when the object does not exist.
+    pub async fn get_optional(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        match self.get(key).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Stores an object whole. A local file is written to a temporary name
+    /// and renamed, so a reader never sees half of it.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        match self {
+            Storage::S3 { client, bucket, .. } => {
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(ByteStream::from(bytes))
+                    .send()
+                    .await
+                    .map_err(|e| self.s3_error(key, e))?;
+                Ok(())
+            }
+            Storage::Dir { root } => {
+                let path = root.join(key);
+                if let Some(parent) = path.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(|e| self.io_error(key, e))?;
+                }
+                let temporary = temporary_name(&path);
+                tokio::fs::write(&temporary, &bytes)
+                    .await
+                    .map_err(|e| self.io_error(key, e))?;
+                tokio::fs::rename(&temporary, &path)
+                    .await
+                    .map_err(|e| self.io_error(key, e))
+            }
+        }
+    }
+
+    /// Every object under `prefix`, with sizes.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        match self {
+            Storage::S3 { client, bucket, .. } => {
+                let mut objects = Vec::new();
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| self.s3_error(prefix, e))?;
+                    for object in page.contents() {
+                        if let Some(key) = object.key() {
+                            objects.push(ObjectInfo {
+                                key: key.to_owned(),
+                                size: object.size().unwrap_or(0) as u64,
+                            });
+                        }
+                    }
+                }
+                Ok(objects)
+            }
+            Storage::Dir { root } => {
+                let root = root.clone();
+                let prefix = prefix.to_owned();
+                tokio::task::spawn_blocking(move || list_dir(&root, &prefix))
+                    .await
+                    .map_err(|e| StorageError::Other {
+                        location: "listing".into(),
+                        message: e.to_string(),
+                    })?
+            }
+        }
+    }
+}
+
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.lifeboat-tmp-{:08x}", rand::random::<u32>()))
+}
+
+fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(StorageError::Other {
+                    location: dir.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                let hidden_temporary = key.rsplit('/').next().is_some_and(|n| n.contains(".lifeboat-tmp-"));
+                if key.starts_with(prefix) && !hidden_temporary {
+                    out.push(ObjectInfo { key, size: meta.len() });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        let cases = [
+            (
+                "s3://b",
+                Ok(Location::S3 {
+                    bucket: "b".into(),
+                    prefix: String::new(),
+                }),
+            ),
+            (
+                "s3://b/x/y/",
+                Ok(Location::S3 {
+                    bucket: "b".into(),
+                    prefix: "x/y".into(),
+                }),
+            ),
+            ("/tmp/d", Ok(Location::Dir("/tmp/d".into()))),
+            ("file:///tmp/d", Ok(Location::Dir("/tmp/d".into()))),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(Location::parse(text), expected, "{text}");
+        }
+        for bad in ["s3://", "gs://b/p", ""] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Location::parse("s3://b/p").unwrap().to_string(), "s3://b/p");
+    }
+
+    #[tokio::test]
+    async fn dir_storage_puts_gets_and_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::dir(dir.path());
+        storage.check().await.unwrap();
+        storage.put("a/b/c", Bytes::from_static(b"xyz")).await.unwrap();
+        storage.put("a/d", Bytes::from_static(b"1")).await.unwrap();
+        assert_eq!(storage.get("a/b/c").await.unwrap(), Bytes::from_static(b"xyz"));
+        assert!(matches!(storage.get("nope").await, Err(StorageError::NotFound(_))));
+        assert_eq!(storage.get_optional("nope").await.unwrap(), None);
+        let keys: Vec<_> = storage
+            .list("a/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        assert_eq!(keys, vec![("a/b/c".to_owned(), 3), ("a/d".to_owned(), 1)]);
+        assert!(storage.list("zzz").await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests: the real binaries and handlers against the AWS emulator.
+
+mod harness_selftest;
