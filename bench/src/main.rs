@@ -60,12 +60,14 @@ impl BenchOptions {
                 Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
                 None => (arg, None),
             };
-            if flag == "--json" {
-                options.json = true;
-                continue;
-            }
-            if flag == "--help" || flag == "-h" {
-                return Err(String::new());
+            match flag.as_str() {
+                "--json" => {
+                    options.json = true;
+                    continue;
+                }
+                "--help" | "-h" => return Err(String::new()),
+                "--size-mib" | "--threads" | "--level" | "--runs" | "--seed" => {}
+                _ => return Err(format!("unknown argument {flag:?}")),
             }
             let value = inline
                 .or_else(|| args.next())
@@ -77,7 +79,7 @@ impl BenchOptions {
                 "--level" => options.level = value.parse().map_err(|e| bad(&e))?,
                 "--runs" => options.runs = value.parse().map_err(|e| bad(&e))?,
                 "--seed" => options.seed = value.parse().map_err(|e| bad(&e))?,
-                _ => return Err(format!("unknown argument {flag:?}")),
+                _ => unreachable!("value flags are matched above"),
             }
         }
         if options.size_mib == 0 || options.threads == 0 || options.runs == 0 {

@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::catalog::{format_time, BackupRecord, BackupStatus, Begin, Catalog, CatalogError, Completion};
-use crate::format::{BackupType, Entry, IndexPack, Manifest, SealedPack, FORMAT_VERSION};
+use crate::crypto::Keys;
+use crate::format::{BackupType, Entry, FormatError, IndexPack, Manifest, PackBuilder, SealedPack, FORMAT_VERSION};
 use crate::ids::BackupId;
 use crate::pipeline::{ChunkSet, PackSink, PipelineError, Worker};
 use crate::repo::{RepoError, Repository};
@@ -313,7 +314,7 @@ impl Attempt<'_> {
                 handle.clone(),
             );
             workers.push(tokio::task::spawn_blocking(
-                move || -> Result<Vec<(usize, Entry)>, BackupError> {
+                move || -> Result<WorkerOutput, BackupError> {
                     let mut worker = Worker::new(keys, config.chunker, config.compression.level)?;
                     let mut done = Vec::new();
                     let result = (|| {
@@ -347,29 +348,29 @@ impl Attempt<'_> {
                                 },
                             ));
                         }
-                        worker.flush(&sink)?;
                         Ok(())
                     })();
                     if result.is_err() {
                         abort.store(true, Ordering::Relaxed);
                     }
-                    result.map(|()| done)
+                    result.map(|()| (done, worker.into_open_pack()))
                 },
             ));
         }
-        drop(pack_tx);
 
         let mut first_error: Option<BackupError> = None;
+        let mut open_packs = Vec::new();
         for worker in workers {
             let outcome = worker.await.map_err(|e| BackupError::Internal {
                 id: id.clone(),
                 message: e.to_string(),
             });
             match outcome.and_then(|r| r) {
-                Ok(done) => {
+                Ok((done, open_pack)) => {
                     for (i, entry) in done {
                         entries[i] = Some(entry);
                     }
+                    open_packs.push(open_pack);
                 }
                 Err(error) => {
                     let is_sink = matches!(error, BackupError::Pipeline(PipelineError::Sink(_)));
@@ -379,6 +380,27 @@ impl Attempt<'_> {
                 }
             }
         }
+        if first_error.is_none() {
+            // The workers' last, partly filled packs become as few packs as they fill.
+            let keys = self.repo.keys.clone();
+            let merged = tokio::task::spawn_blocking(move || merge_open_packs(&keys, open_packs))
+                .await
+                .map_err(|e| BackupError::Internal {
+                    id: id.clone(),
+                    message: e.to_string(),
+                })?;
+            match merged {
+                Ok(packs) => {
+                    for pack in packs {
+                        if pack_tx.send(pack).await.is_err() {
+                            break; // the uploader failed; its error is reported below
+                        }
+                    }
+                }
+                Err(error) => first_error = Some(PipelineError::from(error).into()),
+            }
+        }
+        drop(pack_tx);
         let uploaded = uploader.await.map_err(|e| BackupError::Internal {
             id: id.clone(),
             message: e.to_string(),
@@ -450,6 +472,26 @@ impl Attempt<'_> {
             duration_seconds: self.started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// What a worker hands back: the entries it read and its unfinished pack.
+type WorkerOutput = (Vec<(usize, Entry)>, PackBuilder);
+
+fn merge_open_packs(keys: &Keys, open_packs: Vec<PackBuilder>) -> Result<Vec<SealedPack>, FormatError> {
+    let mut sealed = Vec::new();
+    let mut current = PackBuilder::new();
+    for open in &open_packs {
+        for (entry, blob) in open.blobs() {
+            current.push_sealed(entry, blob);
+            if current.is_full() {
+                sealed.push(std::mem::take(&mut current).finish(keys)?);
+            }
+        }
+    }
+    if !current.is_empty() {
+        sealed.push(current.finish(keys)?);
+    }
+    Ok(sealed)
 }
 
 #[cfg(test)]

@@ -144,6 +144,12 @@ impl Worker {
         Ok(())
     }
 
+    /// Hands over this worker's open pack, so the blobs of several workers'
+    /// last packs can share one pack instead of each making a small one.
+    pub fn into_open_pack(self) -> PackBuilder {
+        self.pack
+    }
+
     /// Closes this worker's open pack, if it holds anything.
     pub fn flush(&mut self, sink: &dyn PackSink) -> Result<(), PipelineError> {
         if !self.pack.is_empty() {

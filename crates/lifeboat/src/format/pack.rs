@@ -57,6 +57,22 @@ impl PackBuilder {
         Ok(())
     }
 
+    /// Appends a blob sealed elsewhere (by another worker's builder).
+    pub fn push_sealed(&mut self, entry: PackHeaderEntry, blob: &[u8]) {
+        self.data.extend_from_slice(blob);
+        self.entries.push(entry);
+    }
+
+    /// The blobs so far, with their header entries.
+    pub fn blobs(&self) -> impl Iterator<Item = (PackHeaderEntry, &[u8])> {
+        let mut offset = 0usize;
+        self.entries.iter().map(move |entry| {
+            let blob = &self.data[offset..offset + entry.length as usize];
+            offset += entry.length as usize;
+            (*entry, blob)
+        })
+    }
+
     /// Bytes of blobs so far.
     pub fn len(&self) -> usize {
         self.data.len()
@@ -174,6 +190,27 @@ mod tests {
                 chunk
             );
         }
+    }
+
+    #[test]
+    fn blobs_move_between_builders_unchanged() {
+        let keys = Keys::from_material(&[4; KEY_MATERIAL_LEN]).unwrap();
+        let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
+        let mut first = PackBuilder::new();
+        for chunk in [b"one".as_slice(), b"two"] {
+            first
+                .add_chunk(&keys, &keys.chunk_id(chunk), chunk, &mut compressor, &mut Vec::new())
+                .unwrap();
+        }
+        let mut merged = PackBuilder::new();
+        for (entry, blob) in first.blobs() {
+            merged.push_sealed(entry, blob);
+        }
+        let pack = merged.finish(&keys).unwrap();
+        let blobs = read_pack_header(&keys, &pack.bytes, "merged").unwrap();
+        assert_eq!(blobs.len(), 2);
+        let sealed = &pack.bytes[blobs[1].offset as usize..(blobs[1].offset + blobs[1].length) as usize];
+        assert_eq!(open_blob(&keys, &blobs[1].id, sealed, 3).unwrap(), b"two");
     }
 
     #[test]
