@@ -2,4 +2,5 @@
 
 mod files;
 mod harness_selftest;
+mod memory;
 mod support;
