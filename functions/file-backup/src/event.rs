@@ -65,8 +65,19 @@ impl BackupRequest {
                 "the payload is not a JSON object: send a plan such as {\"source\": \"s3://bucket/prefix\", \"type\": \"full\"}".to_owned()
             });
         }
-        let plan: Plan = serde_json::from_value(plan_value)
-            .map_err(|e| format!("the backup plan in the event is not valid: {e}"))?;
+        // serde_path_to_error names the field at fault ("source" in
+        // {"source": 5}), which serde_json alone does not.
+        let plan: Plan = serde_path_to_error::deserialize(plan_value).map_err(|e| {
+            let field = e.path().to_string();
+            if field == "." {
+                format!("the backup plan in the event is not valid: {}", e.inner())
+            } else {
+                format!(
+                    "the backup plan in the event is not valid: field {field:?}: {}",
+                    e.inner()
+                )
+            }
+        })?;
         let backup_type = plan.backup_type.parse::<BackupType>()?;
         if plan.concurrency == Some(0) {
             return Err("the plan's concurrency must be at least 1".to_owned());
@@ -128,6 +139,14 @@ mod tests {
                 "unknown backup type \"weekly\"",
             ),
             (json!({"source": "s3://a", "sorce": "typo"}), "unknown field `sorce`"),
+            (
+                json!({"source": 5}),
+                "field \"source\": invalid type: integer `5`, expected a string",
+            ),
+            (
+                json!({"source": "s3://a", "retentionDays": "35"}),
+                "field \"retentionDays\": invalid type: string \"35\"",
+            ),
             (json!({"source": "s3://a", "concurrency": 0}), "at least 1"),
         ];
         for (event, expected) in cases {
