@@ -3,9 +3,10 @@
 //! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
-//! Architecture invariant: `format`, `crypto` and `pipeline` import no AWS SDK
+//! Architecture invariant: `format`, `crypto`, `chunker` and `pipeline` import no AWS SDK
 //! type; they are pure and build without the `aws` feature.
 
+pub mod chunker;
 pub mod crypto;
 pub mod format;
 pub mod ids;

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use fastcdc::v2020::StreamCDC;
 use sha2::{Digest, Sha256};
 
+use crate::chunker::{ChunksError, ReadChunker};
 use crate::crypto::Keys;
 use crate::format::{ChunkerParams, FormatError, PackBuilder, SealedPack};
 use crate::ids::ChunkId;
@@ -74,27 +74,52 @@ pub struct EntryDigest {
     pub new_bytes: u64,
 }
 
-/// One thread's share of a backup: its own compressor, buffers and open pack.
+/// One thread's share of a backup: its own chunker buffer, compressor and open pack.
 pub struct Worker {
+    chunker: ReadChunker,
+    packer: Packer,
+}
+
+/// The storing half of a worker: compress, seal, pack.
+struct Packer {
     keys: Arc<Keys>,
-    chunker: ChunkerParams,
     compressor: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
     pack: PackBuilder,
-    /// Blob bytes this worker wrote into packs (the store's growth before headers).
-    pub stored_bytes: u64,
+    stored_bytes: u64,
+}
+
+impl Packer {
+    fn store_chunk(&mut self, id: &ChunkId, data: &[u8], sink: &dyn PackSink) -> Result<(), PipelineError> {
+        let before = self.pack.len();
+        self.pack
+            .add_chunk(&self.keys, id, data, &mut self.compressor, &mut self.scratch)?;
+        self.stored_bytes += (self.pack.len() - before) as u64;
+        if self.pack.is_full() {
+            let full = std::mem::take(&mut self.pack);
+            sink.pack_ready(full.finish(&self.keys)?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Worker {
     pub fn new(keys: Arc<Keys>, chunker: ChunkerParams, zstd_level: i32) -> Result<Self, PipelineError> {
         Ok(Self {
-            keys,
-            chunker,
-            compressor: zstd::bulk::Compressor::new(zstd_level).map_err(PipelineError::Compressor)?,
-            scratch: Vec::new(),
-            pack: PackBuilder::new(),
-            stored_bytes: 0,
+            chunker: ReadChunker::new(chunker),
+            packer: Packer {
+                keys,
+                compressor: zstd::bulk::Compressor::new(zstd_level).map_err(PipelineError::Compressor)?,
+                scratch: Vec::new(),
+                pack: PackBuilder::new(),
+                stored_bytes: 0,
+            },
         })
+    }
+
+    /// Blob bytes this worker wrote into packs (the store's growth before headers).
+    pub fn stored_bytes(&self) -> u64 {
+        self.packer.stored_bytes
     }
 
     /// Reads `reader` to its end, storing the chunks `chunks` does not know.
@@ -108,53 +133,42 @@ impl Worker {
     ) -> Result<EntryDigest, PipelineError> {
         let mut digest = EntryDigest::default();
         let mut sha = Sha256::new();
-        let c = self.chunker;
-        for chunk in StreamCDC::new(reader, c.min, c.avg, c.max) {
-            let chunk = chunk.map_err(|e| PipelineError::Read {
-                what: what.to_owned(),
-                source: match e {
-                    fastcdc::v2020::Error::IoError(io) => io,
-                    other => std::io::Error::other(other.to_string()),
+        let packer = &mut self.packer;
+        self.chunker
+            .chunks(reader, |chunk| {
+                sha.update(chunk);
+                digest.size += chunk.len() as u64;
+                let id = packer.keys.chunk_id(chunk);
+                if chunks.claim(id) {
+                    packer.store_chunk(&id, chunk, sink)?;
+                    digest.new_chunks += 1;
+                    digest.new_bytes += chunk.len() as u64;
+                }
+                digest.chunks.push(id);
+                Ok(())
+            })
+            .map_err(|e| match e {
+                ChunksError::Read(source) => PipelineError::Read {
+                    what: what.to_owned(),
+                    source,
                 },
+                ChunksError::Each(error) => error,
             })?;
-            sha.update(&chunk.data);
-            digest.size += chunk.data.len() as u64;
-            let id = self.keys.chunk_id(&chunk.data);
-            if chunks.claim(id) {
-                self.store_chunk(&id, &chunk.data, sink)?;
-                digest.new_chunks += 1;
-                digest.new_bytes += chunk.data.len() as u64;
-            }
-            digest.chunks.push(id);
-        }
         digest.sha256 = hex::encode(sha.finalize());
         Ok(digest)
-    }
-
-    fn store_chunk(&mut self, id: &ChunkId, data: &[u8], sink: &dyn PackSink) -> Result<(), PipelineError> {
-        let before = self.pack.len();
-        self.pack
-            .add_chunk(&self.keys, id, data, &mut self.compressor, &mut self.scratch)?;
-        self.stored_bytes += (self.pack.len() - before) as u64;
-        if self.pack.is_full() {
-            let full = std::mem::take(&mut self.pack);
-            sink.pack_ready(full.finish(&self.keys)?)?;
-            self.pack = PackBuilder::new();
-        }
-        Ok(())
     }
 
     /// Hands over this worker's open pack, so the blobs of several workers'
     /// last packs can share one pack instead of each making a small one.
     pub fn into_open_pack(self) -> PackBuilder {
-        self.pack
+        self.packer.pack
     }
 
     /// Closes this worker's open pack, if it holds anything.
     pub fn flush(&mut self, sink: &dyn PackSink) -> Result<(), PipelineError> {
-        if !self.pack.is_empty() {
-            let open = std::mem::take(&mut self.pack);
-            sink.pack_ready(open.finish(&self.keys)?)?;
+        if !self.packer.pack.is_empty() {
+            let open = std::mem::take(&mut self.packer.pack);
+            sink.pack_ready(open.finish(&self.packer.keys)?)?;
         }
         Ok(())
     }
