@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binaries and handlers against the AWS emulator.
 
+mod catalog;
 mod damage;
 mod files;
 mod function;
