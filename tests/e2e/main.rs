@@ -1,9 +1,14 @@
 //! End-to-end tests: the real binaries and handlers against the AWS emulator.
 
+mod audit;
 mod catalog;
 mod damage;
+mod dumps;
 mod files;
 mod function;
+mod gc;
 mod harness_selftest;
 mod memory;
+mod retention;
 mod support;
+mod verify;

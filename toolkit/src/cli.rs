@@ -61,9 +61,47 @@ pub enum Command {
     /// Restore from a backup.
     #[command(subcommand)]
     Restore(RestoreCommand),
+    /// Hold backups so that retention never deletes them (legal hold).
+    #[command(subcommand)]
+    Hold(HoldCommand),
+    /// Apply a retention policy: keep what it keeps, delete the other backups' records and manifests.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Check that a backup is complete and intact in the store; exit 6 if it is not.
+    Verify {
+        /// Backup id, or `latest` (with --source).
+        id: String,
+        /// Also download every pack and read every entry back, checking every checksum.
+        #[arg(long)]
+        deep: bool,
+        /// The source whose latest backup `latest` means.
+        #[arg(long)]
+        source: Option<String>,
+        /// Packs (and, with --deep, entries) read at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// Manage the store's keys.
+    /// Remove chunk data no completed backup references (two-phase, safe while backups run).
+    Gc {
+        /// Print what would be marked and swept; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sweep candidate lists only once they are this old (e.g. 1h, 30m, 0s).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Treat unfinished backups older than this as dead (they are marked failed).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        assume_dead_after: std::time::Duration,
+        /// Evaluate as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+    },
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The tamper-evident audit trail of what was done to the backups.
+    #[command(subcommand)]
+    AuditLog(AuditLogCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,6 +114,14 @@ pub enum BackupCommand {
         /// Entries read at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Days to keep this backup (sets retentionUntil).
+        #[arg(long)]
+        retention_days: Option<u32>,
+    },
+    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB or mysql://…) into the store.
+    Dump {
+        /// The database's URL; the password may also come from PGPASSWORD or MYSQL_PWD.
+        url: String,
         /// Days to keep this backup (sets retentionUntil).
         #[arg(long)]
         retention_days: Option<u32>,
@@ -117,10 +163,97 @@ pub enum RestoreCommand {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// Restore a database dump into a database (created if it does not exist).
+    Dump {
+        /// Backup id, or `latest` (with --source).
+        id: String,
+        /// The target database's URL, of the dump's engine.
+        #[arg(long)]
+        to: String,
+        /// Restore into a database that already has tables, replacing the dumped objects.
+        #[arg(long)]
+        overwrite: bool,
+        /// The source (the dumped database's URL) whose latest backup `latest` means.
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Re-wrap the store's keys with the KMS key given by --kms-key; no data is rewritten.
     Rewrap,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditLogCommand {
+    /// Check every record's hash and link and the trail's head; exit 7 if it was tampered with.
+    Verify,
+    /// The trail's records, oldest first.
+    Show {
+        /// Only records appended at or after this RFC 3339 time (e.g. 2026-11-23T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HoldCommand {
+    /// Hold a backup: retention will not delete it until the hold is removed.
+    Add {
+        /// Backup id.
+        id: String,
+        /// Why (a case number, a ticket): kept with the hold.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove a backup's hold.
+    Remove {
+        /// Backup id.
+        id: String,
+    },
+    /// Every hold, oldest first.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Plan a retention policy and apply it (with --dry-run, only print the plan).
+    Apply(RetentionArgs),
+}
+
+/// A retention policy and where to apply it. A backup is kept if any rule keeps it;
+/// held, locked, unfinished, newest-verified backups and parents of kept ones always stay.
+#[derive(Args, Debug)]
+pub struct RetentionArgs {
+    /// Only backups of this source (default: every source, each on its own).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Keep the N newest completed backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last D days that have backups.
+    #[arg(long, value_name = "D")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last W ISO weeks that have backups.
+    #[arg(long, value_name = "W")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last M months that have backups.
+    #[arg(long, value_name = "M")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last Y years that have backups.
+    #[arg(long, value_name = "Y")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup made in the last N days (failed ones too; default grace for failed: 7 days).
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u32>,
+    /// Where days, weeks, months and years begin: an IANA time zone.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Plan as of this time (RFC 3339) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print the plan (what would be deleted, why each kept backup stays); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -6,17 +6,24 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lifeboat::audit::{parse_time, AuditEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::backup::{run_backup, BackupError, BackupOptions};
-use lifeboat::catalog::Catalog;
+use lifeboat::catalog::{Catalog, HoldRecord};
+use lifeboat::dump::{run_dump_backup, DatabaseUrl, DumpBackupOptions, DumpError, DumpRestoreOptions};
+use lifeboat::expire::{apply_expiry, plan_expiry};
 use lifeboat::format::BackupType;
+use lifeboat::gc::{collect_garbage, GcOptions};
 use lifeboat::ids::BackupId;
 use lifeboat::keys::{KeyError, Kms};
 use lifeboat::repo::{storage_for, RepoError, Repository};
 use lifeboat::restore::{plan_restore, run_restore, RestoreError, RestoreOptions};
+use lifeboat::retention::RetentionPolicy;
 use lifeboat::storage::Location;
+use lifeboat::verify::{run_verify, VerifyMode, VerifyOptions};
 
-use crate::cli::{BackupCommand, BackupsCommand, Cli, Command, Global, KeysCommand, RestoreCommand};
+use crate::cli::{AuditLogCommand, BackupCommand, BackupsCommand, Cli, Command, Global, KeysCommand, RestoreCommand};
+use crate::cli::{HoldCommand, RetentionArgs, RetentionCommand};
 use crate::exit;
 use crate::render::Renderer;
 
@@ -83,8 +90,22 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Appends to the audit trail after something was done. What was done
+    /// stands: a trail that cannot be written is a warning, not a failure.
+    async fn audit(&self, event: AuditEvent) {
+        let (action, subject) = (event.action.clone(), event.subject.clone());
+        if let Err(error) = self.catalog.audit_trail().append(event).await {
+            tracing::warn!(%action, %subject, %error, "done, but not recorded in the audit trail");
+        }
+    }
+}
+
 /// The name the catalog records for a source (see `lifeboat::source::Source::name`).
 fn canonical_source(text: &str) -> Result<String> {
+    if let Ok(url) = DatabaseUrl::parse(text) {
+        return Ok(url.to_string());
+    }
     match Location::parse(text).map_err(|e| anyhow!("source: {e}"))? {
         Location::S3 { bucket, prefix } if prefix.is_empty() => Ok(format!("s3://{bucket}/")),
         Location::S3 { bucket, prefix } => Ok(format!("s3://{bucket}/{prefix}/")),
@@ -111,7 +132,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             source,
             concurrency,
         }) => restore_files(&env, &id, &to, include, source.as_deref(), concurrency).await,
+        Command::Verify {
+            id,
+            deep,
+            source,
+            concurrency,
+        } => verify(&env, &id, deep, source.as_deref(), concurrency).await,
+        Command::Backup(BackupCommand::Dump { url, retention_days }) => backup_dump(&env, &url, retention_days).await,
+        Command::Restore(RestoreCommand::Dump {
+            id,
+            to,
+            overwrite,
+            source,
+        }) => restore_dump(&env, &id, &to, overwrite, source.as_deref()).await,
+        Command::Gc {
+            dry_run,
+            grace,
+            assume_dead_after,
+            at,
+        } => gc(&env, dry_run, grace, assume_dead_after, at.as_deref()).await,
         Command::Keys(KeysCommand::Rewrap) => keys_rewrap(&env).await,
+        Command::Hold(HoldCommand::Add { id, reason }) => hold_add(&env, &id, &reason).await,
+        Command::Hold(HoldCommand::Remove { id }) => hold_remove(&env, &id).await,
+        Command::Hold(HoldCommand::List) => hold_list(&env).await,
+        Command::Retention(RetentionCommand::Apply(args)) => retention_apply(&env, &args).await,
+        Command::AuditLog(AuditLogCommand::Verify) => audit_log_verify(&env).await,
+        Command::AuditLog(AuditLogCommand::Show { since }) => audit_log_show(&env, since.as_deref()).await,
     }
 }
 
@@ -163,6 +209,10 @@ async fn backups_show(env: &Env, id: &str, source: Option<&str>) -> Result<ExitC
     let id = env.resolve_backup(id, source).await?;
     let record = env.catalog.get(&id).await?;
     env.out.backup_record(&record);
+    if env.out.is_text() {
+        let latest = env.catalog.verifications(&id, Some(1)).await?;
+        env.out.last_verification(latest.first());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,7 +245,41 @@ async fn restore_files(
     ticker.abort();
     bar.finish_and_clear();
     let summary = result?;
+    env.audit(AuditEvent::new(
+        "restore.completed",
+        &summary.backup_id,
+        serde_json::json!({
+            "target": summary.target,
+            "include": options.include,
+            "entries": summary.entries_restored,
+            "bytes": summary.bytes_restored,
+        }),
+    ))
+    .await;
     env.out.restore(&summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backup_dump(env: &Env, url: &str, retention_days: Option<u32>) -> Result<ExitCode> {
+    let url = DatabaseUrl::parse(url)?;
+    let repo = env.open_repo().await?;
+    let options = DumpBackupOptions { url, retention_days };
+    let summary = run_dump_backup(repo, &env.catalog, &options).await?;
+    env.out.backup(&summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore_dump(env: &Env, id: &str, to: &str, overwrite: bool, source: Option<&str>) -> Result<ExitCode> {
+    let target = DatabaseUrl::parse(to).context("--to")?;
+    let id = env.resolve_backup(id, source).await?;
+    let repo = env.open_repo().await?;
+    let options = DumpRestoreOptions {
+        backup_id: id,
+        target,
+        overwrite,
+    };
+    let summary = lifeboat::dump::restore_dump(repo, &env.catalog, &options).await?;
+    env.out.restore_dump(&summary);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -208,6 +292,49 @@ fn progress_bar(total: u64, text: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+async fn verify(env: &Env, id: &str, deep: bool, source: Option<&str>, concurrency: usize) -> Result<ExitCode> {
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let id = env.resolve_backup(id, source).await?;
+    let repo = env.open_repo().await?;
+    let mode = if deep { VerifyMode::Deep } else { VerifyMode::Quick };
+    let mut options = VerifyOptions::new(&id, mode);
+    options.concurrency = concurrency;
+    let report = run_verify(repo, &env.catalog, &options).await?;
+    env.out.verify(&report);
+    if report.ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::DAMAGE))
+    }
+}
+
+async fn gc(
+    env: &Env,
+    dry_run: bool,
+    grace: std::time::Duration,
+    assume_dead_after: std::time::Duration,
+    at: Option<&str>,
+) -> Result<ExitCode> {
+    let now = match at {
+        None => time::OffsetDateTime::now_utc(),
+        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| anyhow!("--at {text:?} is not an RFC 3339 time (e.g. 2026-11-23T10:00:00Z): {e}"))?,
+    };
+    let duration = |d: std::time::Duration, flag: &str| {
+        time::Duration::try_from(d).map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
+    };
+    let mut options = GcOptions::new(now);
+    options.grace = duration(grace, "--grace")?;
+    options.assume_dead_after = duration(assume_dead_after, "--assume-dead-after")?;
+    options.dry_run = dry_run;
+    let repo = env.open_repo().await?;
+    let report = collect_garbage(&repo, &env.catalog, &options).await?;
+    env.out.gc(&report);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn keys_rewrap(env: &Env) -> Result<ExitCode> {
@@ -223,8 +350,121 @@ async fn keys_rewrap(env: &Env) -> Result<ExitCode> {
         .rewrap(&kms, new_key)
         .await
         .context("re-wrapping the store's keys")?;
+    env.audit(AuditEvent::new(
+        "keys.rewrapped",
+        repo.location(),
+        serde_json::json!({"previousKmsKeyId": old, "kmsKeyId": new}),
+    ))
+    .await;
     env.out.rewrap(repo.location(), &old, &new);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_log_verify(env: &Env) -> Result<ExitCode> {
+    let report = env.catalog.audit_trail().verify().await?;
+    env.out.audit_verification(&report);
+    if report.intact {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::TAMPERED))
+    }
+}
+
+async fn audit_log_show(env: &Env, since: Option<&str>) -> Result<ExitCode> {
+    let since = since.map(parse_time).transpose().context("--since")?;
+    let records = env.catalog.audit_trail().list(since).await?;
+    env.out.audit_records(&records);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backup_id(id: &str) -> Result<String> {
+    BackupId::parse(id)
+        .map(|b| b.to_string())
+        .ok_or_else(|| anyhow!("{id:?} is not a backup id (bk-YYYYMMDDTHHMMSSZ-XXXXXXXX): see `lifeboat backups list`"))
+}
+
+async fn hold_add(env: &Env, id: &str, reason: &str) -> Result<ExitCode> {
+    let id = backup_id(id)?;
+    if reason.trim().is_empty() {
+        bail!("--reason is empty: say why backup {id} is held (a case number, a ticket)");
+    }
+    let hold = HoldRecord {
+        backup_id: id.clone(),
+        reason: reason.to_owned(),
+        actor: lifeboat::audit::actor_from_env(),
+        created_at: lifeboat::catalog::now_rfc3339(),
+    };
+    let added = env.catalog.add_hold(&hold).await?;
+    if added {
+        env.audit(AuditEvent::new(
+            "hold.added",
+            &id,
+            serde_json::json!({"reason": hold.reason}),
+        ))
+        .await;
+    }
+    env.out.hold_added(&hold, added);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn hold_remove(env: &Env, id: &str) -> Result<ExitCode> {
+    let id = backup_id(id)?;
+    let removed = env.catalog.remove_hold(&id).await?;
+    if let Some(hold) = &removed {
+        env.audit(AuditEvent::new(
+            "hold.removed",
+            &id,
+            serde_json::json!({"reason": hold.reason, "heldBy": hold.actor, "heldSince": hold.created_at}),
+        ))
+        .await;
+    }
+    env.out.hold_removed(&id, removed.as_ref());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn hold_list(env: &Env) -> Result<ExitCode> {
+    let holds = env.catalog.list_holds().await?;
+    env.out.holds(&holds);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn retention_apply(env: &Env, args: &RetentionArgs) -> Result<ExitCode> {
+    let policy = RetentionPolicy {
+        keep_days: args.keep_days,
+        keep_last: args.keep_last,
+        daily: args.keep_daily,
+        weekly: args.keep_weekly,
+        monthly: args.keep_monthly,
+        yearly: args.keep_yearly,
+        timezone: args.timezone.clone(),
+    };
+    if !policy.has_rules() {
+        bail!(
+            "no retention rule given: give at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --keep-days"
+        );
+    }
+    policy.validate()?;
+    let now = match &args.at {
+        Some(text) => text
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| anyhow!("--at {text:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z ({e})"))?,
+        None => jiff::Timestamp::now(),
+    };
+    let source = args.source.as_deref().map(canonical_source).transpose()?;
+    let plan = plan_expiry(&env.catalog, source.as_deref(), &policy, now).await?;
+    if args.dry_run {
+        env.out.retention_plan(&plan);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let repo = env.open_repo().await?;
+    let audit = env.catalog.audit_trail();
+    let summary = apply_expiry(&repo, &env.catalog, Some(&audit), &plan).await?;
+    env.out.expiry(&summary);
+    if summary.failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::PARTIAL))
+    }
 }
 
 /// Maps an error to the documented exit code.
@@ -241,6 +481,10 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             })
             .or_else(|| match cause.downcast_ref::<RestoreError>() {
                 Some(RestoreError::Repo(r)) => Some(r),
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<DumpError>() {
+                Some(DumpError::Repo(r) | DumpError::Backup(BackupError::Repo(r))) => Some(r),
                 _ => None,
             });
         match repo {

@@ -18,6 +18,8 @@ pub mod exit {
     pub const PARTIAL: u8 = 3;
     pub const NOT_INITIALISED: u8 = 4;
     pub const KEY_PROBLEM: u8 = 5;
+    pub const DAMAGE: u8 = 6;
+    pub const TAMPERED: u8 = 7;
 }
 
 fn main() -> ExitCode {

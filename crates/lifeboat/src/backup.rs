@@ -33,6 +33,8 @@ pub enum BackupError {
     Pipeline(#[from] PipelineError),
     #[error("backup {id} failed: {message}")]
     Internal { id: String, message: String },
+    #[error("{error}")]
+    Stream { source_name: String, error: StreamError },
 }
 
 /// What to back up, and how.
@@ -182,6 +184,9 @@ pub async fn run_backup(
         parent_backup: parent.as_ref().map(|p| p.id.clone()),
         kms_key_id: repo.config.kms_key_id.clone(),
         error: None,
+        engine: None,
+        server_version: None,
+        database: None,
     };
     if let Begin::Duplicate(existing) = catalog.begin(&record, options.idempotency_key.as_deref()).await? {
         tracing::info!(backup_id = %existing.id, status = existing.status.as_str(), idempotency_key = ?options.idempotency_key, "duplicate delivery: this event already made a backup");
@@ -211,17 +216,61 @@ pub async fn run_backup(
                 duration_seconds = summary.duration_seconds,
                 "backup completed"
             );
+            record_completion(catalog, &summary).await;
             Ok(summary)
         }
         Err(error) => {
-            let message = error.to_string();
-            tracing::error!(backup_id = %record.id, error = %message, "backup failed");
-            if let Err(mark) = catalog.fail(&record.id, &message).await {
-                tracing::error!(backup_id = %record.id, error = %mark, "could not mark the backup failed in the catalog");
-            }
+            record_failure(catalog, &record.id, &error).await;
             Err(error)
         }
     }
+}
+
+/// Appends `backup.completed` to the audit trail. The backup is already
+/// complete: a trail that cannot be written is logged, not a failure.
+async fn record_completion(catalog: &Catalog, summary: &BackupSummary) {
+    let event = crate::audit::AuditEvent::new(
+        "backup.completed",
+        &summary.backup_id,
+        serde_json::json!({
+            "type": summary.backup_type.as_str(),
+            "source": summary.source,
+            "parentBackup": summary.parent_backup,
+            "entries": summary.entries_scanned,
+            "bytes": summary.bytes_scanned,
+            "bytesStored": summary.bytes_stored,
+        }),
+    );
+    if let Err(error) = catalog.audit_trail().append(event).await {
+        tracing::warn!(backup_id = %summary.backup_id, error = %error, "backup completed but could not be recorded in the audit trail");
+    }
+}
+
+/// Marks a backup failed with `error`; a catalog that cannot be updated is logged.
+async fn record_failure(catalog: &Catalog, id: &str, error: &BackupError) {
+    let message = error.to_string();
+    tracing::error!(backup_id = %id, error = %message, "backup failed");
+    if let Err(mark) = catalog.fail(id, &message).await {
+        tracing::error!(backup_id = %id, error = %mark, "could not mark the backup failed in the catalog");
+    }
+}
+
+/// Uploads the packs sent on `packs`, `concurrency` at once; yields their index entries.
+fn spawn_uploader(
+    repo: Arc<Repository>,
+    concurrency: usize,
+    mut packs: mpsc::Receiver<SealedPack>,
+) -> tokio::task::JoinHandle<Result<Vec<IndexPack>, RepoError>> {
+    tokio::spawn(async move {
+        futures::stream::poll_fn(move |cx| packs.poll_recv(cx))
+            .map(|pack| {
+                let repo = repo.clone();
+                async move { repo.put_pack(pack).await }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect::<Vec<IndexPack>>()
+            .await
+    })
 }
 
 struct Attempt<'a> {
@@ -246,7 +295,7 @@ impl Attempt<'_> {
         let id = &self.record.id;
         self.catalog.mark_in_progress(id).await?;
         let index = self.repo.load_index().await?;
-        let chunks = Arc::new(ChunkSet::new(index.chunks.keys().copied()));
+        let chunks = Arc::new(ChunkSet::new(index.dedup_chunks()));
         let previous: HashMap<String, Entry> = match self.parent {
             Some(parent) => self
                 .repo
@@ -278,20 +327,8 @@ impl Attempt<'_> {
         let listed = Arc::new(listed);
         let counters = Arc::new(Counters::default());
 
-        let (pack_tx, mut pack_rx) = mpsc::channel::<SealedPack>(2);
-        let repo = self.repo.clone();
-        let upload_concurrency = self.options.upload_concurrency.max(1);
-        let uploader = tokio::spawn(async move {
-            let packs = futures::stream::poll_fn(move |cx| pack_rx.poll_recv(cx));
-            packs
-                .map(|pack| {
-                    let repo = repo.clone();
-                    async move { repo.put_pack(pack).await }
-                })
-                .buffer_unordered(upload_concurrency)
-                .try_collect::<Vec<IndexPack>>()
-                .await
-        });
+        let (pack_tx, pack_rx) = mpsc::channel::<SealedPack>(2);
+        let uploader = spawn_uploader(self.repo.clone(), self.options.upload_concurrency, pack_rx);
 
         let jobs = Arc::new(jobs);
         let cursor = Arc::new(AtomicUsize::new(0));
@@ -472,6 +509,197 @@ impl Attempt<'_> {
             duration_seconds: self.started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// What a single-stream backup (a database dump) is, for its record and manifest.
+#[derive(Clone, Debug)]
+pub struct StreamSpec {
+    /// The catalog's source name (a database URL without its password).
+    pub source_name: String,
+    /// The manifest's one entry, e.g. `postgresql/shop.pgdump`.
+    pub entry_path: String,
+    pub backup_type: BackupType,
+    pub retention_days: Option<u32>,
+    pub engine: Option<String>,
+    pub server_version: Option<String>,
+    pub database: Option<String>,
+}
+
+/// An error of the stream itself (the program producing it), as its producer words it.
+pub type StreamError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Backs up one stream as a one-entry backup, with the write ordering,
+/// catalog transitions and deduplication of [`run_backup`]. `open` runs on a
+/// blocking thread once the record is in progress; the stream is read to its
+/// end, and a reader that fails at its end (a dump program that exited
+/// non-zero) fails the backup. Stream backups have no parent: deduplication
+/// against the whole store already makes a repeated dump cheap.
+pub async fn run_stream_backup<R, F>(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    spec: &StreamSpec,
+    open: F,
+) -> Result<BackupSummary, BackupError>
+where
+    R: std::io::Read,
+    F: FnOnce() -> Result<R, StreamError> + Send + 'static,
+{
+    let started = Instant::now();
+    let now = time::OffsetDateTime::now_utc();
+    let id = BackupId::new(now);
+    let record = BackupRecord {
+        id: id.to_string(),
+        backup_type: spec.backup_type,
+        status: BackupStatus::Pending,
+        source: spec.source_name.clone(),
+        size: 0,
+        compressed_size: 0,
+        entry_count: 0,
+        changed_count: 0,
+        created_at: format_time(now),
+        completed_at: None,
+        retention_until: spec
+            .retention_days
+            .map(|d| format_time(now + time::Duration::days(d.into()))),
+        checksum: None,
+        storage_location: repo.storage.describe(&repo.layout.manifest(id.as_str())),
+        parent_backup: None,
+        kms_key_id: repo.config.kms_key_id.clone(),
+        error: None,
+        engine: spec.engine.clone(),
+        server_version: spec.server_version.clone(),
+        database: spec.database.clone(),
+    };
+    catalog.begin(&record, None).await?;
+    match stream_attempt(repo, catalog, spec, &record, open, started).await {
+        Ok(summary) => {
+            tracing::info!(
+                backup_id = %summary.backup_id,
+                source = %summary.source,
+                bytes_read = summary.bytes_read,
+                bytes_new = summary.bytes_new,
+                bytes_stored = summary.bytes_stored,
+                duration_seconds = summary.duration_seconds,
+                "stream backup completed"
+            );
+            Ok(summary)
+        }
+        Err(error) => {
+            record_failure(catalog, &record.id, &error).await;
+            Err(error)
+        }
+    }
+}
+
+async fn stream_attempt<R, F>(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    spec: &StreamSpec,
+    record: &BackupRecord,
+    open: F,
+    started: Instant,
+) -> Result<BackupSummary, BackupError>
+where
+    R: std::io::Read,
+    F: FnOnce() -> Result<R, StreamError> + Send + 'static,
+{
+    let id = &record.id;
+    let internal = |message: String| BackupError::Internal {
+        id: id.clone(),
+        message,
+    };
+    catalog.mark_in_progress(id).await?;
+    let index = repo.load_index().await?;
+    let chunks = ChunkSet::new(index.dedup_chunks());
+    drop(index);
+    let (pack_tx, pack_rx) = mpsc::channel::<SealedPack>(2);
+    let uploader = spawn_uploader(repo.clone(), 4, pack_rx);
+    let (keys, config) = (repo.keys.clone(), repo.config.clone());
+    let (source_name, entry_path) = (spec.source_name.clone(), spec.entry_path.clone());
+    let sink = ChannelSink(pack_tx);
+    let worker = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+        let mut worker = Worker::new(keys.clone(), config.chunker, config.compression.level)?;
+        let reader = open().map_err(|error| BackupError::Stream {
+            source_name: source_name.clone(),
+            error,
+        })?;
+        let digest = worker.process_entry(reader, &entry_path, &chunks, &sink)?;
+        let open_pack = worker.into_open_pack();
+        if !open_pack.is_empty() {
+            let last = open_pack.finish(&keys).map_err(PipelineError::from)?;
+            sink.pack_ready(last)?;
+        }
+        Ok(digest)
+    });
+    let read = worker.await.map_err(|e| internal(e.to_string()));
+    let uploaded = uploader.await.map_err(|e| internal(e.to_string()));
+    let (digest, packs) = match (read.and_then(|r| r), uploaded) {
+        // A failed upload makes the reader fail too: report the upload's error.
+        (_, Ok(Err(upload_error))) => return Err(upload_error.into()),
+        (_, Err(join)) => return Err(join),
+        (Err(error), _) => return Err(error),
+        (Ok(digest), Ok(Ok(packs))) => (digest, packs),
+    };
+    let mut bytes_stored: u64 = packs.iter().map(|p| p.size).sum();
+    let packs_written = packs.len() as u64;
+    if !packs.is_empty() {
+        repo.put_index(packs).await?;
+    }
+    let entry = Entry {
+        path: spec.entry_path.clone(),
+        size: digest.size,
+        sha256: digest.sha256,
+        mtime: Some(record.created_at.clone()),
+        mode: None,
+        etag: None,
+        version_id: None,
+        chunks: digest.chunks,
+    };
+    let manifest = Manifest {
+        version: FORMAT_VERSION,
+        backup_id: id.clone(),
+        source: spec.source_name.clone(),
+        backup_type: record.backup_type,
+        parent_backup: None,
+        created_at: record.created_at.clone(),
+        entries: vec![entry],
+    };
+    let checksum = repo.put_manifest(&manifest).await?;
+    bytes_stored += manifest.seal(&repo.keys).map(|m| m.len() as u64).unwrap_or(0);
+    let size = manifest.size();
+    catalog
+        .complete(
+            id,
+            &Completion {
+                size,
+                compressed_size: bytes_stored,
+                entry_count: 1,
+                changed_count: 1,
+                checksum,
+            },
+        )
+        .await?;
+    Ok(BackupSummary {
+        backup_id: id.clone(),
+        backup_type: record.backup_type,
+        status: BackupStatus::Completed,
+        source: spec.source_name.clone(),
+        parent_backup: None,
+        duplicate: false,
+        entries_scanned: 1,
+        entries_changed: 1,
+        bytes_scanned: size,
+        bytes_read: digest.size,
+        bytes_new: digest.new_bytes,
+        bytes_stored,
+        reduction_ratio: if bytes_stored == 0 {
+            0.0
+        } else {
+            digest.size as f64 / bytes_stored as f64
+        },
+        packs_written,
+        duration_seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// What a worker hands back: the entries it read and its unfinished pack.

@@ -3,13 +3,15 @@
 //! Keys (see ARCHITECTURE.md, "The catalog table"):
 //! - backup record: `pk = backup#ID`, `sk = backup`;
 //! - idempotency claim: `pk = event#KEY`, `sk = event`, pointing at a backup;
+//! - hold (legal hold): `pk = hold#ID`, `sk = hold`, no GSI keys;
 //! - GSI `bySource` (`gsi1pk = source#SOURCE`, `gsi1sk = CREATEDAT#ID`): a
 //!   source's backups in time order;
 //! - GSI `byTime` (`gsi2pk = backup`, `gsi2sk = CREATEDAT#ID`): all backups in
 //!   time order.
 //!
-//! Status moves pending → in_progress → completed | failed, each step a
-//! conditional update, so two writers can never both complete one backup.
+//! Status moves pending → in_progress → completed | failed (and, by retention,
+//! completed | failed → deleted), each step a conditional update, so two
+//! writers can never both complete one backup.
 
 use std::collections::HashMap;
 
@@ -23,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::format::BackupType;
 
 pub const DEFAULT_TABLE: &str = "lifeboat-catalog";
+/// An unfinished backup claimed by an event this long ago was abandoned (a
+/// Lambda invocation lasts at most 15 minutes).
+pub const ABANDONED_AFTER: time::Duration = time::Duration::minutes(20);
 const BY_SOURCE: &str = "bySource";
 const BY_TIME: &str = "byTime";
 
@@ -46,6 +51,8 @@ pub enum BackupStatus {
     InProgress,
     Completed,
     Failed,
+    /// Expired by retention: the manifest is gone (or going); the record stays as history.
+    Deleted,
 }
 
 impl BackupStatus {
@@ -55,6 +62,7 @@ impl BackupStatus {
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -90,6 +98,15 @@ pub struct BackupRecord {
     pub kms_key_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A database dump's engine (`postgresql`, `mysql`); absent for file backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The dumped server's version, as the server reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// The dumped database's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// The stored item: the record plus its keys.
@@ -120,8 +137,21 @@ impl BackupItem {
     }
 }
 
+/// Whether an RFC 3339 time lies more than `age` in the past. An unreadable
+/// time counts as old: a record nobody can date cannot hold a claim forever.
+fn started_before(created_at: &str, age: time::Duration) -> bool {
+    match time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339) {
+        Ok(at) => time::OffsetDateTime::now_utc() - at > age,
+        Err(_) => true,
+    }
+}
+
 fn backup_pk(id: &str) -> String {
     format!("backup#{id}")
+}
+
+fn hold_pk(id: &str) -> String {
+    format!("hold#{id}")
 }
 
 fn event_pk(key: &str) -> String {
@@ -162,6 +192,93 @@ pub struct Completion {
     pub checksum: String,
 }
 
+/// The kind of a verification (API: `backup_verifications.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationType {
+    /// The manifest, the index and a listing of the packs: no data read.
+    Quick,
+    /// Also every pack and every entry read back and checked.
+    Deep,
+}
+
+impl VerificationType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Quick => "quick",
+            Self::Deep => "deep",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerificationStatus {
+    Passed,
+    Failed,
+}
+
+impl VerificationStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One verification of a backup, as the API's `backup_verifications` has it.
+/// Stored as `pk = backup#ID`, `sk = verify#STARTEDAT`, with no GSI keys, so
+/// it never appears in backup listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRecord {
+    pub backup_id: String,
+    #[serde(rename = "type")]
+    pub verification_type: VerificationType,
+    pub status: VerificationStatus,
+    pub started_at: String,
+    pub completed_at: String,
+    pub checksum_valid: bool,
+    /// Whether a test restore succeeded; `null` for file backups (a deep
+    /// verification reads every entry back instead).
+    pub restore_test_passed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The stored verification item: the record plus its keys (no GSI keys).
+#[derive(Serialize, Deserialize)]
+struct VerificationItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    record: VerificationRecord,
+}
+
+const VERIFY_SK_PREFIX: &str = "verify#";
+
+/// A hold (legal hold) on a backup: retention never deletes a held backup.
+/// Stored as `pk = hold#ID`, `sk = hold`, with no GSI keys, so it never
+/// appears in backup listings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldRecord {
+    pub backup_id: String,
+    pub reason: String,
+    /// Who placed it.
+    pub actor: String,
+    pub created_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HoldItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    record: HoldRecord,
+}
+
 #[derive(Clone, Debug)]
 pub struct Catalog {
     client: aws_sdk_dynamodb::Client,
@@ -180,6 +297,11 @@ impl Catalog {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The audit trail kept in this catalog's table (`crate::audit`).
+    pub fn audit_trail(&self) -> crate::audit::AuditTrail {
+        crate::audit::AuditTrail::new(self.client.clone(), &self.table, &self.region)
     }
 
     fn error<E, R>(&self, error: SdkError<E, R>) -> CatalogError
@@ -360,8 +482,23 @@ impl Catalog {
             .cloned()
             .unwrap_or_default();
         let existing = self.get(&holder).await?;
-        if existing.status != BackupStatus::Failed {
+        let unfinished = matches!(existing.status, BackupStatus::Pending | BackupStatus::InProgress);
+        let abandoned = unfinished && started_before(&existing.created_at, ABANDONED_AFTER);
+        if existing.status != BackupStatus::Failed && !abandoned {
             return Ok(Begin::Duplicate(Box::new(existing)));
+        }
+        if abandoned {
+            // No function runs longer than Lambda's 15 minutes: whoever ran
+            // this backup is gone. Say so in its record, then retry it.
+            let message = format!(
+                "abandoned: still {} {} minutes after it started; a redelivery of the same event retried it",
+                existing.status.as_str(),
+                ABANDONED_AFTER.whole_minutes()
+            );
+            match self.fail(&existing.id, &message).await {
+                Ok(()) | Err(CatalogError::Conflict { .. }) => {}
+                Err(other) => return Err(other),
+            }
         }
         // The earlier attempt failed: a redelivery retries it under a new id.
         let take_over = Update::builder()
@@ -460,6 +597,18 @@ impl Catalog {
         .await
     }
 
+    /// Marks a completed or failed backup deleted (retention), recording when
+    /// as `deletedAt`. Anything else (unfinished, already deleted) is a conflict.
+    pub async fn mark_deleted(&self, id: &str, at: &str) -> Result<(), CatalogError> {
+        self.update_status(
+            id,
+            &[BackupStatus::Completed, BackupStatus::Failed],
+            BackupStatus::Deleted,
+            &[("deletedAt", AttributeValue::S(at.to_owned()))],
+        )
+        .await
+    }
+
     pub async fn fail(&self, id: &str, error: &str) -> Result<(), CatalogError> {
         self.update_status(
             id,
@@ -530,6 +679,141 @@ impl Catalog {
             .into_iter()
             .find(|r| r.status == BackupStatus::Completed && accept(r)))
     }
+
+    /// Stores one verification of a backup (`pk = backup#ID`, `sk = verify#STARTEDAT`).
+    pub async fn record_verification(&self, record: &VerificationRecord) -> Result<(), CatalogError> {
+        let pk = backup_pk(&record.backup_id);
+        let item = serde_dynamo::to_item(VerificationItem {
+            pk: pk.clone(),
+            sk: format!("{VERIFY_SK_PREFIX}{}", record.started_at),
+            record: record.clone(),
+        })
+        .map_err(|e| CatalogError::Corrupt {
+            table: self.table.clone(),
+            pk,
+            message: e.to_string(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A backup's verifications, newest first; at most `limit` when given.
+    pub async fn verifications(&self, id: &str, limit: Option<i32>) -> Result<Vec<VerificationRecord>, CatalogError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :verify)")
+            .expression_attribute_values(":pk", AttributeValue::S(backup_pk(id)))
+            .expression_attribute_values(":verify", AttributeValue::S(VERIFY_SK_PREFIX.into()))
+            .scan_index_forward(false)
+            .set_limit(limit)
+            .into_paginator()
+            .items()
+            .send();
+        let mut records = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| self.error(e))?;
+            let record = serde_dynamo::from_item::<_, VerificationItem>(item)
+                .map(|i| i.record)
+                .map_err(|e| CatalogError::Corrupt {
+                    table: self.table.clone(),
+                    pk: backup_pk(id),
+                    message: e.to_string(),
+                })?;
+            records.push(record);
+            if limit.is_some_and(|n| records.len() >= n.max(0) as usize) {
+                break;
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl Catalog {
+    /// Places a hold on a backup that exists. Returns `false` (and changes
+    /// nothing) if the backup was already held.
+    pub async fn add_hold(&self, hold: &HoldRecord) -> Result<bool, CatalogError> {
+        self.get(&hold.backup_id).await?;
+        let pk = hold_pk(&hold.backup_id);
+        let item = serde_dynamo::to_item(HoldItem {
+            pk: pk.clone(),
+            sk: "hold".into(),
+            record: hold.clone(),
+        })
+        .map_err(|e| CatalogError::Corrupt {
+            table: self.table.clone(),
+            pk,
+            message: e.to_string(),
+        })?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Lifts the hold on a backup. Returns the hold lifted, `None` if there was none.
+    pub async fn remove_hold(&self, id: &str) -> Result<Option<HoldRecord>, CatalogError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(hold_pk(id)))
+            .key("sk", AttributeValue::S("hold".into()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        output.attributes.map(|item| self.hold_from_item(item)).transpose()
+    }
+
+    /// Every hold, oldest first. A scan of the table (holds have no index;
+    /// they are few and read only by retention and `lifeboat hold list`).
+    pub async fn list_holds(&self) -> Result<Vec<HoldRecord>, CatalogError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :hold AND begins_with(pk, :prefix)")
+            .expression_attribute_values(":hold", AttributeValue::S("hold".into()))
+            .expression_attribute_values(":prefix", AttributeValue::S("hold#".into()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut holds = Vec::new();
+        while let Some(item) = pages.next().await {
+            holds.push(self.hold_from_item(item.map_err(|e| self.error(e))?)?);
+        }
+        holds.sort_by(|a, b| (&a.created_at, &a.backup_id).cmp(&(&b.created_at, &b.backup_id)));
+        Ok(holds)
+    }
+
+    fn hold_from_item(&self, item: HashMap<String, AttributeValue>) -> Result<HoldRecord, CatalogError> {
+        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        serde_dynamo::from_item::<_, HoldItem>(item)
+            .map(|i| i.record)
+            .map_err(|e| CatalogError::Corrupt {
+                table: self.table.clone(),
+                pk,
+                message: e.to_string(),
+            })
+    }
 }
 
 fn is_condition_failure<R>(
@@ -569,6 +853,9 @@ mod tests {
             parent_backup: Some("bk-parent".into()),
             kms_key_id: "arn:k".into(),
             error: None,
+            engine: None,
+            server_version: None,
+            database: None,
         }
     }
 
@@ -582,6 +869,65 @@ mod tests {
         assert!(!item.contains_key("error"));
         let back: BackupItem = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back.record, record());
+    }
+
+    #[test]
+    fn verification_items_have_no_gsi_keys_and_round_trip() {
+        let record = VerificationRecord {
+            backup_id: "bk-20261123T105300Z-0000abcd".into(),
+            verification_type: VerificationType::Deep,
+            status: VerificationStatus::Failed,
+            started_at: "2026-11-23T11:00:00.000Z".into(),
+            completed_at: "2026-11-23T11:00:05.000Z".into(),
+            checksum_valid: true,
+            restore_test_passed: None,
+            error: Some("1 problem".into()),
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(VerificationItem {
+            pk: backup_pk(&record.backup_id),
+            sk: format!("{VERIFY_SK_PREFIX}{}", record.started_at),
+            record: record.clone(),
+        })
+        .unwrap();
+        assert_eq!(item["sk"].as_s().unwrap(), "verify#2026-11-23T11:00:00.000Z");
+        assert_eq!(item["type"].as_s().unwrap(), "deep");
+        assert_eq!(item["status"].as_s().unwrap(), "failed");
+        assert!(matches!(item["restoreTestPassed"], AttributeValue::Null(true)));
+        assert!(item.keys().all(|k| !k.starts_with("gsi")), "{item:?}");
+        let back: VerificationItem = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.record, record);
+    }
+
+    #[test]
+    fn hold_items_have_no_gsi_keys_and_round_trip() {
+        let hold = HoldRecord {
+            backup_id: "bk-20261123T105300Z-0000abcd".into(),
+            reason: "litigation 2026-17".into(),
+            actor: "alice".into(),
+            created_at: "2026-11-23T11:00:00.000Z".into(),
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(HoldItem {
+            pk: hold_pk(&hold.backup_id),
+            sk: "hold".into(),
+            record: hold.clone(),
+        })
+        .unwrap();
+        assert_eq!(item["pk"].as_s().unwrap(), "hold#bk-20261123T105300Z-0000abcd");
+        assert_eq!(item["sk"].as_s().unwrap(), "hold");
+        assert_eq!(item["createdAt"].as_s().unwrap(), "2026-11-23T11:00:00.000Z");
+        assert!(item.keys().all(|k| !k.starts_with("gsi")), "{item:?}");
+        let back: HoldItem = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back.record, hold);
+    }
+
+    #[test]
+    fn claims_expire_only_after_the_abandon_time() {
+        let now = time::OffsetDateTime::now_utc();
+        let minutes_ago = |m: i64| format_time(now - time::Duration::minutes(m));
+        assert!(!started_before(&minutes_ago(1), ABANDONED_AFTER));
+        assert!(!started_before(&minutes_ago(19), ABANDONED_AFTER));
+        assert!(started_before(&minutes_ago(21), ABANDONED_AFTER));
+        assert!(started_before("not a time", ABANDONED_AFTER));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub enum Role<'a> {
     PackHeader,
     Index,
     Manifest(&'a str),
+    GcCandidates,
 }
 
 impl Role<'_> {
@@ -38,6 +39,7 @@ impl Role<'_> {
             Role::Blob(id) => [b"lifeboat.blob.v1".as_slice(), &id.0].concat(),
             Role::PackHeader => b"lifeboat.pack-header.v1".to_vec(),
             Role::Index => b"lifeboat.index.v1".to_vec(),
+            Role::GcCandidates => b"lifeboat.gc-candidates.v1".to_vec(),
             Role::Manifest(backup) => [b"lifeboat.manifest.v1".as_slice(), backup.as_bytes()].concat(),
         }
     }

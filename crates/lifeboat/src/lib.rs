@@ -3,7 +3,7 @@
 //! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
-//! Architecture invariant: `format`, `crypto`, `chunker` and `pipeline` import no AWS SDK
+//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline` and `retention` import no AWS SDK
 //! type; they are pure and build without the `aws` feature.
 
 pub mod chunker;
@@ -11,13 +11,22 @@ pub mod crypto;
 pub mod format;
 pub mod ids;
 pub mod pipeline;
+pub mod retention;
 
+#[cfg(feature = "aws")]
+pub mod audit;
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod backup;
 #[cfg(feature = "aws")]
 pub mod catalog;
+#[cfg(feature = "aws")]
+pub mod dump;
+#[cfg(feature = "aws")]
+pub mod expire;
+#[cfg(feature = "aws")]
+pub mod gc;
 #[cfg(feature = "aws")]
 pub mod keys;
 #[cfg(feature = "aws")]
@@ -28,3 +37,5 @@ pub mod restore;
 pub mod source;
 #[cfg(feature = "aws")]
 pub mod storage;
+#[cfg(feature = "aws")]
+pub mod verify;

@@ -1,7 +1,7 @@
 //! A backup store opened for use: storage, layout, config and unwrapped keys.
 //! Reads and writes the objects FORMAT.md specifies.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::Keys;
 use crate::format::{
-    ChunkerParams, Compression, FormatError, IndexFile, IndexPack, Layout, Manifest, SealedPack, StoreConfig,
-    FORMAT_VERSION, PACK_TARGET_SIZE,
+    BlobLocation, CandidateList, ChunkerParams, Compression, FormatError, IndexFile, IndexPack, Layout, Manifest,
+    SealedPack, StoreConfig, FORMAT_VERSION, PACK_TARGET_SIZE,
 };
 use crate::ids::{ChunkId, IndexId, PackId};
 use crate::keys::{KeyError, Kms};
@@ -46,18 +46,29 @@ pub struct ChunkLocation {
     pub raw_length: u32,
 }
 
-/// The union of a store's index objects.
+/// The union of a store's index objects, and what garbage collection has
+/// marked as candidates for deletion.
 #[derive(Default, Debug)]
 pub struct Index {
     pub chunks: HashMap<ChunkId, ChunkLocation>,
     pub packs: HashMap<PackId, u64>,
     pub index_objects: usize,
+    /// Keys of the index objects read.
+    pub index_keys: Vec<String>,
+    /// Chunks and packs listed by pending garbage-collection candidate lists.
+    pub candidate_chunks: HashSet<ChunkId>,
+    pub candidate_packs: HashSet<PackId>,
+    /// The candidate lists themselves, with their keys.
+    pub candidate_lists: Vec<(String, CandidateList)>,
+    /// Every blob of every indexed pack, as the index objects list them.
+    pub pack_contents: HashMap<PackId, Vec<BlobLocation>>,
 }
 
 impl Index {
     fn add(&mut self, file: IndexFile) {
         for pack in file.packs {
             self.packs.insert(pack.id, pack.size);
+            self.pack_contents.insert(pack.id, pack.blobs.clone());
             for blob in pack.blobs {
                 let location = ChunkLocation {
                     pack: pack.id,
@@ -65,9 +76,28 @@ impl Index {
                     length: blob.length,
                     raw_length: blob.raw_length,
                 };
-                self.chunks.entry(blob.id).or_insert(location);
+                match self.chunks.entry(blob.id) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(location);
+                    }
+                    // A chunk stored twice (re-stored because its first pack is
+                    // a garbage-collection candidate): prefer the pack that stays.
+                    std::collections::hash_map::Entry::Occupied(mut slot) => {
+                        if self.candidate_packs.contains(&slot.get().pack) && !self.candidate_packs.contains(&pack.id) {
+                            slot.insert(location);
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// The chunks a new backup may deduplicate against: all but candidates.
+    pub fn dedup_chunks(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.chunks
+            .keys()
+            .filter(|id| !self.candidate_chunks.contains(id))
+            .copied()
     }
 }
 
@@ -198,12 +228,26 @@ impl Repository {
         Ok(target.arn)
     }
 
-    /// Reads every index object.
+    /// Reads every index object and every garbage-collection candidate list.
+    /// An index object that vanishes between listing and reading was
+    /// consolidated by a garbage collection that wrote its replacement first.
     pub async fn load_index(&self) -> Result<Index, RepoError> {
+        let mut index = Index {
+            candidate_lists: self.load_gc_candidates().await?,
+            ..Index::default()
+        };
+        for (_, list) in &index.candidate_lists {
+            index.candidate_chunks.extend(list.chunks.iter().copied());
+            index.candidate_packs.extend(list.packs.iter().copied());
+        }
         let objects = self.storage.list(&self.layout.index_dir()).await?;
-        let files: Vec<IndexFile> = futures::stream::iter(objects)
+        let files: Vec<Option<(String, IndexFile)>> = futures::stream::iter(objects)
             .map(|object| async move {
-                let bytes = self.storage.get(&object.key).await?;
+                let bytes = match self.storage.get(&object.key).await {
+                    Ok(bytes) => bytes,
+                    Err(StorageError::NotFound(_)) => return Ok(None),
+                    Err(other) => return Err(other.into()),
+                };
                 let what = self.storage.describe(&object.key);
                 let name = object.key.rsplit('/').next().unwrap_or_default();
                 let found = hex::encode(Sha256::digest(&bytes));
@@ -214,19 +258,44 @@ impl Repository {
                         found,
                     });
                 }
-                Ok::<_, RepoError>(IndexFile::open(&self.keys, &bytes, &what)?)
+                Ok::<_, RepoError>(Some((object.key.clone(), IndexFile::open(&self.keys, &bytes, &what)?)))
             })
             .buffer_unordered(16)
             .try_collect()
             .await?;
-        let mut index = Index {
-            index_objects: files.len(),
-            ..Index::default()
-        };
-        for file in files {
+        for (key, file) in files.into_iter().flatten() {
+            index.index_objects += 1;
+            index.index_keys.push(key);
             index.add(file);
         }
         Ok(index)
+    }
+
+    /// Every pending garbage-collection candidate list, with its key.
+    pub async fn load_gc_candidates(&self) -> Result<Vec<(String, CandidateList)>, RepoError> {
+        let objects = self.storage.list(&self.layout.gc_dir()).await?;
+        let mut lists = Vec::with_capacity(objects.len());
+        for object in objects {
+            let Some(bytes) = self.storage.get_optional(&object.key).await? else {
+                continue;
+            };
+            let what = self.storage.describe(&object.key);
+            lists.push((object.key, CandidateList::open(&self.keys, &bytes, &what)?));
+        }
+        Ok(lists)
+    }
+
+    /// Stores a candidate list; returns its key.
+    pub async fn put_gc_candidates(&self, list: &CandidateList) -> Result<String, RepoError> {
+        let sealed = list.seal(&self.keys)?;
+        let key = self.layout.gc(&IndexId(Sha256::digest(&sealed).into()));
+        self.storage.put(&key, Bytes::from(sealed)).await?;
+        Ok(key)
+    }
+
+    /// Reads a whole pack.
+    pub async fn get_pack(&self, id: &PackId) -> Result<Bytes, RepoError> {
+        Ok(self.storage.get(&self.layout.pack(id)).await?)
     }
 
     pub async fn put_pack(&self, pack: SealedPack) -> Result<IndexPack, RepoError> {

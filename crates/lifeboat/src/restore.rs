@@ -520,7 +520,7 @@ async fn restore_to_s3(
 }
 
 /// Reads and verifies one chunk with a ranged read of its blob.
-async fn fetch_chunk(repo: &Repository, index: &Index, id: &ChunkId) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch_chunk(repo: &Repository, index: &Index, id: &ChunkId) -> Result<Vec<u8>, String> {
     let location = index
         .chunks
         .get(id)

@@ -71,35 +71,20 @@ impl Source {
     /// Every entry, sorted by path.
     pub async fn list(&self) -> Result<Vec<SourceEntry>, StorageError> {
         match self {
-            Source::S3 {
-                client,
-                storage,
-                bucket,
-                prefix,
-            } => {
+            Source::S3 { storage, prefix, .. } => {
                 let mut entries = Vec::new();
-                let mut pages = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .into_paginator()
-                    .send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| storage.s3_error(prefix, e))?;
-                    for object in page.contents() {
-                        let Some(key) = object.key() else { continue };
-                        let path = &key[prefix.len().min(key.len())..];
-                        if path.is_empty() || key.ends_with('/') {
-                            continue; // "folder" markers hold no data
-                        }
-                        entries.push(SourceEntry {
-                            path: path.to_owned(),
-                            size: object.size().unwrap_or(0) as u64,
-                            mtime: object.last_modified().map(|t| t.to_string()),
-                            mode: None,
-                            etag: object.e_tag().map(str::to_owned),
-                        });
+                for object in storage.list(prefix).await? {
+                    let path = &object.key[prefix.len().min(object.key.len())..];
+                    if path.is_empty() || object.key.ends_with('/') {
+                        continue; // "folder" markers hold no data
                     }
+                    entries.push(SourceEntry {
+                        path: path.to_owned(),
+                        size: object.size,
+                        mtime: object.modified,
+                        mode: None,
+                        etag: object.etag,
+                    });
                 }
                 entries.sort_by(|a, b| a.path.cmp(&b.path));
                 Ok(entries)

@@ -77,6 +77,10 @@ impl std::fmt::Display for Location {
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// S3's ETag (quoted, as S3 gives it); none for local files.
+    pub etag: Option<String>,
+    /// Last modification, RFC 3339.
+    pub modified: Option<String>,
 }
 
 /// A bucket (keys relative to the bucket) or a directory (keys relative to it).
@@ -192,26 +196,7 @@ impl Storage {
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        match self {
-            Storage::S3 { client, bucket, .. } => {
-                let output = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| self.s3_error(key, e))?;
-                let body = output.body.collect().await.map_err(|e| StorageError::Other {
-                    location: self.describe(key),
-                    message: format!("download interrupted: {e}"),
-                })?;
-                Ok(body.into_bytes())
-            }
-            Storage::Dir { root } => tokio::fs::read(root.join(key))
-                .await
-                .map(Bytes::from)
-                .map_err(|e| self.io_error(key, e)),
-        }
+        self.fetch(key, None).await
     }
 
     /// `length` bytes from `offset` (fewer if the object is shorter).
@@ -219,17 +204,18 @@ impl Storage {
         if length == 0 {
             return Ok(Bytes::new());
         }
+        self.fetch(key, Some((offset, length))).await
+    }
+
+    async fn fetch(&self, key: &str, range: Option<(u64, u64)>) -> Result<Bytes, StorageError> {
         match self {
             Storage::S3 { client, bucket, .. } => {
-                let range = format!("bytes={offset}-{}", offset + length - 1);
-                let output = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .range(range)
-                    .send()
-                    .await
-                    .map_err(|e| self.s3_error(key, e))?;
+                let request = client.get_object().bucket(bucket).key(key);
+                let request = match range {
+                    Some((offset, length)) => request.range(format!("bytes={offset}-{}", offset + length - 1)),
+                    None => request,
+                };
+                let output = request.send().await.map_err(|e| self.s3_error(key, e))?;
                 let body = output.body.collect().await.map_err(|e| StorageError::Other {
                     location: self.describe(key),
                     message: format!("download interrupted: {e}"),
@@ -240,6 +226,9 @@ impl Storage {
                 let bytes = tokio::fs::read(root.join(key))
                     .await
                     .map_err(|e| self.io_error(key, e))?;
+                let Some((offset, length)) = range else {
+                    return Ok(Bytes::from(bytes));
+                };
                 let start = (offset as usize).min(bytes.len());
                 let end = (offset as usize).saturating_add(length as usize).min(bytes.len());
                 Ok(Bytes::copy_from_slice(&bytes[start..end]))
@@ -289,6 +278,28 @@ impl Storage {
         }
     }
 
+    /// Deletes an object. Deleting one that does not exist is not an error
+    /// (S3 behaves so too), so a retried deletion finishes.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Storage::S3 { client, bucket, .. } => {
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| self.s3_error(key, e))?;
+                Ok(())
+            }
+            Storage::Dir { root } => match tokio::fs::remove_file(root.join(key)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.io_error(key, e)),
+            },
+        }
+    }
+
     /// Every object under `prefix`, with sizes.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         match self {
@@ -307,6 +318,8 @@ impl Storage {
                             objects.push(ObjectInfo {
                                 key: key.to_owned(),
                                 size: object.size().unwrap_or(0) as u64,
+                                etag: object.e_tag().map(str::to_owned),
+                                modified: object.last_modified().map(|t| t.to_string()),
                             });
                         }
                     }
@@ -358,7 +371,12 @@ fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> 
                 let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
                 let hidden_temporary = key.rsplit('/').next().is_some_and(|n| n.contains(".lifeboat-tmp-"));
                 if key.starts_with(prefix) && !hidden_temporary {
-                    out.push(ObjectInfo { key, size: meta.len() });
+                    out.push(ObjectInfo {
+                        key,
+                        size: meta.len(),
+                        etag: None,
+                        modified: None,
+                    });
                 }
             }
         }
@@ -419,5 +437,8 @@ mod tests {
             .collect();
         assert_eq!(keys, vec![("a/b/c".to_owned(), 3), ("a/d".to_owned(), 1)]);
         assert!(storage.list("zzz").await.unwrap().is_empty());
+        storage.delete("a/d").await.unwrap();
+        storage.delete("a/d").await.unwrap();
+        assert_eq!(storage.get_optional("a/d").await.unwrap(), None);
     }
 }

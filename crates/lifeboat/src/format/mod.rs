@@ -5,12 +5,14 @@
 
 mod blob;
 mod config;
+mod gc;
 mod index;
 mod manifest;
 mod pack;
 
 pub use blob::{open_blob, seal_blob};
 pub use config::{ChunkerParams, Compression, StoreConfig, FORMAT_VERSION};
+pub use gc::CandidateList;
 pub use index::{BlobLocation, IndexFile, IndexPack};
 pub use manifest::{BackupType, Entry, Manifest};
 pub use pack::{read_pack_header, PackBuilder, PackHeaderEntry, SealedPack};
@@ -69,6 +71,11 @@ impl Layout {
         format!("{}data/{}/{hex}", self.prefix, &hex[..2])
     }
 
+    /// The prefix every pack key starts with (for one listing of all packs).
+    pub fn data_dir(&self) -> String {
+        format!("{}data/", self.prefix)
+    }
+
     pub fn index_dir(&self) -> String {
         format!("{}index/", self.prefix)
     }
@@ -79,6 +86,15 @@ impl Layout {
 
     pub fn manifest(&self, backup: &str) -> String {
         format!("{}manifests/{backup}", self.prefix)
+    }
+
+    pub fn gc_dir(&self) -> String {
+        format!("{}gc/", self.prefix)
+    }
+
+    /// A garbage collection's candidate list, named by its SHA-256.
+    pub fn gc(&self, id: &IndexId) -> String {
+        format!("{}gc/{id}", self.prefix)
     }
 }
 
@@ -105,5 +121,6 @@ mod tests {
         assert_eq!(Layout::new("p").pack(&id), format!("p/data/ab/{}", id.to_hex()));
         assert_eq!(Layout::new("p").manifest("bk-1"), "p/manifests/bk-1");
         assert_eq!(Layout::new("").index_dir(), "index/");
+        assert!(Layout::new("p").pack(&id).starts_with(&Layout::new("p").data_dir()));
     }
 }

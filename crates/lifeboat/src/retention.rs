@@ -1,0 +1,927 @@
+//! Retention: which backups a policy keeps and which it lets go.
+//!
+//! Pure: no AWS type, no I/O, no clock. The caller passes the backups, the
+//! policy and "now"; [`plan_retention`] returns a [`RetentionPlan`] naming,
+//! for every backup, why it is kept or why it may be deleted. Applying a plan
+//! is someone else's job (`expire.rs` for file backups).
+//!
+//! # Semantics
+//!
+//! Backups are grouped by source; every rule applies to each source alone.
+//! Only **completed** backups count for the rules:
+//!
+//! - `keep_last = N`: the N newest completed backups.
+//! - `keep_days = N`: every completed backup created after `now - N days`.
+//! - `daily = D`: the newest backup of each of the D most recent calendar days
+//!   that have a backup (days that have none do not count), in the policy's
+//!   time zone. Likewise `weekly` (ISO 8601 weeks, Monday first),
+//!   `monthly` and `yearly`. This is restic's `forget --keep-daily` and
+//!   friends.
+//!
+//! A backup is kept if **any** rule keeps it. A completed backup that no rule
+//! keeps is deleted. Whatever the rules say, a backup is **never** deleted if:
+//!
+//! - it is the newest completed backup of its source that passed a
+//!   verification (or, if none of the source's backups is verified, the newest
+//!   completed one): a source always keeps one backup known to restore;
+//! - it is under a hold (legal hold);
+//! - its retention (Object Lock, or the record's `retentionUntil`) lies after `now`;
+//! - it is pending or in progress (a backup being written is never touched);
+//! - it is the parent, grand-parent, … of any kept backup (an incremental or
+//!   differential backup cannot be restored without its chain).
+//!
+//! Failed backups are deleted once older than `keep_days` (or
+//! [`FAILED_GRACE_DAYS`] days when `keep_days` is not set), unless protected.
+//!
+//! If the policy sets no rule at all, everything is kept and the plan says so
+//! ([`RetentionPlan::no_rules`]); an empty policy never deletes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::format::BackupType;
+
+/// Days a failed backup stays when the policy has no `keep_days`.
+pub const FAILED_GRACE_DAYS: u32 = 7;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RetentionError {
+    #[error("unknown time zone {name:?} in the retention policy ({message}): give an IANA name such as Europe/Berlin, or UTC")]
+    UnknownTimezone { name: String, message: String },
+    #[error("retention rule {rule} is 0, which keeps nothing by that rule: give at least 1, or leave the rule out")]
+    ZeroCount { rule: &'static str },
+}
+
+/// How many backups to keep. Every count is optional; `None` means the rule is
+/// not used. `timezone` (IANA name) decides where days, weeks, months and
+/// years begin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPolicy {
+    #[serde(default)]
+    pub keep_days: Option<u32>,
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+    #[serde(default)]
+    pub daily: Option<u32>,
+    #[serde(default)]
+    pub weekly: Option<u32>,
+    #[serde(default)]
+    pub monthly: Option<u32>,
+    #[serde(default)]
+    pub yearly: Option<u32>,
+    #[serde(default = "utc")]
+    pub timezone: String,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            keep_days: None,
+            keep_last: None,
+            daily: None,
+            weekly: None,
+            monthly: None,
+            yearly: None,
+            timezone: utc(),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Whether any rule is set (a policy without rules keeps everything).
+    pub fn has_rules(&self) -> bool {
+        self.rules().iter().any(|(_, count)| count.is_some())
+    }
+
+    fn rules(&self) -> [(&'static str, Option<u32>); 6] {
+        [
+            ("keep-days", self.keep_days),
+            ("keep-last", self.keep_last),
+            ("keep-daily", self.daily),
+            ("keep-weekly", self.weekly),
+            ("keep-monthly", self.monthly),
+            ("keep-yearly", self.yearly),
+        ]
+    }
+
+    /// Checks the counts and resolves the time zone.
+    pub fn validate(&self) -> Result<TimeZone, RetentionError> {
+        for (rule, count) in self.rules() {
+            if count == Some(0) {
+                return Err(RetentionError::ZeroCount { rule });
+            }
+        }
+        TimeZone::get(&self.timezone).map_err(|e| RetentionError::UnknownTimezone {
+            name: self.timezone.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A backup's state, as far as retention cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupState {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// What retention needs to know about one backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupInfo {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub status: BackupState,
+    pub backup_type: BackupType,
+    pub parent: Option<String>,
+    pub source: String,
+    /// Under a (legal) hold.
+    pub held: bool,
+    /// Object Lock retention (or the record's promised `retentionUntil`).
+    pub locked_until: Option<Timestamp>,
+    /// A verification of it passed.
+    pub verified: bool,
+}
+
+/// Why a backup stays. A kept backup has one reason or more.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "camelCase")]
+pub enum KeepReason {
+    /// The policy sets no rule: everything is kept.
+    NoRules,
+    /// One of the `keep_last` newest completed backups.
+    Last,
+    /// Created within the last `days` days.
+    Within { days: u32 },
+    /// The newest backup of this day (`YYYY-MM-DD` in the policy's time zone).
+    Daily { day: String },
+    /// The newest backup of this ISO week (`YYYY-Www`).
+    Weekly { week: String },
+    /// The newest backup of this month (`YYYY-MM`).
+    Monthly { month: String },
+    /// The newest backup of this year.
+    Yearly { year: String },
+    /// The newest completed backup of its source (`verified`: the newest that passed a verification).
+    Newest { verified: bool },
+    /// Under a hold.
+    Held,
+    /// Its retention lock lasts until `until`.
+    Locked { until: Timestamp },
+    /// Pending or in progress: never touched.
+    Unfinished,
+    /// Failed less than the failed-backup grace period ago.
+    RecentFailure { days: u32 },
+    /// An ancestor of kept backup `child`, which needs it to restore.
+    Parent { child: String },
+}
+
+impl KeepReason {
+    /// For people: "keep-last", "daily 2026-11-23", "held", …
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NoRules => "no retention rule set".into(),
+            Self::Last => "keep-last".into(),
+            Self::Within { days } => format!("within {days} days"),
+            Self::Daily { day } => format!("daily {day}"),
+            Self::Weekly { week } => format!("weekly {week}"),
+            Self::Monthly { month } => format!("monthly {month}"),
+            Self::Yearly { year } => format!("yearly {year}"),
+            Self::Newest { verified: true } => "newest verified backup of its source".into(),
+            Self::Newest { verified: false } => "newest completed backup of its source".into(),
+            Self::Held => "held".into(),
+            Self::Locked { until } => format!("locked until {until}"),
+            Self::Unfinished => "not finished".into(),
+            Self::RecentFailure { days } => format!("failed less than {days} days ago"),
+            Self::Parent { child } => format!("parent of {child}"),
+        }
+    }
+}
+
+/// Why a backup may go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "camelCase")]
+pub enum DeleteReason {
+    /// Completed, and no rule keeps it.
+    NotKept,
+    /// Failed more than `days` days ago.
+    FailedLongAgo { days: u32 },
+}
+
+impl DeleteReason {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NotKept => "no rule keeps it".into(),
+            Self::FailedLongAgo { days } => format!("failed more than {days} days ago"),
+        }
+    }
+}
+
+/// A backup the plan keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    pub id: String,
+    pub source: String,
+    pub created_at: Timestamp,
+    pub reasons: Vec<KeepReason>,
+}
+
+/// A backup the plan deletes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Doomed {
+    pub id: String,
+    pub source: String,
+    pub created_at: Timestamp,
+    pub reason: DeleteReason,
+}
+
+/// What a policy does to a set of backups: every backup is in exactly one of
+/// `keep` and `delete`, each ordered by source, then newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionPlan {
+    pub at: Timestamp,
+    pub policy: RetentionPolicy,
+    /// The policy sets no rule, so everything is kept.
+    pub no_rules: bool,
+    pub keep: Vec<Kept>,
+    pub delete: Vec<Doomed>,
+}
+
+/// Decides, for every backup, whether `policy` keeps it at time `now`.
+/// See the module documentation for the rules.
+pub fn plan_retention(
+    backups: &[BackupInfo],
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> Result<RetentionPlan, RetentionError> {
+    let zone = policy.validate()?;
+    let no_rules = !policy.has_rules();
+    // Sources in name order; within one, newest first (ties by id, descending).
+    let mut by_source: BTreeMap<&str, Vec<&BackupInfo>> = BTreeMap::new();
+    for backup in backups {
+        by_source.entry(backup.source.as_str()).or_default().push(backup);
+    }
+    for list in by_source.values_mut() {
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    }
+    let mut reasons: HashMap<&str, Vec<KeepReason>> = HashMap::new();
+    let days_ago = |days: u32| now - SignedDuration::from_hours(24 * i64::from(days));
+    for list in by_source.values() {
+        let completed: Vec<&BackupInfo> = list
+            .iter()
+            .copied()
+            .filter(|b| b.status == BackupState::Completed)
+            .collect();
+        if let Some(n) = policy.keep_last {
+            for backup in completed.iter().take(n as usize) {
+                add(&mut reasons, &backup.id, KeepReason::Last);
+            }
+        }
+        if let Some(days) = policy.keep_days {
+            let cutoff = days_ago(days);
+            for backup in completed.iter().filter(|b| b.created_at > cutoff) {
+                add(&mut reasons, &backup.id, KeepReason::Within { days });
+            }
+        }
+        let buckets: [BucketRule; 4] = [
+            (policy.daily, |z| z.date().to_string(), |day| KeepReason::Daily { day }),
+            (
+                policy.weekly,
+                |z| {
+                    let week = z.date().iso_week_date();
+                    format!("{:04}-W{:02}", week.year(), week.week())
+                },
+                |week| KeepReason::Weekly { week },
+            ),
+            (
+                policy.monthly,
+                |z| format!("{:04}-{:02}", z.year(), z.month()),
+                |month| KeepReason::Monthly { month },
+            ),
+            (
+                policy.yearly,
+                |z| format!("{:04}", z.year()),
+                |year| KeepReason::Yearly { year },
+            ),
+        ];
+        for (count, bucket_of, reason) in buckets {
+            let Some(count) = count else { continue };
+            let mut last: Option<String> = None;
+            let mut left = count;
+            for backup in &completed {
+                if left == 0 {
+                    break;
+                }
+                let bucket = bucket_of(&backup.created_at.to_zoned(zone.clone()));
+                if last.as_ref() != Some(&bucket) {
+                    add(&mut reasons, &backup.id, reason(bucket.clone()));
+                    last = Some(bucket);
+                    left -= 1;
+                }
+            }
+        }
+        // Protections.
+        let newest_verified = completed.iter().find(|b| b.verified);
+        match newest_verified {
+            Some(backup) => add(&mut reasons, &backup.id, KeepReason::Newest { verified: true }),
+            None => {
+                if let Some(backup) = completed.first() {
+                    add(&mut reasons, &backup.id, KeepReason::Newest { verified: false });
+                }
+            }
+        }
+        let failed_cutoff = days_ago(failed_days(policy));
+        for backup in list {
+            if backup.held {
+                add(&mut reasons, &backup.id, KeepReason::Held);
+            }
+            if let Some(until) = backup.locked_until.filter(|until| *until > now) {
+                add(&mut reasons, &backup.id, KeepReason::Locked { until });
+            }
+            match backup.status {
+                BackupState::Pending | BackupState::InProgress => add(&mut reasons, &backup.id, KeepReason::Unfinished),
+                BackupState::Failed if backup.created_at > failed_cutoff => add(
+                    &mut reasons,
+                    &backup.id,
+                    KeepReason::RecentFailure {
+                        days: failed_days(policy),
+                    },
+                ),
+                _ => {}
+            }
+            if no_rules {
+                add(&mut reasons, &backup.id, KeepReason::NoRules);
+            }
+        }
+    }
+
+    // Parent chains of everything kept, transitively. Newest first so that
+    // each ancestor names the newest child that needs it.
+    let by_id: HashMap<&str, &BackupInfo> = backups.iter().map(|b| (b.id.as_str(), b)).collect();
+    let mut work: Vec<&BackupInfo> = by_source
+        .values()
+        .flatten()
+        .copied()
+        .filter(|b| reasons.contains_key(b.id.as_str()))
+        .collect();
+    work.reverse();
+    let mut visited: HashSet<&str> = HashSet::new();
+    while let Some(child) = work.pop() {
+        if !visited.insert(child.id.as_str()) {
+            continue;
+        }
+        let Some(parent) = child.parent.as_deref().and_then(|p| by_id.get(p)) else {
+            continue;
+        };
+        add(
+            &mut reasons,
+            &parent.id,
+            KeepReason::Parent {
+                child: child.id.clone(),
+            },
+        );
+        work.push(parent);
+    }
+
+    let mut plan = RetentionPlan {
+        at: now,
+        policy: policy.clone(),
+        no_rules,
+        keep: Vec::new(),
+        delete: Vec::new(),
+    };
+    let mut seen: HashSet<&str> = HashSet::new();
+    for backup in by_source.values().flatten() {
+        if !seen.insert(backup.id.as_str()) {
+            continue; // the same id twice: decided once
+        }
+        match reasons.remove(backup.id.as_str()) {
+            Some(mut why) => {
+                why.sort();
+                why.dedup();
+                plan.keep.push(Kept {
+                    id: backup.id.clone(),
+                    source: backup.source.clone(),
+                    created_at: backup.created_at,
+                    reasons: why,
+                });
+            }
+            None => plan.delete.push(Doomed {
+                id: backup.id.clone(),
+                source: backup.source.clone(),
+                created_at: backup.created_at,
+                reason: match backup.status {
+                    BackupState::Failed => DeleteReason::FailedLongAgo {
+                        days: failed_days(policy),
+                    },
+                    _ => DeleteReason::NotKept,
+                },
+            }),
+        }
+    }
+    Ok(plan)
+}
+
+/// A calendar rule: its count, the bucket (day, week, …) of a local time, and the reason it gives.
+type BucketRule = (Option<u32>, fn(&jiff::Zoned) -> String, fn(String) -> KeepReason);
+
+fn failed_days(policy: &RetentionPolicy) -> u32 {
+    policy.keep_days.unwrap_or(FAILED_GRACE_DAYS)
+}
+
+fn add<'a>(reasons: &mut HashMap<&'a str, Vec<KeepReason>>, id: &'a str, reason: KeepReason) {
+    reasons.entry(id).or_default().push(reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// A completed full backup of source `s` named `id`, created at `created`.
+    fn b(id: &str, created: &str) -> BackupInfo {
+        BackupInfo {
+            id: id.into(),
+            created_at: at(created),
+            status: BackupState::Completed,
+            backup_type: BackupType::Full,
+            parent: None,
+            source: "s".into(),
+            held: false,
+            locked_until: None,
+            verified: false,
+        }
+    }
+
+    fn with(mut backup: BackupInfo, change: impl FnOnce(&mut BackupInfo)) -> BackupInfo {
+        change(&mut backup);
+        backup
+    }
+
+    fn policy(change: impl FnOnce(&mut RetentionPolicy)) -> RetentionPolicy {
+        let mut policy = RetentionPolicy::default();
+        change(&mut policy);
+        policy
+    }
+
+    /// Runs a plan; returns (kept ids, deleted ids), each sorted.
+    fn run(backups: &[BackupInfo], policy: &RetentionPolicy, now: &str) -> (Vec<String>, Vec<String>) {
+        let plan = plan_retention(backups, policy, at(now)).unwrap();
+        let mut keep: Vec<_> = plan.keep.iter().map(|k| k.id.clone()).collect();
+        let mut delete: Vec<_> = plan.delete.iter().map(|d| d.id.clone()).collect();
+        keep.sort();
+        delete.sort();
+        (keep, delete)
+    }
+
+    fn check(name: &str, backups: &[BackupInfo], policy: RetentionPolicy, now: &str, kept: &[&str]) {
+        let (keep, delete) = run(backups, &policy, now);
+        assert_eq!(keep, kept, "{name}: kept (deleted: {delete:?})");
+        assert_eq!(keep.len() + delete.len(), backups.len(), "{name}");
+    }
+
+    const NOW: &str = "2026-11-25T12:00:00Z";
+
+    #[test]
+    fn hand_written_cases() {
+        let four = [
+            b("a", "2026-11-20T10:00:00Z"),
+            b("b", "2026-11-21T10:00:00Z"),
+            b("c", "2026-11-22T10:00:00Z"),
+            b("d", "2026-11-23T10:00:00Z"),
+        ];
+        check(
+            "keep-last 2",
+            &four,
+            policy(|p| p.keep_last = Some(2)),
+            NOW,
+            &["c", "d"],
+        );
+        check(
+            "keep-last 9",
+            &four,
+            policy(|p| p.keep_last = Some(9)),
+            NOW,
+            &["a", "b", "c", "d"],
+        );
+        check(
+            "keep-days 4",
+            &four,
+            policy(|p| p.keep_days = Some(4)),
+            NOW,
+            &["c", "d"],
+        );
+        check("no rules keeps all", &four, policy(|_| {}), NOW, &["a", "b", "c", "d"]);
+        check(
+            "held and locked",
+            &[
+                with(b("a", "2026-11-20T10:00:00Z"), |b| b.held = true),
+                with(b("b", "2026-11-21T10:00:00Z"), |b| {
+                    b.locked_until = Some(at("2027-01-01T00:00:00Z"))
+                }),
+                with(b("c", "2026-11-22T10:00:00Z"), |b| {
+                    b.locked_until = Some(at("2026-11-24T00:00:00Z"))
+                }),
+                b("d", "2026-11-23T10:00:00Z"),
+            ],
+            policy(|p| p.keep_last = Some(1)),
+            NOW,
+            &["a", "b", "d"],
+        );
+        check(
+            "newest verified survives",
+            &[
+                b("a", "2026-11-20T10:00:00Z"),
+                with(b("b", "2026-11-21T10:00:00Z"), |b| b.verified = true),
+                b("c", "2026-11-22T10:00:00Z"),
+                b("d", "2026-11-23T10:00:00Z"),
+            ],
+            policy(|p| p.keep_last = Some(1)),
+            NOW,
+            &["b", "d"],
+        );
+        check(
+            "parent chain of a kept incremental",
+            &[
+                b("z", "2026-11-19T10:00:00Z"),
+                b("a", "2026-11-20T10:00:00Z"),
+                with(b("b", "2026-11-21T10:00:00Z"), |b| {
+                    b.backup_type = BackupType::Incremental;
+                    b.parent = Some("a".into())
+                }),
+                with(b("c", "2026-11-22T10:00:00Z"), |b| {
+                    b.backup_type = BackupType::Incremental;
+                    b.parent = Some("b".into())
+                }),
+            ],
+            policy(|p| p.keep_last = Some(1)),
+            NOW,
+            &["a", "b", "c"],
+        );
+        check(
+            "failed, pending and in progress",
+            &[
+                with(b("old-failed", "2026-11-10T10:00:00Z"), |b| {
+                    b.status = BackupState::Failed
+                }),
+                with(b("new-failed", "2026-11-24T10:00:00Z"), |b| {
+                    b.status = BackupState::Failed
+                }),
+                with(b("old-pending", "2026-01-01T10:00:00Z"), |b| {
+                    b.status = BackupState::Pending
+                }),
+                with(b("old-running", "2026-01-01T10:00:00Z"), |b| {
+                    b.status = BackupState::InProgress
+                }),
+                b("d", "2026-11-23T10:00:00Z"),
+            ],
+            policy(|p| p.keep_last = Some(1)),
+            NOW,
+            &["d", "new-failed", "old-pending", "old-running"],
+        );
+        check(
+            "failed within keep-days stays",
+            &[
+                with(b("f", "2026-11-10T10:00:00Z"), |b| b.status = BackupState::Failed),
+                b("d", "2026-11-23T10:00:00Z"),
+            ],
+            policy(|p| p.keep_days = Some(30)),
+            NOW,
+            &["d", "f"],
+        );
+        check(
+            "no rules keeps failed too",
+            &[with(b("f", "2025-11-10T10:00:00Z"), |b| b.status = BackupState::Failed)],
+            policy(|_| {}),
+            NOW,
+            &["f"],
+        );
+        // Daily: the newest of each of the last 2 days that have backups.
+        let days = [
+            b("d1-early", "2026-11-20T08:00:00Z"),
+            b("d1-late", "2026-11-20T18:00:00Z"),
+            b("d3-early", "2026-11-22T08:00:00Z"),
+            b("d3-late", "2026-11-22T18:00:00Z"),
+            b("d0", "2026-11-19T18:00:00Z"),
+        ];
+        check(
+            "daily 2 skips empty days",
+            &days,
+            policy(|p| p.daily = Some(2)),
+            NOW,
+            &["d1-late", "d3-late"],
+        );
+        check(
+            "daily 5 with fewer days",
+            &days,
+            policy(|p| p.daily = Some(5)),
+            NOW,
+            &["d0", "d1-late", "d3-late"],
+        );
+        // Weekly: Sunday 2026-11-22 and Monday 2026-11-23 are in different ISO weeks.
+        let weeks = [
+            b("sat", "2026-11-21T10:00:00Z"),
+            b("sun", "2026-11-22T10:00:00Z"),
+            b("mon", "2026-11-23T10:00:00Z"),
+        ];
+        check("weekly 2", &weeks, policy(|p| p.weekly = Some(2)), NOW, &["mon", "sun"]);
+        let months = [
+            b("oct-a", "2026-10-01T10:00:00Z"),
+            b("oct-b", "2026-10-30T10:00:00Z"),
+            b("nov", "2026-11-02T10:00:00Z"),
+            b("y25", "2025-06-02T10:00:00Z"),
+        ];
+        check(
+            "monthly 2",
+            &months,
+            policy(|p| p.monthly = Some(2)),
+            NOW,
+            &["nov", "oct-b"],
+        );
+        check(
+            "yearly 3",
+            &months,
+            policy(|p| p.yearly = Some(3)),
+            NOW,
+            &["nov", "y25"],
+        );
+        check(
+            "rules combine",
+            &months,
+            policy(|p| {
+                p.keep_last = Some(1);
+                p.yearly = Some(2)
+            }),
+            NOW,
+            &["nov", "y25"],
+        );
+    }
+
+    #[test]
+    fn days_begin_in_the_policys_time_zone() {
+        // Winter: Berlin is UTC+1, so 23:30 UTC on the 14th is 00:30 on the 15th there.
+        let winter = [
+            b("noon", "2026-01-14T12:00:00Z"),
+            b("late", "2026-01-14T23:30:00Z"),
+            b("after-midnight", "2026-01-15T00:30:00Z"),
+        ];
+        let daily = |tz: &str| {
+            policy(|p| {
+                p.daily = Some(2);
+                p.timezone = tz.into()
+            })
+        };
+        check("winter UTC", &winter, daily("UTC"), NOW, &["after-midnight", "late"]);
+        check(
+            "winter Berlin",
+            &winter,
+            daily("Europe/Berlin"),
+            NOW,
+            &["after-midnight", "noon"],
+        );
+        // Summer: UTC+2, so 22:30 UTC is already the next day in Berlin.
+        let summer = [
+            b("noon", "2026-07-14T12:00:00Z"),
+            b("late", "2026-07-14T22:30:00Z"),
+            b("after-midnight", "2026-07-14T23:30:00Z"),
+        ];
+        check("summer UTC", &summer, daily("UTC"), NOW, &["after-midnight"]);
+        check(
+            "summer Berlin",
+            &summer,
+            daily("Europe/Berlin"),
+            NOW,
+            &["after-midnight", "noon"],
+        );
+        // New York is behind UTC: 02:00 UTC on the 15th is still the 14th there.
+        let west = [b("a", "2026-01-14T20:00:00Z"), b("b", "2026-01-15T02:00:00Z")];
+        check("New York", &west, daily("America/New_York"), NOW, &["b"]);
+        check("UTC splits them", &west, daily("UTC"), NOW, &["a", "b"]);
+        let plan = plan_retention(&winter, &daily("Europe/Berlin"), at(NOW)).unwrap();
+        assert_eq!(
+            plan.keep[0].reasons[0],
+            KeepReason::Daily {
+                day: "2026-01-15".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_policies_are_refused_by_name() {
+        let bad_zone = policy(|p| {
+            p.keep_last = Some(1);
+            p.timezone = "Mars/Olympus_Mons".into()
+        });
+        let error = plan_retention(&[], &bad_zone, at(NOW)).unwrap_err();
+        assert!(matches!(&error, RetentionError::UnknownTimezone { name, .. } if name == "Mars/Olympus_Mons"));
+        assert!(error.to_string().contains("Mars/Olympus_Mons"), "{error}");
+        let zero = policy(|p| p.daily = Some(0));
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            RetentionError::ZeroCount { rule: "keep-daily" }
+        );
+        assert!(!RetentionPolicy::default().has_rules());
+        let plan = plan_retention(&[b("a", NOW)], &RetentionPolicy::default(), at(NOW)).unwrap();
+        assert!(plan.no_rules);
+    }
+
+    #[test]
+    fn policies_read_from_json() {
+        let policy: RetentionPolicy = serde_json::from_str(r#"{"keepLast": 3, "daily": 7}"#).unwrap();
+        assert_eq!(policy.keep_last, Some(3));
+        assert_eq!(policy.daily, Some(7));
+        assert_eq!(policy.timezone, "UTC");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        const SOURCES: [&str; 2] = ["s3://a/", "/data/b"];
+        const ZONES: [&str; 5] = [
+            "UTC",
+            "Europe/Berlin",
+            "America/New_York",
+            "Asia/Kolkata",
+            "Pacific/Chatham",
+        ];
+        const TWO_YEARS: i64 = 2 * 366 * 24 * 3600;
+
+        fn base() -> Timestamp {
+            Timestamp::from_second(1_735_689_600).expect("2025-01-01") // 2025-01-01T00:00:00Z
+        }
+
+        /// One backup before sorting: (offset seconds, status, type, parent pick, source, held, lock, verified).
+        type Raw = (i64, u8, u8, Option<prop::sample::Index>, usize, bool, u8, bool);
+
+        fn raw() -> impl Strategy<Value = Raw> {
+            (
+                0..TWO_YEARS,
+                0u8..10,
+                0u8..3,
+                prop::option::of(any::<prop::sample::Index>()),
+                0..SOURCES.len(),
+                prop::bool::weighted(0.1),
+                0u8..6,
+                any::<bool>(),
+            )
+        }
+
+        fn history(protections: bool) -> impl Strategy<Value = Vec<BackupInfo>> {
+            prop::collection::vec(raw(), 0..40).prop_map(move |mut raws| {
+                raws.sort_by_key(|r| r.0);
+                let mut out: Vec<BackupInfo> = Vec::new();
+                for (i, (offset, status, kind, parent, source, held, lock, verified)) in raws.into_iter().enumerate() {
+                    let created_at = base() + SignedDuration::from_secs(offset);
+                    let status = match status {
+                        0 => BackupState::Pending,
+                        1 => BackupState::InProgress,
+                        2 | 3 => BackupState::Failed,
+                        _ => BackupState::Completed,
+                    };
+                    let backup_type =
+                        [BackupType::Full, BackupType::Incremental, BackupType::Differential][kind as usize];
+                    let parent = match (&backup_type, parent) {
+                        (BackupType::Full, _) | (_, None) => None,
+                        (_, Some(_)) if i == 0 => None,
+                        (_, Some(pick)) => Some(out[pick.index(i)].id.clone()),
+                    };
+                    let locked_until = match lock {
+                        0 if protections => Some(created_at + SignedDuration::from_hours(24 * 400)),
+                        1 if protections => Some(created_at + SignedDuration::from_hours(24)),
+                        _ => None,
+                    };
+                    out.push(BackupInfo {
+                        id: format!("bk-{i:03}"),
+                        created_at,
+                        status,
+                        backup_type,
+                        parent,
+                        source: SOURCES[source].into(),
+                        held: protections && held,
+                        locked_until,
+                        verified: protections && verified,
+                    });
+                }
+                out
+            })
+        }
+
+        fn count() -> impl Strategy<Value = Option<u32>> {
+            prop::option::of(1u32..12)
+        }
+
+        fn policy() -> impl Strategy<Value = RetentionPolicy> {
+            (count(), count(), count(), count(), count(), count(), 0..ZONES.len()).prop_map(
+                |(keep_days, keep_last, daily, weekly, monthly, yearly, zone)| RetentionPolicy {
+                    keep_days: keep_days.map(|d| d * 30),
+                    keep_last,
+                    daily,
+                    weekly,
+                    monthly,
+                    yearly,
+                    timezone: ZONES[zone].into(),
+                },
+            )
+        }
+
+        fn now() -> impl Strategy<Value = Timestamp> {
+            (0..TWO_YEARS + 90 * 24 * 3600).prop_map(|s| base() + SignedDuration::from_secs(s))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            #[test]
+            fn plans_partition_protect_and_keep_chains(backups in history(true), policy in policy(), now in now()) {
+                let plan = plan_retention(&backups, &policy, now).unwrap();
+                let kept: HashSet<&str> = plan.keep.iter().map(|k| k.id.as_str()).collect();
+                let deleted: HashSet<&str> = plan.delete.iter().map(|d| d.id.as_str()).collect();
+                // (b) a partition of all backups.
+                prop_assert!(kept.is_disjoint(&deleted));
+                prop_assert_eq!(kept.len() + deleted.len(), backups.len());
+                prop_assert!(backups.iter().all(|b| kept.contains(b.id.as_str()) || deleted.contains(b.id.as_str())));
+                prop_assert_eq!(kept.len(), plan.keep.len());
+                // (a) nothing protected is deleted.
+                for b in &backups {
+                    let protected = b.held
+                        || b.locked_until.is_some_and(|t| t > now)
+                        || matches!(b.status, BackupState::Pending | BackupState::InProgress)
+                        || !policy.has_rules();
+                    prop_assert!(!(protected && deleted.contains(b.id.as_str())), "{} is protected: {:?}", b.id, b);
+                }
+                for source in SOURCES {
+                    let mut completed: Vec<&BackupInfo> = backups.iter()
+                        .filter(|b| b.source == source && b.status == BackupState::Completed)
+                        .collect();
+                    completed.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+                    let anchor = completed.iter().find(|b| b.verified).or(completed.first());
+                    if let Some(anchor) = anchor {
+                        prop_assert!(kept.contains(anchor.id.as_str()), "newest usable {} deleted", anchor.id);
+                    }
+                }
+                // (c) every kept backup's parent chain is kept.
+                let by_id: HashMap<&str, &BackupInfo> = backups.iter().map(|b| (b.id.as_str(), b)).collect();
+                for id in &kept {
+                    let mut current = by_id[id];
+                    while let Some(parent) = current.parent.as_deref() {
+                        prop_assert!(kept.contains(parent), "{} kept, its ancestor {} not", id, parent);
+                        current = by_id[parent];
+                    }
+                }
+                // Completed backups go only for "no rule keeps it", failed ones only when old.
+                for d in &plan.delete {
+                    let b = by_id[d.id.as_str()];
+                    match b.status {
+                        BackupState::Completed => prop_assert_eq!(&d.reason, &DeleteReason::NotKept),
+                        BackupState::Failed => {
+                            let failed_long_ago = matches!(d.reason, DeleteReason::FailedLongAgo { .. });
+                            prop_assert!(failed_long_ago, "{:?}", d)
+                        }
+                        _ => prop_assert!(false, "unfinished {} deleted", d.id),
+                    }
+                }
+                // (e) deterministic, whatever the input order.
+                let mut reversed = backups.clone();
+                reversed.reverse();
+                prop_assert_eq!(&plan_retention(&backups, &policy, now).unwrap(), &plan);
+                prop_assert_eq!(&plan_retention(&reversed, &policy, now).unwrap(), &plan);
+            }
+
+            #[test]
+            fn keep_last_alone_keeps_exactly_n(backups in history(false), n in 1u32..15, now in now()) {
+                let policy = RetentionPolicy { keep_last: Some(n), ..RetentionPolicy::default() };
+                let plan = plan_retention(&backups, &policy, now).unwrap();
+                for source in SOURCES {
+                    let completed = backups.iter()
+                        .filter(|b| b.source == source && b.status == BackupState::Completed)
+                        .count();
+                    let by_rule = plan.keep.iter()
+                        .filter(|k| k.source == source && k.reasons.contains(&KeepReason::Last))
+                        .count();
+                    // (d)
+                    prop_assert_eq!(by_rule, completed.min(n as usize));
+                    prop_assert!(plan.keep.iter()
+                        .filter(|k| k.reasons.contains(&KeepReason::Last))
+                        .all(|k| backups.iter().any(|b| b.id == k.id && b.status == BackupState::Completed)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,864 @@
+//! Verifying a backup: is everything it needs in the store, and intact?
+//!
+//! Quick mode reads no data: the manifest (its SHA-256 against the catalog
+//! record's `checksum`, then it must decrypt), every index object (its name
+//! is its SHA-256, it must decrypt), and one listing of `data/`: every chunk
+//! of every entry must be in the index, and every pack the backup uses must
+//! exist with the size the index records.
+//!
+//! Deep mode also downloads every pack the backup uses, once each and a few
+//! at a time (so memory is bounded by the packs in flight): its SHA-256 must
+//! be its name and its sealed header must decrypt and list exactly what the
+//! index says. Then every entry is read back chunk by chunk, in order (ranged
+//! reads of its blobs): each blob must authenticate and hash to its chunk id,
+//! and the entry's SHA-256 must be the manifest's.
+//!
+//! Damage is reported as [`Problem`]s, each naming the object and the entries
+//! it affects; only failures to reach the store or the catalog are errors.
+//! Every verification is recorded in the catalog.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{
+    now_rfc3339, BackupRecord, BackupStatus, Catalog, CatalogError, VerificationRecord, VerificationStatus,
+};
+use crate::format::{open_blob, read_pack_header, BlobLocation, FormatError, IndexFile, Manifest};
+use crate::ids::{ChunkId, PackId};
+use crate::repo::{ChunkLocation, Index, Repository};
+use crate::storage::{ObjectInfo, StorageError};
+
+pub use crate::catalog::VerificationType as VerifyMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(
+        "backup {id} is {status}, not completed: only a completed backup has a manifest to verify (see `lifeboat backups list`)"
+    )]
+    NotCompleted { id: String, status: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    pub backup_id: String,
+    pub mode: VerifyMode,
+    /// Packs (deep mode: also entries) read at once. Each pack in flight
+    /// holds up to about 20 MiB in memory.
+    pub concurrency: usize,
+}
+
+impl VerifyOptions {
+    pub fn new(backup_id: &str, mode: VerifyMode) -> Self {
+        Self {
+            backup_id: backup_id.to_owned(),
+            mode,
+            concurrency: 4,
+        }
+    }
+}
+
+/// What is wrong with an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The object does not exist.
+    Missing,
+    /// A pack's size is not the size the index records.
+    WrongSize,
+    /// The object's SHA-256 is not its name (packs, index objects), not the
+    /// catalog's checksum (manifest), or an entry's content is not the
+    /// manifest's SHA-256.
+    ChecksumMismatch,
+    /// Decryption failed: the object was altered or truncated.
+    FailedAuthentication,
+    /// The object is intact (its SHA-256 is right) but does not decrypt: it
+    /// is encrypted under a key this store does not have.
+    ForeignKey,
+    /// Chunks of the backup are in no index object.
+    NotInIndex,
+    /// A pack's header does not list what the index says the pack holds.
+    HeaderMismatch,
+    /// The object could not be read or parsed.
+    Unreadable,
+}
+
+impl ProblemKind {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::WrongSize => "wrong size",
+            Self::ChecksumMismatch => "checksum mismatch",
+            Self::FailedAuthentication => "failed authentication",
+            Self::ForeignKey => "encrypted under a key this store does not have",
+            Self::NotInIndex => "not in the index",
+            Self::HeaderMismatch => "header disagrees with the index",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// One thing wrong, and the entries of the backup it makes unrestorable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// The object: `s3://bucket/prefix/data/XY/PACKID`, an index object, the manifest.
+    pub object: String,
+    pub kind: ProblemKind,
+    pub detail: String,
+    /// Paths of the affected entries, sorted (empty when none of this
+    /// backup's entries are affected, or when they cannot be listed).
+    pub entries: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyCounts {
+    pub entries: u64,
+    /// Distinct chunks of the backup.
+    pub chunks: u64,
+    /// Distinct packs the backup uses.
+    pub packs: u64,
+    /// Plaintext bytes of the entries (deep mode: read back and hashed).
+    pub bytes: u64,
+    /// Stored bytes of the packs the backup uses (deep mode: downloaded and hashed).
+    pub pack_bytes: u64,
+    pub index_objects: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    pub backup_id: String,
+    pub mode: VerifyMode,
+    /// No problem found.
+    pub ok: bool,
+    /// Every checksum checked matched: the manifest's SHA-256 against the
+    /// catalog's, index objects' (deep: and packs') against their names,
+    /// packs' sizes against the index, (deep) entries' against the manifest.
+    pub checksum_valid: bool,
+    pub started_at: String,
+    pub completed_at: String,
+    pub checked: VerifyCounts,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// The catalog's record of this verification.
+    pub fn verification_record(&self) -> VerificationRecord {
+        let error = self.problems.first().map(|first| {
+            let more = match self.problems.len() {
+                1 => String::new(),
+                n => format!(" (and {} more problems)", n - 1),
+            };
+            format!("{}: {}: {}{more}", first.object, first.kind.describe(), first.detail)
+        });
+        VerificationRecord {
+            backup_id: self.backup_id.clone(),
+            verification_type: self.mode,
+            status: if self.ok {
+                VerificationStatus::Passed
+            } else {
+                VerificationStatus::Failed
+            },
+            started_at: self.started_at.clone(),
+            completed_at: self.completed_at.clone(),
+            checksum_valid: self.checksum_valid,
+            restore_test_passed: None,
+            error,
+        }
+    }
+}
+
+/// Verifies a completed backup and records the verification in the catalog.
+pub async fn run_verify(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    let started_at = now_rfc3339();
+    let record = catalog.get(&options.backup_id).await?;
+    if record.status != BackupStatus::Completed {
+        return Err(VerifyError::NotCompleted {
+            id: record.id,
+            status: record.status.as_str().to_owned(),
+        });
+    }
+    let report = check_backup(repo, &record, options, started_at).await?;
+    catalog.record_verification(&report.verification_record()).await?;
+    tracing::info!(backup_id = %report.backup_id, mode = report.mode.as_str(), problems = report.problems.len(), "verification finished");
+    Ok(report)
+}
+
+/// The checks themselves, without recording them.
+pub async fn check_backup(
+    repo: Arc<Repository>,
+    record: &BackupRecord,
+    options: &VerifyOptions,
+    started_at: String,
+) -> Result<VerifyReport, VerifyError> {
+    let mut report = VerifyReport {
+        backup_id: record.id.clone(),
+        mode: options.mode,
+        ok: false,
+        checksum_valid: false,
+        started_at,
+        completed_at: String::new(),
+        checked: VerifyCounts::default(),
+        problems: Vec::new(),
+    };
+    let manifest_checked = check_manifest(&repo, record, &mut report).await?;
+    if let Some(manifest) = manifest_checked {
+        let index = load_index(&repo, &mut report).await?;
+        check_data(repo, &manifest, &index, options, &mut report).await?;
+    }
+    report.ok = report.problems.is_empty();
+    report.checksum_valid = report.checksum_valid
+        && !report
+            .problems
+            .iter()
+            .any(|p| matches!(p.kind, ProblemKind::ChecksumMismatch | ProblemKind::WrongSize));
+    report.completed_at = now_rfc3339();
+    Ok(report)
+}
+
+/// The manifest, if it can be read: checked against the catalog's checksum.
+async fn check_manifest(
+    repo: &Repository,
+    record: &BackupRecord,
+    report: &mut VerifyReport,
+) -> Result<Option<Manifest>, VerifyError> {
+    let key = repo.layout.manifest(&record.id);
+    let object = repo.storage.describe(&key);
+    let problem = |kind, detail: String| Problem {
+        object: object.clone(),
+        kind,
+        detail,
+        entries: Vec::new(),
+    };
+    let bytes = match repo.storage.get(&key).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound(_)) => {
+            report.problems.push(problem(
+                ProblemKind::Missing,
+                "the backup's manifest does not exist, so none of its entries can be restored".into(),
+            ));
+            return Ok(None);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let found = hex::encode(Sha256::digest(&bytes));
+    let checksum_ok = record.checksum.as_deref() == Some(found.as_str());
+    report.checksum_valid = checksum_ok;
+    if !checksum_ok {
+        let expected = record.checksum.as_deref().unwrap_or("no checksum");
+        report.problems.push(problem(
+            ProblemKind::ChecksumMismatch,
+            format!("its SHA-256 is {found}, the catalog record says {expected}: the manifest was altered or replaced"),
+        ));
+    }
+    match Manifest::open(&repo.keys, &record.id, &bytes) {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(FormatError::Crypto(_)) if checksum_ok => {
+            report.problems.push(problem(
+                ProblemKind::ForeignKey,
+                "it is the object the backup stored (its SHA-256 matches the catalog) but it does not decrypt: it is encrypted under a key this store does not have, so none of the backup's entries can be listed".into(),
+            ));
+            Ok(None)
+        }
+        Err(FormatError::Crypto(_)) => {
+            report.problems.push(problem(
+                ProblemKind::FailedAuthentication,
+                "it does not decrypt with this store's keys: it was altered or truncated, so none of the backup's entries can be listed".into(),
+            ));
+            Ok(None)
+        }
+        Err(other) => {
+            report
+                .problems
+                .push(problem(ProblemKind::Unreadable, other.to_string()));
+            Ok(None)
+        }
+    }
+}
+
+/// The store's index, from every index object that checks out; each one
+/// that does not is a problem (its chunks then show up as not in the index).
+struct CheckedIndex {
+    index: Index,
+    /// What the index says each pack holds (for deep mode's header check).
+    pack_blobs: HashMap<PackId, Vec<BlobLocation>>,
+}
+
+async fn load_index(repo: &Repository, report: &mut VerifyReport) -> Result<CheckedIndex, VerifyError> {
+    let objects = repo.storage.list(&repo.layout.index_dir()).await?;
+    let fetched: Vec<(ObjectInfo, Result<bytes::Bytes, StorageError>)> = futures::stream::iter(objects)
+        .map(|object| async move {
+            let bytes = repo.storage.get(&object.key).await;
+            (object, bytes)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut checked = CheckedIndex {
+        index: Index::default(),
+        pack_blobs: HashMap::new(),
+    };
+    for (object, bytes) in fetched {
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            // Deleted since the listing: whatever it indexed shows up as not in the index.
+            Err(StorageError::NotFound(_)) => continue,
+            Err(other) => return Err(other.into()),
+        };
+        let what = repo.storage.describe(&object.key);
+        let name = object.key.rsplit('/').next().unwrap_or_default();
+        let found = hex::encode(Sha256::digest(&bytes));
+        let name_ok = found == name;
+        let problem = |kind, detail: String| Problem {
+            object: what.clone(),
+            kind,
+            detail,
+            entries: Vec::new(),
+        };
+        if !name_ok {
+            report.problems.push(problem(
+                ProblemKind::ChecksumMismatch,
+                format!("its SHA-256 is {found}, not its name: the index object was altered or replaced"),
+            ));
+        }
+        match IndexFile::open(&repo.keys, &bytes, &what) {
+            Ok(file) => {
+                checked.index.index_objects += 1;
+                for pack in file.packs {
+                    checked.index.packs.insert(pack.id, pack.size);
+                    for blob in &pack.blobs {
+                        let location = ChunkLocation {
+                            pack: pack.id,
+                            offset: blob.offset,
+                            length: blob.length,
+                            raw_length: blob.raw_length,
+                        };
+                        checked.index.chunks.entry(blob.id).or_insert(location);
+                    }
+                    checked.pack_blobs.entry(pack.id).or_insert(pack.blobs);
+                }
+            }
+            Err(FormatError::Crypto(_)) if name_ok => report.problems.push(problem(
+                ProblemKind::ForeignKey,
+                "its SHA-256 is its name but it does not decrypt: it is encrypted under a key this store does not have; its chunks are ignored".into(),
+            )),
+            Err(FormatError::Crypto(_)) => report.problems.push(problem(
+                ProblemKind::FailedAuthentication,
+                "it does not decrypt with this store's keys: it was altered or truncated; its chunks are ignored".into(),
+            )),
+            Err(other) => report
+                .problems
+                .push(problem(ProblemKind::Unreadable, format!("{other}; its chunks are ignored"))),
+        }
+    }
+    report.checked.index_objects = checked.index.index_objects as u64;
+    Ok(checked)
+}
+
+/// Which entries use which chunks and packs.
+struct Usage {
+    /// Chunk → indices of the entries that use it.
+    chunk_entries: HashMap<ChunkId, BTreeSet<usize>>,
+    /// Pack → indices of the entries that use a chunk of it.
+    pack_entries: BTreeMap<PackId, BTreeSet<usize>>,
+    /// Chunks in no index object → the entries that use them.
+    not_indexed: BTreeMap<ChunkId, BTreeSet<usize>>,
+}
+
+fn usage(manifest: &Manifest, index: &Index) -> Usage {
+    let mut usage = Usage {
+        chunk_entries: HashMap::new(),
+        pack_entries: BTreeMap::new(),
+        not_indexed: BTreeMap::new(),
+    };
+    for (i, entry) in manifest.entries.iter().enumerate() {
+        for chunk in &entry.chunks {
+            usage.chunk_entries.entry(*chunk).or_default().insert(i);
+            match index.chunks.get(chunk) {
+                Some(location) => {
+                    usage.pack_entries.entry(location.pack).or_default().insert(i);
+                }
+                None => {
+                    usage.not_indexed.entry(*chunk).or_default().insert(i);
+                }
+            }
+        }
+    }
+    usage
+}
+
+fn paths(manifest: &Manifest, entries: impl IntoIterator<Item = usize>) -> Vec<String> {
+    let set: BTreeSet<&str> = entries
+        .into_iter()
+        .filter_map(|i| manifest.entries.get(i).map(|e| e.path.as_str()))
+        .collect();
+    set.into_iter().map(str::to_owned).collect()
+}
+
+async fn check_data(
+    repo: Arc<Repository>,
+    manifest: &Manifest,
+    checked: &CheckedIndex,
+    options: &VerifyOptions,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let index = &checked.index;
+    let usage = usage(manifest, index);
+    report.checked.entries = manifest.entries.len() as u64;
+    report.checked.chunks = usage.chunk_entries.len() as u64;
+    report.checked.packs = usage.pack_entries.len() as u64;
+    report.checked.bytes = manifest.size();
+    report.checked.pack_bytes = usage
+        .pack_entries
+        .keys()
+        .map(|p| index.packs.get(p).copied().unwrap_or(0))
+        .sum();
+
+    if let Some(first) = usage.not_indexed.keys().next() {
+        let entries = usage.not_indexed.values().flatten().copied();
+        report.problems.push(Problem {
+            object: repo.storage.describe(&repo.layout.index_dir()),
+            kind: ProblemKind::NotInIndex,
+            detail: format!(
+                "{} chunks of the backup (first: {first}) are in no index object: an index object is missing, damaged or was never written",
+                usage.not_indexed.len()
+            ),
+            entries: paths(manifest, entries),
+        });
+    }
+
+    // One listing of every pack, with sizes.
+    let listed: HashMap<String, u64> = repo
+        .storage
+        .list(&repo.layout.data_dir())
+        .await?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let mut intact_packs = Vec::new();
+    for (pack, entries) in &usage.pack_entries {
+        let key = repo.pack_key(pack);
+        let object = repo.storage.describe(&key);
+        let expected = index.packs.get(pack).copied().unwrap_or(0);
+        match listed.get(&key) {
+            None => report.problems.push(Problem {
+                object,
+                kind: ProblemKind::Missing,
+                detail: "the pack does not exist".into(),
+                entries: paths(manifest, entries.iter().copied()),
+            }),
+            Some(&size) if size != expected => report.problems.push(Problem {
+                object,
+                kind: ProblemKind::WrongSize,
+                detail: format!(
+                    "the pack has {size} bytes, the index records {expected}: it was truncated or replaced"
+                ),
+                entries: paths(manifest, entries.iter().copied()),
+            }),
+            Some(_) => intact_packs.push(*pack),
+        }
+    }
+
+    if options.mode == VerifyMode::Deep {
+        deep_check(repo, manifest, checked, &usage, intact_packs, options, report).await?;
+    }
+    Ok(())
+}
+
+/// What deep mode found wrong with one pack's whole object.
+struct PackFinding {
+    pack: PackId,
+    object: String,
+    /// The pack's SHA-256 when it is not its name.
+    wrong_sha: Option<String>,
+    /// The header failed to decrypt or disagrees with the index.
+    header: Option<(ProblemKind, String)>,
+    /// It could not be downloaded.
+    unreadable: Option<(ProblemKind, String)>,
+}
+
+/// What deep mode found wrong reading one chunk of an entry.
+struct ChunkFailure {
+    pack: PackId,
+    chunk: ChunkId,
+    kind: ProblemKind,
+}
+
+async fn deep_check(
+    repo: Arc<Repository>,
+    manifest: &Manifest,
+    checked: &CheckedIndex,
+    usage: &Usage,
+    intact_packs: Vec<PackId>,
+    options: &VerifyOptions,
+    report: &mut VerifyReport,
+) -> Result<(), VerifyError> {
+    let concurrency = options.concurrency.max(1);
+    // Whole packs: name, header. Each downloaded once, `concurrency` at a time.
+    let pack_blobs = &checked.pack_blobs;
+    let findings: Vec<PackFinding> = futures::stream::iter(intact_packs.iter().copied())
+        .map(|pack| {
+            let repo = repo.clone();
+            let expected = pack_blobs.get(&pack).cloned().unwrap_or_default();
+            async move { check_pack(repo, pack, expected).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
+    // Entries, each read back chunk by chunk, in order. Chunks in packs
+    // already found missing or of the wrong size are not read again.
+    let index = &checked.index;
+    let intact: HashSet<PackId> = intact_packs.iter().copied().collect();
+    let readable = |chunk: &ChunkId| index.chunks.get(chunk).filter(|l| intact.contains(&l.pack)).copied();
+    let results: Vec<(usize, EntryCheck)> = futures::stream::iter(manifest.entries.iter().enumerate())
+        .map(|(i, entry)| {
+            let repo = repo.clone();
+            let locations: Vec<(ChunkId, Option<ChunkLocation>)> =
+                entry.chunks.iter().map(|c| (*c, readable(c))).collect();
+            let expected = entry.sha256.clone();
+            let size = entry.size;
+            async move { (i, check_entry(&repo, &locations, &expected, size).await) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
+    // Chunk failures, grouped by pack and kind, with the entries they affect.
+    let mut by_pack: BTreeMap<(PackId, ProblemKind), (BTreeSet<ChunkId>, BTreeSet<usize>)> = BTreeMap::new();
+    let mut content_mismatch = Vec::new();
+    for (i, result) in results {
+        match result {
+            EntryCheck::Ok => {}
+            EntryCheck::Skipped => {}
+            EntryCheck::Chunks(failures) => {
+                for failure in failures {
+                    let users = usage.chunk_entries.get(&failure.chunk).cloned().unwrap_or_default();
+                    let slot = by_pack.entry((failure.pack, failure.kind)).or_default();
+                    slot.0.insert(failure.chunk);
+                    slot.1.extend(users);
+                    slot.1.insert(i);
+                }
+            }
+            EntryCheck::Content(detail) => content_mismatch.push((i, detail)),
+            EntryCheck::Error(e) => return Err(e.into()),
+        }
+    }
+
+    if findings.iter().any(|f| f.wrong_sha.is_some()) {
+        report.checksum_valid = false;
+    }
+    let mut findings: BTreeMap<PackId, PackFinding> = findings.into_iter().map(|f| (f.pack, f)).collect();
+    for ((pack, kind), (chunks, entries)) in by_pack {
+        let object = repo.storage.describe(&repo.pack_key(&pack));
+        let first = chunks.iter().next().map(|c| c.to_hex()).unwrap_or_default();
+        let what = match kind {
+            ProblemKind::ChecksumMismatch => "decrypt but do not hash to their ids",
+            ProblemKind::Missing => "are beyond the end of the pack",
+            ProblemKind::Unreadable => "could not be read",
+            _ => "failed authentication: the pack is corrupted",
+        };
+        let mut detail = format!("{} of its chunks (first: {first}) {what}", chunks.len());
+        if let Some(found) = findings.get_mut(&pack).and_then(|f| f.wrong_sha.take()) {
+            detail.push_str(&format!("; its SHA-256 is {found}, not its name"));
+        }
+        report.problems.push(Problem {
+            object,
+            kind,
+            detail,
+            entries: paths(manifest, entries),
+        });
+    }
+    for finding in findings.into_values() {
+        let problem = |kind, detail: String| Problem {
+            object: finding.object.clone(),
+            kind,
+            detail,
+            entries: Vec::new(),
+        };
+        if let Some((kind, detail)) = finding.unreadable {
+            let users = usage.pack_entries.get(&finding.pack).cloned().unwrap_or_default();
+            report.problems.push(Problem {
+                entries: paths(manifest, users),
+                ..problem(kind, detail)
+            });
+            continue;
+        }
+        if let Some(found) = finding.wrong_sha {
+            report.problems.push(problem(
+                ProblemKind::ChecksumMismatch,
+                format!("its SHA-256 is {found}, not its name: bytes this backup does not use were altered (other backups' chunks or the header)"),
+            ));
+        }
+        if let Some((kind, detail)) = finding.header {
+            report.problems.push(problem(kind, detail));
+        }
+    }
+    let manifest_object = repo.storage.describe(&repo.layout.manifest(&manifest.backup_id));
+    for (i, detail) in content_mismatch {
+        report.problems.push(Problem {
+            object: manifest_object.clone(),
+            kind: ProblemKind::ChecksumMismatch,
+            detail,
+            entries: paths(manifest, [i]),
+        });
+    }
+    Ok(())
+}
+
+/// Downloads one pack and checks its name and header.
+async fn check_pack(repo: Arc<Repository>, pack: PackId, expected: Vec<BlobLocation>) -> PackFinding {
+    let key = repo.pack_key(&pack);
+    let object = repo.storage.describe(&key);
+    let mut finding = PackFinding {
+        pack,
+        object: object.clone(),
+        wrong_sha: None,
+        header: None,
+        unreadable: None,
+    };
+    let bytes = match repo.storage.get(&key).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound(_)) => {
+            finding.unreadable = Some((ProblemKind::Missing, "the pack disappeared during verification".into()));
+            return finding;
+        }
+        Err(other) => {
+            finding.unreadable = Some((ProblemKind::Unreadable, format!("the pack could not be read: {other}")));
+            return finding;
+        }
+    };
+    let keys = repo.keys.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let found = hex::encode(Sha256::digest(&bytes));
+        let sha_ok = found == pack.to_hex();
+        let header = match read_pack_header(&keys, &bytes, &object) {
+            Ok(blobs) if blobs == expected => None,
+            Ok(blobs) => Some((
+                ProblemKind::HeaderMismatch,
+                format!(
+                    "its header lists {} blobs that differ from the index's {}: the index cannot be trusted for this pack",
+                    blobs.len(),
+                    expected.len()
+                ),
+            )),
+            Err(FormatError::Crypto(_)) if sha_ok => Some((
+                ProblemKind::ForeignKey,
+                "its SHA-256 is its name but its header does not decrypt: it is encrypted under a key this store does not have".into(),
+            )),
+            Err(FormatError::Crypto(_)) => Some((
+                ProblemKind::FailedAuthentication,
+                "its header failed authentication: the pack is corrupted".into(),
+            )),
+            Err(other) => Some((ProblemKind::Unreadable, other.to_string())),
+        };
+        ((!sha_ok).then_some(found), header)
+    })
+    .await;
+    match checked {
+        Ok((wrong_sha, header)) => {
+            finding.wrong_sha = wrong_sha;
+            finding.header = header;
+        }
+        Err(e) => finding.unreadable = Some((ProblemKind::Unreadable, format!("checking the pack failed: {e}"))),
+    }
+    finding
+}
+
+enum EntryCheck {
+    Ok,
+    /// Every chunk read was sound, but some could not be read (in no index,
+    /// or in a pack already reported), so the content cannot be checked.
+    Skipped,
+    Chunks(Vec<ChunkFailure>),
+    /// Every chunk is sound but the content is not what the manifest says.
+    Content(String),
+    Error(StorageError),
+}
+
+/// Reads an entry back chunk by chunk and recomputes its SHA-256. Chunks
+/// without a location (not indexed, or in a pack already reported) are not
+/// read, and then the entry's SHA-256 cannot be checked.
+async fn check_entry(
+    repo: &Repository,
+    chunks: &[(ChunkId, Option<ChunkLocation>)],
+    expected: &str,
+    size: u64,
+) -> EntryCheck {
+    let complete = chunks.iter().all(|(_, location)| location.is_some());
+    let mut sha = Some(Sha256::new());
+    let mut length = 0u64;
+    let mut failures = Vec::new();
+    for (chunk, location) in chunks {
+        let Some(location) = location else { continue };
+        let key = repo.pack_key(&location.pack);
+        let failure = |kind| ChunkFailure {
+            pack: location.pack,
+            chunk: *chunk,
+            kind,
+        };
+        let sealed = match repo
+            .storage
+            .get_range(&key, u64::from(location.offset), u64::from(location.length))
+            .await
+        {
+            Ok(sealed) => sealed,
+            Err(StorageError::NotFound(_)) => {
+                failures.push(failure(ProblemKind::Missing));
+                continue;
+            }
+            Err(other) => return EntryCheck::Error(other),
+        };
+        if sealed.len() != location.length as usize {
+            failures.push(failure(ProblemKind::Missing));
+            continue;
+        }
+        let keys = repo.keys.clone();
+        let id = *chunk;
+        let raw = location.raw_length as usize;
+        // Hashing stays on the blocking thread with the decryption; once a
+        // chunk has failed, the entry's hash is no longer computed.
+        let hasher = if failures.is_empty() { sha.take() } else { None };
+        let opened = tokio::task::spawn_blocking(move || {
+            open_blob(&keys, &id, &sealed, raw).map(|plaintext| {
+                hasher.map(|mut hasher| {
+                    hasher.update(&plaintext);
+                    (hasher, plaintext.len() as u64)
+                })
+            })
+        })
+        .await;
+        match opened {
+            Ok(Ok(Some((hasher, n)))) => {
+                sha = Some(hasher);
+                length += n;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(FormatError::ChunkIdMismatch(_))) => failures.push(failure(ProblemKind::ChecksumMismatch)),
+            Ok(Err(_)) => failures.push(failure(ProblemKind::FailedAuthentication)),
+            Err(_) => failures.push(failure(ProblemKind::Unreadable)),
+        }
+    }
+    if !failures.is_empty() {
+        return EntryCheck::Chunks(failures);
+    }
+    let (true, Some(sha)) = (complete, sha) else {
+        return EntryCheck::Skipped;
+    };
+    let found = hex::encode(sha.finalize());
+    if found != expected || length != size {
+        return EntryCheck::Content(format!(
+            "its chunks, read back, are {length} bytes with SHA-256 {found}; the manifest says {size} bytes with SHA-256 {expected}"
+        ));
+    }
+    EntryCheck::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{BackupType, Entry, FORMAT_VERSION};
+
+    fn manifest(entries: &[(&str, &[u8])]) -> Manifest {
+        Manifest {
+            version: FORMAT_VERSION,
+            backup_id: "bk-20261123T105300Z-0000abcd".into(),
+            source: "s3://b/p/".into(),
+            backup_type: BackupType::Full,
+            parent_backup: None,
+            created_at: "2026-11-23T10:53:00Z".into(),
+            entries: entries
+                .iter()
+                .map(|(path, chunks)| Entry {
+                    path: (*path).into(),
+                    size: 1,
+                    sha256: String::new(),
+                    mtime: None,
+                    mode: None,
+                    etag: None,
+                    version_id: None,
+                    chunks: chunks.iter().map(|c| ChunkId([*c; 32])).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn index(chunks: &[(u8, u8)]) -> Index {
+        let mut index = Index::default();
+        for (chunk, pack) in chunks {
+            index.chunks.insert(
+                ChunkId([*chunk; 32]),
+                ChunkLocation {
+                    pack: PackId([*pack; 32]),
+                    offset: 0,
+                    length: 1,
+                    raw_length: 1,
+                },
+            );
+        }
+        index
+    }
+
+    #[test]
+    fn usage_maps_packs_and_unindexed_chunks_to_their_entries() {
+        let manifest = manifest(&[("a", &[1, 2]), ("b", &[2, 3]), ("c", &[4]), ("empty", &[])]);
+        let usage = usage(&manifest, &index(&[(1, 10), (2, 10), (3, 11)]));
+        assert_eq!(usage.chunk_entries.len(), 4);
+        assert_eq!(usage.pack_entries[&PackId([10; 32])], BTreeSet::from([0, 1]));
+        assert_eq!(usage.pack_entries[&PackId([11; 32])], BTreeSet::from([1]));
+        assert_eq!(
+            usage.not_indexed.into_iter().collect::<Vec<_>>(),
+            vec![(ChunkId([4; 32]), BTreeSet::from([2]))]
+        );
+        assert_eq!(paths(&manifest, [1, 0, 1]), vec!["a".to_owned(), "b".to_owned()]);
+    }
+
+    #[test]
+    fn a_report_becomes_a_catalog_record() {
+        let mut report = VerifyReport {
+            backup_id: "bk-1".into(),
+            mode: VerifyMode::Quick,
+            ok: true,
+            checksum_valid: true,
+            started_at: "2026-11-23T11:00:00.000Z".into(),
+            completed_at: "2026-11-23T11:00:01.000Z".into(),
+            checked: VerifyCounts::default(),
+            problems: Vec::new(),
+        };
+        let passed = report.verification_record();
+        assert_eq!(passed.status, VerificationStatus::Passed);
+        assert_eq!((passed.error, passed.restore_test_passed), (None, None));
+        report.ok = false;
+        for object in ["s3://b/p/data/ab/x", "s3://b/p/data/cd/y"] {
+            report.problems.push(Problem {
+                object: object.into(),
+                kind: ProblemKind::Missing,
+                detail: "the pack does not exist".into(),
+                entries: vec!["a".into()],
+            });
+        }
+        let failed = report.verification_record();
+        assert_eq!(failed.status, VerificationStatus::Failed);
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("s3://b/p/data/ab/x: missing: the pack does not exist (and 1 more problems)")
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["mode"], "quick");
+        assert_eq!(json["problems"][0]["kind"], "missing");
+        assert_eq!(json["checked"]["packBytes"], 0);
+    }
+}
