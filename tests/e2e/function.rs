@@ -10,15 +10,8 @@ use serde_json::{json, Value};
 
 use crate::support::{
     assert_same_tree, create_bucket, describe, dir_contents, list_objects, put_objects, random_bytes, relative,
-    text_bytes, Store,
+    sample_event, text_bytes, Store,
 };
-
-/// A sample event from `events/`.
-fn sample_event(name: &str) -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/").to_owned() + name;
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
-}
 
 /// Runs the function once with `event`, configured as the stack configures it
 /// (catalog table and KMS key in its environment; the store from the event).

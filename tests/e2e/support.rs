@@ -234,3 +234,10 @@ pub fn assert_same_tree(actual: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<
         );
     }
 }
+
+/// A sample event from `events/`, as tests load them.
+pub fn sample_event(name: &str) -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/").to_owned() + name;
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}

@@ -189,6 +189,18 @@ impl Repository {
         })
     }
 
+    /// Opens the store at `location` with the shared clients (the usual way
+    /// in: the toolkit and every function call this).
+    pub async fn open_at(
+        location: &crate::storage::Location,
+        clients: &crate::aws::Clients,
+        expected_key: Option<&str>,
+    ) -> Result<Self, RepoError> {
+        let (storage, prefix) = storage_for(location, &clients.s3, &clients.region);
+        let kms = Kms::new(clients.kms.clone(), &clients.region);
+        Self::open(storage, &prefix, &kms, expected_key).await
+    }
+
     /// `s3://bucket/prefix` (or the directory) of this store.
     pub fn location(&self) -> &str {
         &self.location

@@ -59,7 +59,7 @@ pub enum RetentionError {
 /// not used. `timezone` (IANA name) decides where days, weeks, months and
 /// years begin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetentionPolicy {
     #[serde(default)]
     pub keep_days: Option<u32>,

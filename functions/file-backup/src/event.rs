@@ -9,6 +9,7 @@
 //! See `events/file-backup-*.json` for samples.
 
 use lifeboat::format::BackupType;
+use lifeboat_lambda::{parse_request, Request};
 use serde::Deserialize;
 
 /// A backup plan as the event carries it.
@@ -50,34 +51,10 @@ pub struct BackupRequest {
 
 impl BackupRequest {
     pub fn from_event(payload: serde_json::Value) -> Result<Self, String> {
-        let is_eventbridge = payload.get("detail-type").is_some();
-        let (plan_value, event_id) = if is_eventbridge {
-            let id = payload.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-            let detail = payload.get("detail").cloned().unwrap_or(serde_json::Value::Null);
-            (detail, id)
-        } else {
-            (payload, None)
-        };
-        if !plan_value.is_object() {
-            return Err(if is_eventbridge {
-                "the EventBridge event has no plan in its \"detail\": put the plan (source, type, store, kmsKey) there, see events/file-backup-scheduled.json".to_owned()
-            } else {
-                "the payload is not a JSON object: send a plan such as {\"source\": \"s3://bucket/prefix\", \"type\": \"full\"}".to_owned()
-            });
-        }
-        // serde_path_to_error names the field at fault ("source" in
-        // {"source": 5}), which serde_json alone does not.
-        let plan: Plan = serde_path_to_error::deserialize(plan_value).map_err(|e| {
-            let field = e.path().to_string();
-            if field == "." {
-                format!("the backup plan in the event is not valid: {}", e.inner())
-            } else {
-                format!(
-                    "the backup plan in the event is not valid: field {field:?}: {}",
-                    e.inner()
-                )
-            }
-        })?;
+        let Request { body: plan, event_id } = parse_request::<Plan>(
+            payload,
+            "events/file-backup-scheduled.json or events/file-backup-direct.json",
+        )?;
         let backup_type = plan.backup_type.parse::<BackupType>()?;
         if plan.concurrency == Some(0) {
             return Err("the plan's concurrency must be at least 1".to_owned());
@@ -132,7 +109,7 @@ mod tests {
             ),
             (
                 json!({"detail-type": "Scheduled Event", "id": "x"}),
-                "has no plan in its \"detail\"",
+                "no request in its \"detail\"",
             ),
             (
                 json!({"source": "s3://a", "type": "weekly"}),

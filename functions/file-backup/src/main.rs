@@ -14,9 +14,9 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::backup::{run_backup, BackupOptions, BackupSummary};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
-use lifeboat::keys::Kms;
-use lifeboat::repo::{storage_for, Repository};
+use lifeboat::repo::Repository;
 use lifeboat::storage::Location;
+use lifeboat_lambda::{diagnostic, init_tracing, setting};
 
 use crate::event::BackupRequest;
 
@@ -30,7 +30,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let var = setting;
         let concurrency = match var("LIFEBOAT_CONCURRENCY") {
             None => 4,
             Some(text) => text
@@ -56,13 +56,6 @@ struct Function {
     clients: Clients,
 }
 
-fn diagnostic(kind: &str, message: impl ToString) -> Diagnostic {
-    Diagnostic {
-        error_type: kind.to_owned(),
-        error_message: message.to_string(),
-    }
-}
-
 impl Function {
     async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<BackupSummary, Diagnostic> {
         let request = BackupRequest::from_event(event.payload).map_err(|e| diagnostic("Lifeboat.BadEvent", e))?;
@@ -85,9 +78,7 @@ impl Function {
             .or_else(|| self.settings.default_kms_key.clone());
         tracing::info!(source = %source, store = %store, backup_type = request.backup_type.as_str(), idempotency_key = ?request.idempotency_key, "backup requested");
 
-        let (storage, prefix) = storage_for(&store, &self.clients.s3, &self.clients.region);
-        let kms = Kms::new(self.clients.kms.clone(), &self.clients.region);
-        let repo = Repository::open(storage, &prefix, &kms, kms_key.as_deref())
+        let repo = Repository::open_at(&store, &self.clients, kms_key.as_deref())
             .await
             .map_err(|e| diagnostic("Lifeboat.Store", e))?;
         let catalog = Catalog::new(
@@ -113,13 +104,7 @@ impl Function {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .without_time()
-        .with_target(false)
-        .init();
+    init_tracing();
     let settings = Settings::from_env()?;
     let config = load_config(None).await?;
     let function = Function {
