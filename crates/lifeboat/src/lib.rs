@@ -14,6 +14,8 @@ pub mod pipeline;
 pub mod retention;
 
 #[cfg(feature = "aws")]
+pub mod alert;
+#[cfg(feature = "aws")]
 pub mod audit;
 #[cfg(feature = "aws")]
 pub mod aws;
