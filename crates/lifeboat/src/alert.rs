@@ -411,7 +411,7 @@ pub fn evaluate(
                 .filter_map(|v| parse_time(&v.completed_at).map(|t| (v, t)))
                 .filter(|(_, t)| *t <= now)
                 .collect();
-            list.sort_by(|a, b| b.1.cmp(&a.1));
+            list.sort_by_key(|entry| std::cmp::Reverse(entry.1));
             list
         };
         if let Some((latest, at)) = dated_verifications(Some(&newest.id)).first() {
@@ -1013,7 +1013,7 @@ mod tests {
     }
 
     /// The keys of the conditions that hold for these records and verifications.
-    fn keys(records: &[&str], verifications: &[&str]) -> Vec<String> {
+    fn keys(records: &[String], verifications: &[String]) -> Vec<String> {
         let records: Vec<BackupRecord> = records.iter().map(|s| record(s)).collect();
         let verifications: Vec<VerificationRecord> = verifications.iter().map(|s| verification(s)).collect();
         evaluate(&records, &verifications, &rules(), parse_time(NOW).unwrap())
@@ -1022,124 +1022,55 @@ mod tests {
             .collect()
     }
 
-    const HEALTHY: [&str; 2] = ["a1 s3://b/a/ completed 3", "c1 s3://b/c/ completed 1"];
-    const VERIFIED: [&str; 2] = ["a1 passed 2", "c1 passed 0.5"];
+    /// One case, `"NAME: RECORDS | VERIFICATIONS | EXPECTED KEYS"`, each list
+    /// comma-separated. `A` and `C` stand for a healthy source (backed up 3 h
+    /// and 1 h ago), `VA` and `VC` for their passed verifications.
+    fn check(case: &str) {
+        let (name, rest) = case.split_once(": ").unwrap();
+        let expand = |item: &str| match item {
+            "A" => "a1 s3://b/a/ completed 3".to_owned(),
+            "C" => "c1 s3://b/c/ completed 1".to_owned(),
+            "VA" => "a1 passed 2".to_owned(),
+            "VC" => "c1 passed 0.5".to_owned(),
+            other => other.to_owned(),
+        };
+        let lists: Vec<Vec<String>> = rest
+            .split('|')
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(expand)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(keys(&lists[0], &lists[1]), lists[2], "case {name:?}");
+    }
 
     #[test]
     fn conditions_hold_exactly_when_they_should() {
-        let cases: Vec<(&str, Vec<&str>, Vec<&str>, Vec<&str>)> = vec![
-            ("healthy", HEALTHY.to_vec(), VERIFIED.to_vec(), vec![]),
-            (
-                "nothing on record",
-                vec![],
-                vec![],
-                vec!["backup_overdue#s3://b/a", "backup_overdue#s3://b/c/"],
-            ),
-            (
-                "a is 30 h old",
-                vec!["a1 s3://b/a/ completed 30", HEALTHY[1]],
-                vec!["a1 passed 29", VERIFIED[1]],
-                vec!["backup_overdue#s3://b/a"],
-            ),
-            (
-                "a is 25 h old",
-                vec!["a1 s3://b/a/ completed 25", HEALTHY[1]],
-                vec!["a1 passed 24", VERIFIED[1]],
-                vec![],
-            ),
-            (
-                "deleted backups do not count",
-                vec!["a1 s3://b/a/ deleted 3", HEALTHY[1]],
-                vec![VERIFIED[1]],
-                vec!["backup_overdue#s3://b/a"],
-            ),
-            (
-                "unfinished backups do not count",
-                vec!["a2 s3://b/a/ running 1", "a1 s3://b/a/ completed 27", HEALTHY[1]],
-                vec!["a1 passed 2", VERIFIED[1]],
-                vec!["backup_overdue#s3://b/a"],
-            ),
-            (
-                "failed, recent",
-                vec![HEALTHY[0], HEALTHY[1], "a2 s3://b/a/ failed 1"],
-                VERIFIED.to_vec(),
-                vec!["backup_failed#a2"],
-            ),
-            (
-                "failed, then completed",
-                vec!["a2 s3://b/a/ failed 5", HEALTHY[0], HEALTHY[1]],
-                VERIFIED.to_vec(),
-                vec![],
-            ),
-            (
-                "failed, outside the lookback",
-                vec![HEALTHY[0], HEALTHY[1], "a2 s3://b/a/ failed 25"],
-                VERIFIED.to_vec(),
-                vec![],
-            ),
-            (
-                "failed, of a source no rule names",
-                vec![HEALTHY[0], HEALTHY[1], "x1 s3://other/ failed 2"],
-                VERIFIED.to_vec(),
-                vec!["backup_failed#x1"],
-            ),
-            (
-                "two failures, two conditions",
-                vec![
-                    HEALTHY[0],
-                    HEALTHY[1],
-                    "x1 s3://other/ failed 2",
-                    "x2 s3://other/ failed 1",
-                ],
-                VERIFIED.to_vec(),
-                vec!["backup_failed#x1", "backup_failed#x2"],
-            ),
-            (
-                "records after now are not seen",
-                vec!["a1 s3://b/a/ completed 30", "a2 s3://b/a/ completed -1", HEALTHY[1]],
-                vec!["a1 passed 29", VERIFIED[1]],
-                vec!["backup_overdue#s3://b/a"],
-            ),
-            (
-                "newest verification failed",
-                HEALTHY.to_vec(),
-                vec!["a1 passed 2", "a1 failed 1", VERIFIED[1]],
-                vec!["verification_failed#s3://b/a"],
-            ),
-            (
-                "failed, then passed",
-                HEALTHY.to_vec(),
-                vec!["a1 failed 2", "a1 passed 1", VERIFIED[1]],
-                vec![],
-            ),
-            (
-                "an older backup's failed verification",
-                vec![HEALTHY[0], "a0 s3://b/a/ completed 20", HEALTHY[1]],
-                vec!["a0 failed 10", "a1 passed 2", VERIFIED[1]],
-                vec![],
-            ),
-            (
-                "last pass 200 h ago",
-                vec!["a1 s3://b/a/ completed 3", "a0 s3://b/a/ completed 300", HEALTHY[1]],
-                vec!["a0 passed 200", VERIFIED[1]],
-                vec!["verification_stale#s3://b/a"],
-            ),
-            (
-                "last pass 100 h ago",
-                vec!["a1 s3://b/a/ completed 3", "a0 s3://b/a/ completed 300", HEALTHY[1]],
-                vec!["a0 passed 100", VERIFIED[1]],
-                vec![],
-            ),
-            ("never verified, backups new", HEALTHY.to_vec(), vec![], vec![]),
-            (
-                "never verified for 300 h",
-                vec![HEALTHY[0], "a0 s3://b/a/ completed 300", HEALTHY[1]],
-                vec![VERIFIED[1]],
-                vec!["verification_stale#s3://b/a"],
-            ),
-        ];
-        for (name, records, verifications, expected) in cases {
-            assert_eq!(keys(&records, &verifications), expected, "case {name:?}");
+        for case in [
+            "healthy: A, C | VA, VC |",
+            "nothing on record: | | backup_overdue#s3://b/a, backup_overdue#s3://b/c/",
+            "a is 30 h old: a1 s3://b/a/ completed 30, C | a1 passed 29, VC | backup_overdue#s3://b/a",
+            "a is 25 h old: a1 s3://b/a/ completed 25, C | a1 passed 24, VC |",
+            "deleted backups do not count: a1 s3://b/a/ deleted 3, C | VC | backup_overdue#s3://b/a",
+            "unfinished ones neither: a2 s3://b/a/ running 1, a1 s3://b/a/ completed 27, C | VA, VC | backup_overdue#s3://b/a",
+            "records after now are not seen: a1 s3://b/a/ completed 30, a2 s3://b/a/ completed -1, C | a1 passed 29, VC | backup_overdue#s3://b/a",
+            "failed, recent: A, C, a2 s3://b/a/ failed 1 | VA, VC | backup_failed#a2",
+            "failed, then completed: a2 s3://b/a/ failed 5, A, C | VA, VC |",
+            "failed, before the lookback: A, C, a2 s3://b/a/ failed 25 | VA, VC |",
+            "failed, of a source no rule names: A, C, x1 s3://other/ failed 2 | VA, VC | backup_failed#x1",
+            "two failures, two conditions: A, C, x1 s3://o/ failed 2, x2 s3://o/ failed 1 | VA, VC | backup_failed#x1, backup_failed#x2",
+            "newest verification failed: A, C | VA, a1 failed 1, VC | verification_failed#s3://b/a",
+            "failed, then passed: A, C | a1 failed 2, a1 passed 1, VC |",
+            "an older backup's failed verification: A, a0 s3://b/a/ completed 20, C | a0 failed 10, VA, VC |",
+            "last pass 200 h ago: A, a0 s3://b/a/ completed 300, C | a0 passed 200, VC | verification_stale#s3://b/a",
+            "last pass 100 h ago: A, a0 s3://b/a/ completed 300, C | a0 passed 100, VC |",
+            "never verified, backups new: A, C | |",
+            "never verified for 300 h: A, a0 s3://b/a/ completed 300, C | VC | verification_stale#s3://b/a",
+        ] {
+            check(case);
         }
     }
 

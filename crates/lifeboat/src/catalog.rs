@@ -158,6 +158,39 @@ fn event_pk(key: &str) -> String {
     format!("event#{key}")
 }
 
+/// What a DynamoDB error means for the catalog table (also used by the
+/// audit trail, which lives in the same table).
+pub(crate) fn dynamo_error<E, R>(table: &str, region: &str, error: SdkError<E, R>) -> CatalogError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (code, message) = match &error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            (
+                err.code().map(str::to_owned),
+                err.message().map(str::to_owned).unwrap_or_else(|| err.to_string()),
+            )
+        }
+        other => (None, aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()),
+    };
+    match code.as_deref() {
+        Some("ResourceNotFoundException") => CatalogError::NoTable {
+            table: table.to_owned(),
+            region: region.to_owned(),
+        },
+        Some("AccessDeniedException") => CatalogError::AccessDenied {
+            table: table.to_owned(),
+            message,
+        },
+        _ => CatalogError::Dynamo {
+            table: table.to_owned(),
+            message,
+        },
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("catalog table {table} does not exist in region {region}: run `lifeboat init --create-table`, deploy the Lifeboat stack, or pass --table / set LIFEBOAT_TABLE")]
@@ -304,35 +337,17 @@ impl Catalog {
         crate::audit::AuditTrail::new(self.client.clone(), &self.table, &self.region)
     }
 
+    /// The alert state kept in this catalog's table (`crate::alert`).
+    pub fn alert_state(&self) -> crate::alert::AlertState {
+        crate::alert::AlertState::new(self.client.clone(), &self.table, &self.region)
+    }
+
     fn error<E, R>(&self, error: SdkError<E, R>) -> CatalogError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let (code, message) = match &error {
-            SdkError::ServiceError(service) => {
-                let err = service.err();
-                (
-                    err.code().map(str::to_owned),
-                    err.message().map(str::to_owned).unwrap_or_else(|| err.to_string()),
-                )
-            }
-            other => (None, aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()),
-        };
-        match code.as_deref() {
-            Some("ResourceNotFoundException") => CatalogError::NoTable {
-                table: self.table.clone(),
-                region: self.region.clone(),
-            },
-            Some("AccessDeniedException") => CatalogError::AccessDenied {
-                table: self.table.clone(),
-                message,
-            },
-            _ => CatalogError::Dynamo {
-                table: self.table.clone(),
-                message,
-            },
-        }
+        dynamo_error(&self.table, &self.region, error)
     }
 
     /// Creates the table with its indexes; `false` if it already existed.
