@@ -75,7 +75,12 @@ async fn concurrent_appends_make_one_chain_and_tampering_is_named_by_record() {
             .expect("append");
         assert_eq!(record.seq, n + 1);
     }
-    let (tasks, each) = (6u64, 4u64);
+    // Few writers on purpose: moto rolls a failed transaction back by
+    // restoring a deep copy of the whole table taken before it, which is not
+    // thread-safe; many conflicting writers can lose another writer's commit
+    // in the emulator (DynamoDB's transactions are serializable). Three
+    // writers still contend for the head on every round.
+    let (tasks, each) = (3u64, 2u64);
     let mut handles = Vec::new();
     for task in 0..tasks {
         let trail = trail.clone();

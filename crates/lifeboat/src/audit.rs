@@ -189,10 +189,8 @@ pub fn parse_time(text: &str) -> Result<time::OffsetDateTime, AuditError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("catalog table {table} does not exist in region {region}, so it holds no audit trail: run `lifeboat init --create-table`, deploy the Lifeboat stack, or pass --table / set LIFEBOAT_TABLE")]
-    NoTable { table: String, region: String },
-    #[error("access to the audit trail in catalog table {table} was denied ({message}): the role needs dynamodb:GetItem, Query and TransactWriteItems on it")]
-    AccessDenied { table: String, message: String },
+    #[error("audit trail: {0}")]
+    Catalog(crate::catalog::CatalogError),
     #[error("audit trail in catalog table {table}: {message}")]
     Dynamo { table: String, message: String },
     #[error("audit item {sk} in catalog table {table} cannot be read ({message}): run `lifeboat audit-log verify` to see whether the trail was tampered with")]
@@ -382,30 +380,7 @@ impl AuditTrail {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let (code, message) = match &error {
-            SdkError::ServiceError(service) => {
-                let err = service.err();
-                (
-                    err.code().map(str::to_owned),
-                    err.message().map(str::to_owned).unwrap_or_else(|| err.to_string()),
-                )
-            }
-            other => (None, aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()),
-        };
-        match code.as_deref() {
-            Some("ResourceNotFoundException") => AuditError::NoTable {
-                table: self.table.clone(),
-                region: self.region.clone(),
-            },
-            Some("AccessDeniedException") => AuditError::AccessDenied {
-                table: self.table.clone(),
-                message,
-            },
-            _ => AuditError::Dynamo {
-                table: self.table.clone(),
-                message,
-            },
-        }
+        AuditError::Catalog(crate::catalog::dynamo_error(&self.table, &self.region, error))
     }
 
     fn corrupt(&self, sk: &str, message: String) -> AuditError {
