@@ -514,3 +514,92 @@ fn bad_input_fails_clearly_and_is_recorded() {
         describe(&wrong)
     );
 }
+
+fn sqlite(file: &std::path::Path, sql: &str) -> String {
+    let output = Command::new("sqlite3")
+        .arg("-bail")
+        .arg(file)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    assert!(output.status.success(), "SQL failed: {sql:.200}\n{}", describe(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn sqlite_dump_round_trips_and_replaces_a_database_only_with_overwrite() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let store = runtime.block_on(Store::new());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("app.db");
+    sqlite(
+        &source,
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, photo BLOB);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers(id),
+                              amount REAL, note TEXT);
+         CREATE INDEX orders_by_customer ON orders (customer_id);
+         WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500)
+           INSERT INTO customers SELECT g, 'customer ' || g || ' é', randomblob(16) FROM s;
+         WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 5000)
+           INSERT INTO orders SELECT g, 1 + g % 500, g * 0.25, CASE WHEN g % 9 = 0 THEN NULL ELSE hex(randomblob(20)) END FROM s;",
+    );
+    let url = format!("sqlite://{}", source.display());
+    let summary = backup_dump(&store, &url);
+    let id = summary["backupId"].as_str().expect("id").to_owned();
+    let record = store.json(&["backups", "show", &id]);
+    assert_eq!(record["engine"], "sqlite", "{record}");
+    assert_eq!(record["source"], url.as_str(), "{record}");
+
+    let copy = dir.path().join("copy.db");
+    let copy_url = format!("sqlite://{}", copy.display());
+    let restored = store.json(&["restore", "dump", &id, "--to", &copy_url]);
+    assert_eq!(restored["createdDatabase"], true, "{restored}");
+    assert_eq!(
+        sqlite(&copy, ".dump"),
+        sqlite(&source, ".dump"),
+        "restored database differs"
+    );
+    assert_eq!(sqlite(&copy, "PRAGMA foreign_key_check"), "", "dangling foreign keys");
+
+    sqlite(
+        &source,
+        "UPDATE orders SET note = 'refunded' WHERE id <= 50; DELETE FROM orders WHERE id > 4990;",
+    );
+    let second = backup_dump(&store, &url);
+    let second_id = second["backupId"].as_str().expect("id");
+    let refused = store.run(&["restore", "dump", second_id, "--to", &copy_url]);
+    assert!(!refused.status.success(), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--overwrite"),
+        "{}",
+        describe(&refused)
+    );
+    store.ok(&["restore", "dump", second_id, "--to", &copy_url, "--overwrite"]);
+    assert_eq!(
+        sqlite(&copy, ".dump"),
+        sqlite(&source, ".dump"),
+        "overwritten database differs"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("lifeboat"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // A file that does not exist: a clear failure, recorded.
+    let missing = format!("sqlite://{}", dir.path().join("missing.db").display());
+    let output = store.run(&["backup", "dump", &missing]);
+    assert!(!output.status.success(), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is a readable SQLite database file"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "the failed backup created the file"
+    );
+}

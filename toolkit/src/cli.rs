@@ -118,7 +118,7 @@ pub enum BackupCommand {
         #[arg(long)]
         retention_days: Option<u32>,
     },
-    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB or mysql://…) into the store.
+    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH) into the store.
     Dump {
         /// The database's URL; the password may also come from PGPASSWORD or MYSQL_PWD.
         url: String,
@@ -170,7 +170,7 @@ pub enum RestoreCommand {
         /// The target database's URL, of the dump's engine.
         #[arg(long)]
         to: String,
-        /// Restore into a database that already has tables, replacing the dumped objects.
+        /// Restore into a database that already has tables, replacing the dumped objects (SQLite: the file).
         #[arg(long)]
         overwrite: bool,
         /// The source (the dumped database's URL) whose latest backup `latest` means.

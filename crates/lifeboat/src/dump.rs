@@ -6,6 +6,8 @@
 //! - PostgreSQL: `pg_dump --format=custom --compress=0` (one consistent
 //!   snapshot by nature); restored with `pg_restore --single-transaction`, so
 //!   a failed restore leaves nothing behind.
+//! - SQLite: `sqlite3 -readonly FILE .dump` (one read transaction);
+//!   restored into a new file beside the target, renamed over it when done.
 //! - MySQL / MariaDB: `mariadb-dump --single-transaction
 //!   --skip-extended-insert` (a consistent snapshot of InnoDB tables, a row
 //!   per line so that dumps deduplicate) without `--databases`, so it
@@ -41,6 +43,7 @@ const CONNECT_TIMEOUT: &str = "10";
 pub enum Engine {
     Postgresql,
     Mysql,
+    Sqlite,
 }
 
 impl Engine {
@@ -48,6 +51,7 @@ impl Engine {
         match self {
             Self::Postgresql => "postgresql",
             Self::Mysql => "mysql",
+            Self::Sqlite => "sqlite",
         }
     }
 
@@ -55,6 +59,7 @@ impl Engine {
         match text {
             "postgresql" => Some(Self::Postgresql),
             "mysql" => Some(Self::Mysql),
+            "sqlite" => Some(Self::Sqlite),
             _ => None,
         }
     }
@@ -64,6 +69,13 @@ impl Engine {
         match self {
             Self::Postgresql => format!("postgresql/{database}.pgdump"),
             Self::Mysql => format!("mysql/{database}.sql"),
+            Self::Sqlite => {
+                let name = std::path::Path::new(database)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "database".into());
+                format!("sqlite/{name}.sql")
+            }
         }
     }
 
@@ -71,6 +83,7 @@ impl Engine {
         match self {
             Self::Postgresql => 5432,
             Self::Mysql => 3306,
+            Self::Sqlite => 0,
         }
     }
 
@@ -83,6 +96,7 @@ impl Engine {
             Self::Mysql => {
                 "the MariaDB or MySQL client programs (mariadb-dump, mariadb; Debian package mariadb-client)"
             }
+            Self::Sqlite => "the sqlite3 command-line program (Debian package sqlite3)",
         }
     }
 }
@@ -154,6 +168,9 @@ impl std::fmt::Debug for DatabaseUrl {
 impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}://", self.engine.as_str())?;
+        if self.engine == Engine::Sqlite {
+            return write!(f, "{}", self.database);
+        }
         if let Some(user) = &self.user {
             write!(f, "{user}@")?;
         }
@@ -198,12 +215,29 @@ impl DatabaseUrl {
         let engine = match scheme {
             "postgres" | "postgresql" => Engine::Postgresql,
             "mysql" | "mariadb" => Engine::Mysql,
-            _ => return Err(bad("the scheme must be postgres, postgresql, mysql or mariadb")),
+            "sqlite" => Engine::Sqlite,
+            _ => return Err(bad("the scheme must be postgres, postgresql, mysql, mariadb or sqlite")),
         };
         if rest.contains('?') || rest.contains('#') {
             return Err(bad(
                 "query parameters are not supported; give the connection in the URL itself",
             ));
+        }
+        if engine == Engine::Sqlite {
+            // sqlite:///absolute/file.db or sqlite://relative/file.db: a file, no server.
+            let path = percent_decode(rest).ok_or_else(|| bad("the file path is badly percent-encoded"))?;
+            if path.is_empty() || path.ends_with('/') {
+                return Err(bad("no database file (sqlite:///PATH/TO/FILE.db)"));
+            }
+            let path = std::path::absolute(&path).map_err(|e| bad(&format!("the file path: {e}")))?;
+            return Ok(Self {
+                engine,
+                user: None,
+                password: None,
+                host: String::new(),
+                port: 0,
+                database: path.to_string_lossy().into_owned(),
+            });
         }
         let (authority, database) = rest.split_once('/').ok_or_else(|| bad("no database name"))?;
         let database = percent_decode(database).ok_or_else(|| bad("the database name is badly percent-encoded"))?;
@@ -278,6 +312,7 @@ impl DatabaseUrl {
                     command.env("PGPASSWORD", password);
                 }
             }
+            Engine::Sqlite => {}
             Engine::Mysql => {
                 if matches!(tool, "mariadb" | "mysql") {
                     // The dump programs have no such option.
@@ -331,6 +366,11 @@ impl DatabaseUrl {
             Engine::Mysql => (
                 &["mariadb", "mysql"],
                 vec!["--batch", "--skip-column-names", "-e", sql, &self.database],
+            ),
+            // Read-only: a query never creates a missing file.
+            Engine::Sqlite => (
+                &["sqlite3"],
+                vec!["-readonly", "-batch", "-noheader", "-bail", &self.database, sql],
             ),
         };
         let mut last_missing = None;
@@ -399,6 +439,7 @@ impl DatabaseUrl {
         let sql = match self.engine {
             Engine::Postgresql => "SHOW server_version",
             Engine::Mysql => "SELECT VERSION()",
+            Engine::Sqlite => "SELECT sqlite_version()",
         };
         let rows = self.query(sql).await?;
         Ok(rows.into_iter().next().unwrap_or_default().trim().to_owned())
@@ -407,6 +448,7 @@ impl DatabaseUrl {
     /// Whether the database exists (asked of the server's maintenance database).
     async fn database_exists(&self) -> Result<bool, DumpError> {
         let rows = match self.engine {
+            Engine::Sqlite => return Ok(std::path::Path::new(&self.database).exists()),
             Engine::Postgresql => {
                 self.with_database("postgres")
                     .query(&format!(
@@ -439,6 +481,8 @@ impl DatabaseUrl {
                     .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database))
                     .await?
             }
+            // The restore creates the file.
+            Engine::Sqlite => Vec::new(),
         };
         Ok(())
     }
@@ -466,12 +510,17 @@ impl DatabaseUrl {
                     t.replace('\'', "''").replace('\\', "\\\\"),
                     t.replace('`', "``")
                 ),
+                Engine::Sqlite => format!(
+                    "SELECT '{}', count(*) FROM \"{}\"",
+                    t.replace('\'', "''"),
+                    t.replace('"', "\"\"")
+                ),
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
         let rows = self.query(&sql).await?;
         let separator = match self.engine {
-            Engine::Postgresql => '|',
+            Engine::Postgresql | Engine::Sqlite => '|',
             Engine::Mysql => '\t',
         };
         let mut counts: Vec<TableCount> = rows
@@ -499,6 +548,9 @@ impl DatabaseUrl {
                  WHERE table_schema = '{}' AND table_type = 'BASE TABLE' ORDER BY 1",
                 self.database
             ),
+            Engine::Sqlite => "SELECT name FROM sqlite_schema WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+                .to_owned(),
         };
         self.query(&sql).await
     }
@@ -538,6 +590,8 @@ fn hint(stderr: &str, url: &DatabaseUrl) -> String {
             url.host,
             url.port
         )
+    } else if url.engine == Engine::Sqlite {
+        format!("check that {} is a readable SQLite database file", url.database)
     } else if lower.contains("does not exist") || lower.contains("unknown database") {
         format!(
             "check the database name {:?} on {}:{}",
@@ -646,6 +700,23 @@ fn dump_tools(engine: Engine) -> &'static [&'static str] {
     match engine {
         Engine::Postgresql => &["pg_dump"],
         Engine::Mysql => &["mariadb-dump", "mysqldump"],
+        Engine::Sqlite => &["sqlite3"],
+    }
+}
+
+/// Where a SQLite restore is written before it replaces the target.
+fn sqlite_temporary(target: &DatabaseUrl) -> String {
+    format!("{}.lifeboat-restore", target.database)
+}
+
+/// A file removed when dropped, unless taken out first.
+struct RemoveOnDrop(Option<String>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -709,6 +780,8 @@ pub async fn run_dump_backup(
                 "--default-character-set=utf8mb4".into(),
                 url.database.clone(),
             ],
+            // `.dump` reads inside one transaction: a consistent snapshot.
+            Engine::Sqlite => vec!["-readonly".into(), url.database.clone(), ".dump".into()],
         };
         Ok(DumpReader::spawn(&url, tools, &args)?)
     };
@@ -809,7 +882,13 @@ pub async fn restore_dump(
             (&["pg_restore"], args)
         }
         Engine::Mysql => (&["mariadb", "mysql"], vec![target.database.clone()]),
+        // Into a new file beside the target, renamed over it only once complete.
+        Engine::Sqlite => (&["sqlite3"], vec!["-bail".into(), sqlite_temporary(target)]),
     };
+    let mut temporary = RemoveOnDrop((engine == Engine::Sqlite).then(|| sqlite_temporary(target)));
+    if let Some(path) = &temporary.0 {
+        let _ = std::fs::remove_file(path);
+    }
     let mut spawned = None;
     for tool in tools {
         let mut command = tokio::process::Command::from(target.command(tool));
@@ -906,6 +985,12 @@ pub async fn restore_dump(
             tail(&stderr)
         )));
     }
+    if let Some(path) = temporary.0.take() {
+        std::fs::rename(&path, &target.database).map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            stop(format!("could not rename {path} to {}: {e}", target.database))
+        })?;
+    }
     let tables = target.table_counts().await?;
     Ok(DumpRestoreSummary {
         backup_id: record.id.clone(),
@@ -936,6 +1021,8 @@ mod tests {
             ("mysql://root@127.0.0.1:3306/shop", "mysql://root@127.0.0.1:3306/shop"),
             ("mariadb://root:pw@[::1]/x_1", "mysql://root@[::1]:3306/x_1"),
             ("postgres://127.0.0.1/db", "postgresql://127.0.0.1:5432/db"),
+            ("sqlite:///var/lib/app/data.db", "sqlite:///var/lib/app/data.db"),
+            ("sqlite:///tmp/my%20app.db", "sqlite:///tmp/my app.db"),
         ];
         for (text, shown) in cases {
             let url = DatabaseUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -956,6 +1043,8 @@ mod tests {
             ("mysql://root@host/my;db", "database name"),
             ("postgres://host/db?sslmode=require", "query parameters"),
             ("shop", "no scheme"),
+            ("sqlite://", "no database file"),
+            ("sqlite:///var/lib/", "no database file"),
         ];
         for (text, expected) in cases {
             let message = DatabaseUrl::parse(text).unwrap_err().to_string();
