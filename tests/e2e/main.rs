@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binaries and handlers against the AWS emulator.
 
+mod alert;
 mod audit;
 mod catalog;
 mod damage;

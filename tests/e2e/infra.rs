@@ -1,0 +1,1618 @@
+//! The infrastructure templates of `infra/`.
+//!
+//! The emulator's CloudFormation is only a smoke test (shared/EMULATOR.md):
+//! it skips some resource types and ignores many properties. So:
+//! - the properties it ignores (Object Lock, versioning, public access block,
+//!   TLS-only policy, PITR, key rotation, architecture, dead-letter queue…) are
+//!   asserted on the template itself, read as YAML;
+//! - what each function's role may and may not do is proven by a small IAM
+//!   policy evaluator over the template's policies, with the template's
+//!   intrinsic functions resolved for fixed parameter values;
+//! - the template is deployed into the emulator with create-stack and what
+//!   the emulator does create is checked, then the stack is deleted.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use aws_sdk_s3::primitives::ByteStream;
+use lifeboat_e2e::{dynamodb_client, kms_client, s3_client, sdk_config, unique, ACCOUNT_ID, REGION};
+use serde_json::{json, Value};
+
+use self::policy::{evaluate, Decision, Request};
+
+// ---------------------------------------------------------------------------
+// Reading templates and resolving their intrinsic functions
+// ---------------------------------------------------------------------------
+
+fn infra_file(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/").to_owned() + name;
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// A template as JSON. The templates use the long form of intrinsic functions
+/// (`Ref`, `Fn::Sub`), so plain YAML reads them.
+fn template(name: &str) -> Value {
+    serde_yaml::from_str(&infra_file(name)).unwrap_or_else(|e| panic!("infra/{name} is not YAML: {e}"))
+}
+
+fn sample_event(name: &str) -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/").to_owned() + name;
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
+}
+
+/// A template with parameter values: resolves `Ref`, `Fn::Sub`, `Fn::GetAtt`,
+/// `Fn::Join`, `Fn::If` and conditions the way CloudFormation would, with
+/// fixed, predictable physical names for the stack's resources.
+struct Stack<'a> {
+    template: &'a Value,
+    name: String,
+    parameters: BTreeMap<String, String>,
+}
+
+impl<'a> Stack<'a> {
+    /// Panics if a parameter without a default is not given, or an unknown one is.
+    fn new(template: &'a Value, name: &str, given: &[(&str, &str)]) -> Self {
+        let declared = template["Parameters"].as_object().cloned().unwrap_or_default();
+        let mut parameters = BTreeMap::new();
+        for (key, declaration) in &declared {
+            let default = match &declaration["Default"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Null => None,
+                other => panic!("parameter {key} has a default of an unexpected kind: {other}"),
+            };
+            if let Some(default) = default {
+                parameters.insert(key.clone(), default);
+            }
+        }
+        for (key, value) in given {
+            assert!(declared.contains_key(*key), "the template has no parameter {key}");
+            parameters.insert(key.to_string(), value.to_string());
+        }
+        for key in declared.keys() {
+            assert!(
+                parameters.contains_key(key),
+                "parameter {key} has no default and was not given"
+            );
+        }
+        Self {
+            template,
+            name: name.to_owned(),
+            parameters,
+        }
+    }
+
+    fn resource(&self, logical: &str) -> &'a Value {
+        let resource = &self.template["Resources"][logical];
+        assert!(resource.is_object(), "the template has no resource {logical}");
+        resource
+    }
+
+    fn resource_type(&self, logical: &str) -> &'a str {
+        self.resource(logical)["Type"].as_str().expect("a resource has a Type")
+    }
+
+    /// Logical ids of the resources of a type.
+    fn resources_of_type(&self, kind: &str) -> Vec<&'a str> {
+        let resources = self.template["Resources"].as_object().expect("Resources");
+        resources
+            .iter()
+            .filter(|(_, r)| r["Type"] == kind)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
+    fn property(&self, logical: &str, name: &str) -> Value {
+        self.resolve(&self.resource(logical)["Properties"][name])
+    }
+
+    fn string(&self, value: &Value) -> String {
+        match self.resolve(value) {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => panic!("{value} resolves to {other}, not a string"),
+        }
+    }
+
+    /// What `Ref` gives for a resource.
+    fn reference(&self, logical: &str) -> String {
+        let stack = &self.name;
+        let named = |property: &str, fallback: String| match &self.resource(logical)["Properties"][property] {
+            Value::Null => fallback,
+            name => self.string(name),
+        };
+        match self.resource_type(logical) {
+            "AWS::S3::Bucket" => named("BucketName", format!("{stack}-{}", logical.to_lowercase())),
+            "AWS::DynamoDB::Table" => named("TableName", format!("{stack}-{logical}")),
+            "AWS::KMS::Key" => "0a1b2c3d-0000-4000-8000-00000000000a".to_owned(),
+            "AWS::KMS::Alias" => named("AliasName", format!("alias/{stack}-{logical}")),
+            "AWS::SNS::Topic" => format!("arn:aws:sns:{REGION}:{ACCOUNT_ID}:{stack}-{logical}"),
+            "AWS::SQS::Queue" => format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{stack}-{logical}"),
+            "AWS::IAM::Role" => named("RoleName", format!("{stack}-{logical}")),
+            "AWS::Lambda::Function" => named("FunctionName", format!("{stack}-{logical}")),
+            "AWS::Logs::LogGroup" => named("LogGroupName", format!("{stack}-{logical}")),
+            "AWS::Events::Rule" => named("Name", format!("{stack}-{logical}")),
+            _ => format!("{stack}-{logical}"),
+        }
+    }
+
+    /// What `Fn::GetAtt` gives.
+    fn attribute(&self, logical: &str, attribute: &str) -> String {
+        let reference = self.reference(logical);
+        let stack = &self.name;
+        match (self.resource_type(logical), attribute) {
+            ("AWS::S3::Bucket", "Arn") => format!("arn:aws:s3:::{reference}"),
+            ("AWS::DynamoDB::Table", "Arn") => format!("arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{reference}"),
+            ("AWS::KMS::Key", "Arn") => format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{reference}"),
+            ("AWS::SQS::Queue", "Arn") => format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{stack}-{logical}"),
+            ("AWS::SQS::Queue", "QueueName") => format!("{stack}-{logical}"),
+            ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{ACCOUNT_ID}:role/{reference}"),
+            ("AWS::Lambda::Function", "Arn") => format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{reference}"),
+            ("AWS::Logs::LogGroup", "Arn") => format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{reference}:*"),
+            ("AWS::Events::Rule", "Arn") => format!("arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{reference}"),
+            (kind, attribute) => panic!("Fn::GetAtt {logical}.{attribute}: not modelled for {kind}"),
+        }
+    }
+
+    /// A `${NAME}` of `Fn::Sub`, or the target of a `Ref`.
+    fn variable(&self, name: &str) -> Value {
+        match name {
+            "AWS::Partition" => return json!("aws"),
+            "AWS::AccountId" => return json!(ACCOUNT_ID),
+            "AWS::Region" => return json!(REGION),
+            "AWS::StackName" => return json!(self.name),
+            "AWS::URLSuffix" => return json!("amazonaws.com"),
+            "AWS::NoValue" => return Value::Null,
+            _ => {}
+        }
+        if let Some(value) = self.parameters.get(name) {
+            let kind = &self.template["Parameters"][name]["Type"];
+            if kind == "CommaDelimitedList" {
+                let items: Vec<&str> = if value.is_empty() {
+                    vec![""]
+                } else {
+                    value.split(',').collect()
+                };
+                return json!(items);
+            }
+            return json!(value);
+        }
+        if let Some((logical, attribute)) = name.split_once('.') {
+            return json!(self.attribute(logical, attribute));
+        }
+        json!(self.reference(name))
+    }
+
+    fn substitute(&self, text: &str, locals: &serde_json::Map<String, Value>) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            if let Some(literal) = after.strip_prefix('!') {
+                out.push_str("${");
+                rest = literal;
+                continue;
+            }
+            let end = after.find('}').unwrap_or_else(|| panic!("unclosed ${{ in {text}"));
+            let name = &after[..end];
+            let value = match locals.get(name) {
+                Some(local) => self.resolve(local),
+                None => self.variable(name),
+            };
+            match value {
+                Value::String(s) => out.push_str(&s),
+                other => panic!("${{{name}}} in Fn::Sub is {other}, not a string"),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let condition = &self.template["Conditions"][name];
+        assert!(!condition.is_null(), "the template has no condition {name}");
+        self.holds(condition)
+    }
+
+    fn holds(&self, condition: &Value) -> bool {
+        let (function, arguments) = single_key(condition).unwrap_or_else(|| panic!("not a condition: {condition}"));
+        match function {
+            "Fn::Equals" => self.resolve(&arguments[0]) == self.resolve(&arguments[1]),
+            "Fn::Not" => !self.holds(&arguments[0]),
+            "Fn::And" => arguments
+                .as_array()
+                .expect("Fn::And list")
+                .iter()
+                .all(|c| self.holds(c)),
+            "Fn::Or" => arguments.as_array().expect("Fn::Or list").iter().any(|c| self.holds(c)),
+            "Condition" => self.condition(arguments.as_str().expect("a condition name")),
+            other => panic!("unknown condition function {other}"),
+        }
+    }
+
+    /// The value CloudFormation would pass to the resource. `AWS::NoValue`
+    /// becomes `null` and is dropped from objects and lists.
+    fn resolve(&self, value: &Value) -> Value {
+        if let Some((function, arguments)) = single_key(value) {
+            match function {
+                "Ref" => return self.variable(arguments.as_str().expect("Ref takes a name")),
+                "Fn::Sub" => {
+                    let (text, locals) = match arguments {
+                        Value::String(text) => (text.as_str(), serde_json::Map::new()),
+                        Value::Array(pair) => (
+                            pair[0].as_str().expect("Fn::Sub text"),
+                            pair[1].as_object().cloned().expect("Fn::Sub variables"),
+                        ),
+                        other => panic!("Fn::Sub of {other}"),
+                    };
+                    return json!(self.substitute(text, &locals));
+                }
+                "Fn::GetAtt" => {
+                    let (logical, attribute) = match arguments {
+                        Value::Array(pair) => (
+                            pair[0].as_str().expect("GetAtt resource").to_owned(),
+                            pair[1].as_str().expect("GetAtt attribute").to_owned(),
+                        ),
+                        Value::String(dotted) => {
+                            let (l, a) = dotted.split_once('.').expect("Fn::GetAtt Resource.Attribute");
+                            (l.to_owned(), a.to_owned())
+                        }
+                        other => panic!("Fn::GetAtt of {other}"),
+                    };
+                    return json!(self.attribute(&logical, &attribute));
+                }
+                "Fn::Join" => {
+                    let separator = arguments[0].as_str().expect("Fn::Join separator");
+                    let items = self.resolve(&arguments[1]);
+                    let items: Vec<String> = items
+                        .as_array()
+                        .expect("Fn::Join list")
+                        .iter()
+                        .map(|item| item.as_str().expect("Fn::Join of strings").to_owned())
+                        .collect();
+                    return json!(items.join(separator));
+                }
+                "Fn::If" => {
+                    let name = arguments[0].as_str().expect("Fn::If condition name");
+                    let branch = if self.condition(name) {
+                        &arguments[1]
+                    } else {
+                        &arguments[2]
+                    };
+                    return self.resolve(branch);
+                }
+                _ if function.starts_with("Fn::") => panic!("{function} is not modelled by the test's resolver"),
+                _ => {}
+            }
+        }
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.resolve(v)))
+                    .filter(|(_, v)| !v.is_null())
+                    .collect(),
+            ),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.resolve(v)).filter(|v| !v.is_null()).collect())
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// Every identity policy document that applies to a role: its inline
+    /// `Policies` and the `AWS::IAM::Policy` resources attached to it.
+    fn role_policies(&self, role: &str) -> Vec<Value> {
+        let properties = &self.resource(role)["Properties"];
+        assert!(
+            properties["ManagedPolicyArns"].is_null(),
+            "{role} has managed policies; the test cannot see what they allow"
+        );
+        let mut documents: Vec<Value> = properties["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| self.resolve(&p["PolicyDocument"]))
+            .collect();
+        for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"] {
+            for logical in self.resources_of_type(kind) {
+                let attached = &self.resource(logical)["Properties"];
+                let roles = attached["Roles"].as_array().cloned().unwrap_or_default();
+                let names_role = roles.contains(&json!({"Ref": role})) || attached["RoleName"] == json!({"Ref": role});
+                if names_role {
+                    documents.push(self.resolve(&attached["PolicyDocument"]));
+                }
+            }
+        }
+        assert!(!documents.is_empty(), "{role} has no policy at all");
+        documents
+    }
+}
+
+fn single_key(value: &Value) -> Option<(&str, &Value)> {
+    let map = value.as_object()?;
+    if map.len() != 1 {
+        return None;
+    }
+    map.iter().next().map(|(k, v)| (k.as_str(), v))
+}
+
+// ---------------------------------------------------------------------------
+// A small IAM policy evaluator
+// ---------------------------------------------------------------------------
+
+/// Enough of IAM's policy evaluation to answer "may this principal do this
+/// action on this resource": Allow/Deny statements, `Action`/`NotAction`,
+/// `Resource`/`NotResource`, `Principal` (key policies, bucket policies), the
+/// `*` and `?` wildcards, and the condition operators the templates use.
+/// An explicit deny wins, then an allow, else the request is implicitly denied.
+/// What it does not model (permission boundaries, SCPs, sessions, IAM's
+/// delegation through the account root in key policies) the templates do not use.
+mod policy {
+    use serde_json::Value;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Decision {
+        Allow,
+        ImplicitDeny,
+        ExplicitDeny,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Request {
+        pub action: String,
+        pub resource: String,
+        /// The caller, for resource policies (key and bucket policies): an
+        /// IAM ARN, or `service:NAME` for a service principal.
+        pub principal: Option<String>,
+        /// Condition keys and their values in this request.
+        pub context: Vec<(String, String)>,
+    }
+
+    impl Request {
+        pub fn new(action: &str, resource: &str) -> Self {
+            Self {
+                action: action.to_owned(),
+                resource: resource.to_owned(),
+                principal: None,
+                context: Vec::new(),
+            }
+        }
+
+        pub fn by(mut self, principal: &str) -> Self {
+            self.principal = Some(principal.to_owned());
+            self
+        }
+
+        pub fn with(mut self, key: &str, value: &str) -> Self {
+            self.context.push((key.to_owned(), value.to_owned()));
+            self
+        }
+    }
+
+    pub fn evaluate(policies: &[Value], request: &Request) -> Decision {
+        let mut allowed = false;
+        for policy in policies {
+            for statement in statements(policy) {
+                if !applies(statement, request) {
+                    continue;
+                }
+                match statement["Effect"].as_str() {
+                    Some("Deny") => return Decision::ExplicitDeny,
+                    Some("Allow") => allowed = true,
+                    other => panic!("statement with Effect {other:?}: {statement}"),
+                }
+            }
+        }
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::ImplicitDeny
+        }
+    }
+
+    fn statements(policy: &Value) -> Vec<&Value> {
+        match &policy["Statement"] {
+            Value::Array(list) => list.iter().collect(),
+            Value::Object(_) => vec![&policy["Statement"]],
+            other => panic!("a policy's Statement is {other}"),
+        }
+    }
+
+    fn strings(value: &Value) -> Vec<String> {
+        match value {
+            Value::String(s) => vec![s.clone()],
+            Value::Bool(b) => vec![b.to_string()],
+            Value::Number(n) => vec![n.to_string()],
+            Value::Array(items) => items.iter().flat_map(strings).collect(),
+            other => panic!("expected a string or a list of strings, found {other}"),
+        }
+    }
+
+    fn either(statement: &Value, positive: &str, negative: &str, matches: impl Fn(&str) -> bool) -> bool {
+        match (&statement[positive], &statement[negative]) {
+            (p, Value::Null) if !p.is_null() => strings(p).iter().any(|pattern| matches(pattern)),
+            (Value::Null, n) if !n.is_null() => !strings(n).iter().any(|pattern| matches(pattern)),
+            _ => panic!("a statement needs exactly one of {positive} and {negative}: {statement}"),
+        }
+    }
+
+    fn applies(statement: &Value, request: &Request) -> bool {
+        let action = either(statement, "Action", "NotAction", |p| wildcard(p, &request.action, true));
+        let resource = either(statement, "Resource", "NotResource", |p| {
+            wildcard(p, &request.resource, false)
+        });
+        action && resource && principal_matches(statement, request) && conditions_hold(statement, request)
+    }
+
+    fn principal_matches(statement: &Value, request: &Request) -> bool {
+        let principal = &statement["Principal"];
+        if principal.is_null() {
+            // An identity policy: it applies to whoever holds it.
+            return true;
+        }
+        let Some(caller) = &request.principal else {
+            panic!("a resource policy's statement needs a request with a principal: {statement}");
+        };
+        if principal == "*" {
+            return true;
+        }
+        let map = principal.as_object().expect("Principal is \"*\" or an object");
+        map.iter().any(|(kind, names)| {
+            strings(names).iter().any(|name| match kind.as_str() {
+                "AWS" => name == "*" || name == caller,
+                "Service" => format!("service:{name}") == *caller,
+                other => panic!("principal kind {other} is not modelled"),
+            })
+        })
+    }
+
+    fn conditions_hold(statement: &Value, request: &Request) -> bool {
+        let Some(conditions) = statement["Condition"].as_object() else {
+            return true;
+        };
+        conditions.iter().all(|(operator, keys)| {
+            let keys = keys.as_object().expect("a condition maps keys to values");
+            keys.iter()
+                .all(|(key, values)| condition_holds(operator, key, &strings(values), request))
+        })
+    }
+
+    fn condition_holds(operator: &str, key: &str, values: &[String], request: &Request) -> bool {
+        let (base, if_exists) = match operator.strip_suffix("IfExists") {
+            Some(base) => (base, true),
+            None => (operator, false),
+        };
+        let actual = request
+            .context
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str());
+        let Some(actual) = actual else {
+            // A key the request lacks: no condition holds but the negated ones.
+            return if_exists || base.contains("Not");
+        };
+        let equal = || values.iter().any(|v| v == actual);
+        let like = || values.iter().any(|v| wildcard(v, actual, false));
+        match base {
+            "StringEquals" | "ArnEquals" => equal(),
+            "StringNotEquals" | "ArnNotEquals" => !equal(),
+            "StringLike" | "ArnLike" => like(),
+            "StringNotLike" | "ArnNotLike" => !like(),
+            "StringEqualsIgnoreCase" => values.iter().any(|v| v.eq_ignore_ascii_case(actual)),
+            "Bool" => values.iter().any(|v| v.eq_ignore_ascii_case(actual)),
+            other => panic!("condition operator {other} is not modelled"),
+        }
+    }
+
+    /// IAM's wildcards: `*` any run of characters (also none), `?` exactly one.
+    pub fn wildcard(pattern: &str, text: &str, ignore_case: bool) -> bool {
+        let fold = |s: &str| -> Vec<char> {
+            if ignore_case {
+                s.to_lowercase().chars().collect()
+            } else {
+                s.chars().collect()
+            }
+        };
+        let (pattern, text) = (fold(pattern), fold(text));
+        // Greedy matching with backtracking to the last `*`.
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+                p += 1;
+                t += 1;
+            } else if p < pattern.len() && pattern[p] == '*' {
+                star = Some((p, t));
+                p += 1;
+            } else if let Some((star_p, star_t)) = star {
+                p = star_p + 1;
+                t = star_t + 1;
+                star = Some((star_p, star_t + 1));
+            } else {
+                return false;
+            }
+        }
+        pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+#[test]
+fn policy_wildcards() {
+    let cases = [
+        ("*", "", true),
+        ("*", "anything", true),
+        ("s3:Get*", "s3:GetObject", true),
+        ("s3:Get*", "s3:PutObject", false),
+        ("s3:?etObject", "s3:GetObject", true),
+        ("s3:?etObject", "s3:SetObject", true),
+        ("s3:?etObject", "s3:GetObjects", false),
+        ("s3:?etObject", "s3:etObject", false),
+        ("arn:aws:s3:::b/lifeboat/*", "arn:aws:s3:::b/lifeboat/packs/ab/cd", true),
+        ("arn:aws:s3:::b/lifeboat/*", "arn:aws:s3:::b/lifeboat", false),
+        ("arn:aws:s3:::b/lifeboat/*", "arn:aws:s3:::b/other/x", false),
+        ("a*b*c", "aXXbYYc", true),
+        ("a*b*c", "aXXbYY", false),
+        ("a*c", "abcbc", true),
+        ("??", "ab", true),
+        ("??", "abc", false),
+    ];
+    for (pattern, text, expected) in cases {
+        assert_eq!(
+            policy::wildcard(pattern, text, false),
+            expected,
+            "{pattern:?} ~ {text:?}"
+        );
+    }
+    assert!(
+        policy::wildcard("S3:getobject", "s3:GetObject", true),
+        "actions ignore case"
+    );
+    assert!(
+        !policy::wildcard("arn:aws:s3:::B/*", "arn:aws:s3:::b/k", false),
+        "resources do not"
+    );
+}
+
+#[test]
+fn policy_evaluation() {
+    let identity = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:Get*", "s3:PutObject"], "Resource": "arn:aws:s3:::b/store/*"},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b",
+         "Condition": {"StringLike": {"s3:prefix": ["store", "store/*"]}}},
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": ["kms:ScheduleKeyDeletion", "kms:Disable*"], "Resource": "*"},
+        {"Effect": "Deny", "NotAction": ["s3:*", "kms:*"], "Resource": "*"},
+    ]});
+    let policies = [identity];
+    let cases = [
+        (
+            Request::new("s3:GetObject", "arn:aws:s3:::b/store/config"),
+            Decision::Allow,
+        ),
+        (
+            Request::new("s3:getobjecttagging", "arn:aws:s3:::b/store/x"),
+            Decision::Allow,
+        ),
+        (
+            Request::new("s3:PutObject", "arn:aws:s3:::b/store/packs/1"),
+            Decision::Allow,
+        ),
+        (
+            Request::new("s3:DeleteObject", "arn:aws:s3:::b/store/packs/1"),
+            Decision::ImplicitDeny,
+        ),
+        (
+            Request::new("s3:GetObject", "arn:aws:s3:::b/elsewhere"),
+            Decision::ImplicitDeny,
+        ),
+        (
+            Request::new("s3:GetObject", "arn:aws:s3:::other/store/x"),
+            Decision::ImplicitDeny,
+        ),
+        (
+            Request::new("s3:ListBucket", "arn:aws:s3:::b").with("s3:prefix", "store/index/"),
+            Decision::Allow,
+        ),
+        (
+            Request::new("s3:ListBucket", "arn:aws:s3:::b").with("s3:prefix", "elsewhere/"),
+            Decision::ImplicitDeny,
+        ),
+        // A condition on a key the request lacks does not hold.
+        (Request::new("s3:ListBucket", "arn:aws:s3:::b"), Decision::ImplicitDeny),
+        (Request::new("kms:Decrypt", "arn:aws:kms:r:1:key/k"), Decision::Allow),
+        (
+            Request::new("kms:ScheduleKeyDeletion", "arn:aws:kms:r:1:key/k"),
+            Decision::ExplicitDeny,
+        ),
+        (
+            Request::new("kms:DisableKey", "arn:aws:kms:r:1:key/k"),
+            Decision::ExplicitDeny,
+        ),
+        (
+            Request::new("dynamodb:DeleteTable", "arn:aws:dynamodb:r:1:table/t"),
+            Decision::ExplicitDeny,
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(evaluate(&policies, &request), expected, "{request:?}");
+    }
+    assert_eq!(
+        evaluate(&[], &Request::new("s3:GetObject", "*")),
+        Decision::ImplicitDeny,
+        "no policy allows nothing"
+    );
+
+    // Resource policies: principals and Bool conditions.
+    let resource = json!({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::1:role/a"]}, "Action": "kms:Decrypt", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"Service": "logs.amazonaws.com"}, "Action": "kms:Encrypt", "Resource": "*"},
+        {"Effect": "Deny", "Principal": "*", "Action": "*", "Resource": "*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+    ]});
+    let policies = [resource];
+    let decrypt = || Request::new("kms:Decrypt", "*");
+    assert_eq!(
+        evaluate(&policies, &decrypt().by("arn:aws:iam::1:role/a")),
+        Decision::Allow
+    );
+    assert_eq!(
+        evaluate(&policies, &decrypt().by("arn:aws:iam::1:role/b")),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        evaluate(
+            &policies,
+            &Request::new("kms:Encrypt", "*").by("service:logs.amazonaws.com")
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        evaluate(
+            &policies,
+            &decrypt()
+                .by("arn:aws:iam::1:role/a")
+                .with("aws:SecureTransport", "false")
+        ),
+        Decision::ExplicitDeny
+    );
+    assert_eq!(
+        evaluate(
+            &policies,
+            &decrypt()
+                .by("arn:aws:iam::1:role/a")
+                .with("aws:SecureTransport", "true")
+        ),
+        Decision::Allow
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The primary template, read
+// ---------------------------------------------------------------------------
+
+const STACK: &str = "lifeboat";
+const OPERATOR_ROLE: &str = "arn:aws:iam::123456789012:role/lifeboat-operator";
+
+/// Parameters for the resolved template: the plan of
+/// events/file-backup-scheduled.json.
+fn primary_parameters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("CodeBucket", "lifeboat-code"),
+        ("OperatorRoleArn", OPERATOR_ROLE),
+        ("PlanName", "app-nightly"),
+        ("SourceBucket", "lifeboat-demo-data"),
+        ("SourcePrefix", "app"),
+        ("BackupType", "incremental"),
+        ("RetentionDays", "35"),
+    ]
+}
+
+fn props(resource: &Value) -> &Value {
+    &resource["Properties"]
+}
+
+#[test]
+fn primary_template_keeps_backups_immutable_encrypted_and_private() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let key_arn = stack.attribute("StoreKey", "Arn");
+    let bucket_arn = stack.attribute("BackupBucket", "Arn");
+
+    // The bucket: Object Lock in compliance mode for the retention parameter,
+    // versioning, no public access, SSE-KMS with the store key.
+    let bucket = props(stack.resource("BackupBucket"));
+    assert_eq!(bucket["ObjectLockEnabled"], true);
+    assert_eq!(bucket["ObjectLockConfiguration"]["ObjectLockEnabled"], "Enabled");
+    let retention = &bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"];
+    assert_eq!(retention["Mode"], "COMPLIANCE");
+    assert_eq!(retention["Days"], json!({"Ref": "ObjectLockRetentionDays"}));
+    assert_eq!(template["Parameters"]["ObjectLockRetentionDays"]["Type"], "Number");
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting], true, "{setting}");
+    }
+    let encryption = stack.property("BackupBucket", "BucketEncryption");
+    let default = &encryption["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    assert_eq!(default["SSEAlgorithm"], "aws:kms");
+    assert_eq!(default["KMSMasterKeyID"], key_arn.as_str());
+    for retained in ["BackupBucket", "CatalogTable", "StoreKey"] {
+        assert_eq!(stack.resource(retained)["DeletionPolicy"], "Retain", "{retained}");
+    }
+
+    // TLS only: every request to the bucket or its objects over plain HTTP
+    // is denied, whoever makes it.
+    let policies: Vec<Value> = stack
+        .resources_of_type("AWS::S3::BucketPolicy")
+        .into_iter()
+        .filter(|p| props(stack.resource(p))["Bucket"] == json!({"Ref": "BackupBucket"}))
+        .map(|p| stack.property(p, "PolicyDocument"))
+        .collect();
+    assert_eq!(policies.len(), 1, "one bucket policy for the backup bucket");
+    let anyone = "arn:aws:iam::123456789012:role/lifeboat-operator";
+    for (action, resource) in [
+        ("s3:GetObject", format!("{bucket_arn}/lifeboat/config")),
+        ("s3:PutObject", format!("{bucket_arn}/x")),
+        ("s3:ListBucket", bucket_arn.clone()),
+    ] {
+        let plain = Request::new(action, &resource)
+            .by(anyone)
+            .with("aws:SecureTransport", "false");
+        assert_eq!(
+            evaluate(&policies, &plain),
+            Decision::ExplicitDeny,
+            "{action} over HTTP"
+        );
+        let tls = Request::new(action, &resource)
+            .by(anyone)
+            .with("aws:SecureTransport", "true");
+        assert_ne!(evaluate(&policies, &tls), Decision::ExplicitDeny, "{action} over TLS");
+    }
+
+    // The catalog: the library's key schema and both indexes, on demand,
+    // point-in-time recovery, deletion protection, the store key.
+    let table = stack.property("CatalogTable", "TableName");
+    assert_eq!(table, lifeboat::catalog::DEFAULT_TABLE, "the toolkit's default table");
+    let table = props(stack.resource("CatalogTable"));
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(table["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        table["KeySchema"],
+        json!([{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    );
+    // The index names and keys of crates/lifeboat/src/catalog.rs.
+    let indexes: BTreeMap<String, Value> = table["GlobalSecondaryIndexes"]
+        .as_array()
+        .expect("GSIs")
+        .iter()
+        .map(|i| (i["IndexName"].as_str().unwrap().to_owned(), i.clone()))
+        .collect();
+    for (name, hash, range) in [("bySource", "gsi1pk", "gsi1sk"), ("byTime", "gsi2pk", "gsi2sk")] {
+        let index = &indexes[name];
+        assert_eq!(
+            index["KeySchema"],
+            json!([{"AttributeName": hash, "KeyType": "HASH"}, {"AttributeName": range, "KeyType": "RANGE"}]),
+            "{name}"
+        );
+        assert_eq!(index["Projection"]["ProjectionType"], "ALL", "{name}");
+    }
+    assert_eq!(indexes.len(), 2);
+    let sse = stack.property("CatalogTable", "SSESpecification");
+    assert_eq!(sse["SSEEnabled"], true);
+    assert_eq!(sse["SSEType"], "KMS");
+    assert_eq!(sse["KMSMasterKeyId"], key_arn.as_str());
+
+    // The key rotates; the topic and the dead-letter queue are encrypted.
+    assert_eq!(props(stack.resource("StoreKey"))["EnableKeyRotation"], true);
+    assert_eq!(
+        stack.property("StoreKeyAlias", "TargetKeyId"),
+        json!(stack.reference("StoreKey"))
+    );
+    assert_eq!(stack.property("AlertsTopic", "KmsMasterKeyId"), key_arn.as_str());
+    assert_eq!(stack.property("DeadLetterQueue", "KmsMasterKeyId"), key_arn.as_str());
+    assert_eq!(
+        stack.resource("AlertsEmailSubscription")["Condition"],
+        "HasAlertEmail",
+        "the email subscription is optional"
+    );
+    assert!(!stack.condition("HasAlertEmail"), "no email by default");
+
+    // Outputs.
+    for output in [
+        "CatalogTableName",
+        "BackupBucketName",
+        "StoreKeyArn",
+        "AlertsTopicArn",
+        "FileBackupFunctionArn",
+    ] {
+        assert!(template["Outputs"][output].is_object(), "output {output}");
+    }
+}
+
+#[test]
+fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let functions = stack.resources_of_type("AWS::Lambda::Function");
+    // verify, retention and alert are not in the template yet (infra/README.md, "Adding a function").
+    assert_eq!(functions, ["FileBackupFunction"], "the functions the template deploys");
+    let mut roles = Vec::new();
+    for function in functions {
+        let properties = props(stack.resource(function));
+        assert_eq!(properties["Runtime"], "provided.al2023", "{function}");
+        assert_eq!(properties["Architectures"], json!(["arm64"]), "{function}");
+        assert_eq!(properties["Handler"], "bootstrap", "{function}");
+        assert_eq!(
+            properties["Code"]["S3Bucket"],
+            json!({"Ref": "CodeBucket"}),
+            "{function}"
+        );
+        let role = properties["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .expect("the role is the stack's");
+        assert!(!roles.contains(&role), "{function} shares its role {role}");
+        roles.push(role);
+        let queue = properties["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function} has no dead-letter queue"));
+        assert_eq!(stack.resource_type(queue), "AWS::SQS::Queue");
+        assert!(
+            !props(stack.resource(queue))["KmsMasterKeyId"].is_null(),
+            "{queue} is encrypted"
+        );
+
+        let invoke_configs: Vec<&str> = stack
+            .resources_of_type("AWS::Lambda::EventInvokeConfig")
+            .into_iter()
+            .filter(|c| props(stack.resource(c))["FunctionName"] == json!({"Ref": function}))
+            .collect();
+        assert_eq!(invoke_configs.len(), 1, "{function} has one EventInvokeConfig");
+        assert_eq!(
+            props(stack.resource(invoke_configs[0]))["MaximumRetryAttempts"],
+            json!({"Ref": "MaximumRetryAttempts"})
+        );
+
+        let alarmed: Vec<String> = stack
+            .resources_of_type("AWS::CloudWatch::Alarm")
+            .into_iter()
+            .map(|a| props(stack.resource(a)))
+            .filter(|a| a["Dimensions"][0]["Value"] == json!({"Ref": function}))
+            .inspect(|a| assert_eq!(a["AlarmActions"], json!([{"Ref": "AlertsTopic"}])))
+            .map(|a| a["MetricName"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(alarmed.contains(&"Errors".to_owned()), "{function}: {alarmed:?}");
+        assert!(alarmed.contains(&"Throttles".to_owned()), "{function}: {alarmed:?}");
+
+        // Its settings resolve to what the function accepts.
+        let environment = stack.property(function, "Environment")["Variables"].clone();
+        let names: Vec<&String> = environment.as_object().unwrap().keys().collect();
+        assert_eq!(
+            names,
+            [
+                "LIFEBOAT_CONCURRENCY",
+                "LIFEBOAT_KMS_KEY",
+                "LIFEBOAT_STORE",
+                "LIFEBOAT_TABLE"
+            ]
+        );
+        let store = environment["LIFEBOAT_STORE"].as_str().unwrap();
+        lifeboat::storage::Location::parse(store).unwrap_or_else(|e| panic!("LIFEBOAT_STORE={store}: {e}"));
+        assert_eq!(
+            environment["LIFEBOAT_KMS_KEY"],
+            stack.attribute("StoreKey", "Arn").as_str()
+        );
+    }
+    // Reserved concurrency only when asked for.
+    assert!(stack
+        .property("FileBackupFunction", "ReservedConcurrentExecutions")
+        .is_null());
+    let reserved = Stack::new(
+        &template,
+        STACK,
+        &[primary_parameters(), vec![("ReservedConcurrency", "5")]].concat(),
+    );
+    assert_eq!(
+        reserved.property("FileBackupFunction", "ReservedConcurrentExecutions"),
+        "5"
+    );
+
+    // The dead-letter queue's depth is alarmed.
+    let depth = stack
+        .resources_of_type("AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|a| props(stack.resource(a)))
+        .find(|a| a["MetricName"] == "ApproximateNumberOfMessagesVisible")
+        .expect("a dead-letter queue alarm");
+    assert_eq!(depth["Namespace"], "AWS/SQS");
+    assert_eq!(depth["AlarmActions"], json!([{"Ref": "AlertsTopic"}]));
+}
+
+/// Renders an EventBridge input transformer for an event, as EventBridge does.
+fn render_input(transformer: &Value, event: &Value) -> Value {
+    let mut text = transformer["InputTemplate"].as_str().expect("InputTemplate").to_owned();
+    for (name, path) in transformer["InputPathsMap"].as_object().expect("InputPathsMap") {
+        let field = path.as_str().unwrap().strip_prefix("$.").expect("a top-level path");
+        let value = &event[field];
+        let quoted = format!("\"<{name}>\"");
+        text = match value {
+            Value::String(s) if text.contains(&quoted) => text.replace(&format!("<{name}>"), s),
+            other => text.replace(&format!("<{name}>"), &other.to_string()),
+        };
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("the rendered input is not JSON ({e}): {text}"))
+}
+
+#[test]
+fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let rule = props(stack.resource("FileBackupSchedule"));
+    assert_eq!(rule["ScheduleExpression"], json!({"Ref": "ScheduleExpression"}));
+    let targets = stack.property("FileBackupSchedule", "Targets");
+    let target = &targets[0];
+    assert_eq!(target["Arn"], stack.attribute("FileBackupFunction", "Arn").as_str());
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"],
+        stack.attribute("DeadLetterQueue", "Arn").as_str()
+    );
+
+    let sample = sample_event("file-backup-scheduled.json");
+    let rendered = render_input(&target["InputTransformer"], &sample);
+    let mut expected = sample.clone();
+    expected["detail"]["store"] = json!(format!("s3://{}/lifeboat", stack.reference("BackupBucket")));
+    assert_eq!(rendered, expected);
+
+    // The function's permission names the rule.
+    let permission = stack.property("FileBackupSchedulePermission", "SourceArn");
+    assert_eq!(permission, stack.attribute("FileBackupSchedule", "Arn").as_str());
+}
+
+// ---------------------------------------------------------------------------
+// Least privilege, proven from the template
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_file_backup_role_may_make_its_calls_and_nothing_else() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policies = stack.role_policies("FileBackupRole");
+
+    let bucket = stack.attribute("BackupBucket", "Arn");
+    let key = stack.attribute("StoreKey", "Arn");
+    let table = stack.attribute("CatalogTable", "Arn");
+    let queue = stack.attribute("DeadLetterQueue", "Arn");
+    let log_stream = format!(
+        "arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{}:log-stream:2026/11/23/[$LATEST]abc",
+        stack.reference("FileBackupLogGroup")
+    );
+    let object = |key: &str| format!("{bucket}/{key}");
+    let source = "arn:aws:s3:::lifeboat-demo-data";
+
+    // The calls the library makes for a backup (Repository::open,
+    // load_index, put_pack/put_index/put_manifest, source listing and
+    // reads, Kms::unwrap, Catalog::begin/mark_in_progress/complete/fail,
+    // latest_completed, the audit trail's append) and the runtime's own.
+    let allowed = [
+        Request::new("s3:GetObject", &object("lifeboat/config")),
+        Request::new("s3:GetObject", &object("lifeboat/index/0a1b")),
+        Request::new("s3:PutObject", &object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObject", &object("lifeboat/manifests/20261123T020000Z-ab")),
+        Request::new("s3:ListBucket", &bucket).with("s3:prefix", "lifeboat/index/"),
+        Request::new("s3:GetObject", &format!("{source}/app/users/1.json")),
+        Request::new("s3:ListBucket", source).with("s3:prefix", "app"),
+        Request::new("kms:Decrypt", &key),
+        Request::new("kms:GenerateDataKey", &key),
+        Request::new("kms:DescribeKey", &key),
+        Request::new("dynamodb:GetItem", &table),
+        Request::new("dynamodb:PutItem", &table),
+        Request::new("dynamodb:UpdateItem", &table),
+        Request::new("dynamodb:Query", &table),
+        Request::new("dynamodb:Query", &format!("{table}/index/bySource")),
+        Request::new("dynamodb:Query", &format!("{table}/index/byTime")),
+        Request::new("sqs:SendMessage", &queue),
+        Request::new("logs:CreateLogStream", &log_stream),
+        Request::new("logs:PutLogEvents", &log_stream),
+    ];
+    for request in &allowed {
+        assert_eq!(evaluate(&policies, request), Decision::Allow, "{request:?}");
+    }
+    // TransactWriteItems is authorised item by item: the claim and the record
+    // (PutItem), the audit head (UpdateItem), condition checks.
+    for item_action in ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"] {
+        let request = Request::new(item_action, &table);
+        assert_eq!(
+            evaluate(&policies, &request),
+            Decision::Allow,
+            "TransactWriteItems needs {item_action}"
+        );
+    }
+
+    let other_key = format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/ffffffff-0000-4000-8000-000000000000");
+    let other_table = format!("arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/someone-elses");
+    let denied = [
+        // Backups are never deleted or unlocked by the backup function.
+        Request::new("s3:DeleteObject", &object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:DeleteObjectVersion", &object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:BypassGovernanceRetention", &object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObjectRetention", &object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutBucketPolicy", &bucket),
+        Request::new("s3:PutBucketObjectLockConfiguration", &bucket),
+        // Only the store's prefix, only reading the source.
+        Request::new("s3:PutObject", &object("elsewhere/x")),
+        Request::new("s3:GetObject", &object("elsewhere/x")),
+        Request::new("s3:ListBucket", &bucket).with("s3:prefix", "elsewhere/"),
+        Request::new("s3:PutObject", &format!("{source}/app/users/1.json")),
+        Request::new("s3:DeleteObject", &format!("{source}/app/users/1.json")),
+        Request::new("s3:GetObject", &format!("{source}/secrets/db.env")),
+        Request::new("s3:GetObject", "arn:aws:s3:::another-bucket/app/x"),
+        // The key: use, not manage; no other key.
+        Request::new("kms:ScheduleKeyDeletion", &key),
+        Request::new("kms:DisableKey", &key),
+        Request::new("kms:PutKeyPolicy", &key),
+        Request::new("kms:Encrypt", &key),
+        Request::new("kms:ReEncryptFrom", &key),
+        Request::new("kms:Decrypt", &other_key),
+        // The catalog: no deletes, scans or table changes; no other table.
+        Request::new("dynamodb:DeleteTable", &table),
+        Request::new("dynamodb:UpdateTable", &table),
+        Request::new("dynamodb:DeleteItem", &table),
+        Request::new("dynamodb:Scan", &table),
+        Request::new("dynamodb:UpdateContinuousBackups", &table),
+        Request::new("dynamodb:PutItem", &other_table),
+        // What other functions will do (retention, snapshots, alerts).
+        Request::new(
+            "rds:DeleteDBSnapshot",
+            "arn:aws:rds:us-east-1:123456789012:snapshot:lifeboat-1",
+        ),
+        Request::new("rds:CreateDBSnapshot", "*"),
+        Request::new("sns:Publish", &stack.reference("AlertsTopic")),
+        Request::new("sns:Publish", "arn:aws:sns:us-east-1:123456789012:another-topic"),
+        Request::new("iam:PassRole", "*"),
+        Request::new("sts:AssumeRole", "*"),
+        Request::new("sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:another-queue"),
+    ];
+    for request in &denied {
+        assert_eq!(evaluate(&policies, request), Decision::ImplicitDeny, "{request:?}");
+    }
+}
+
+#[test]
+fn only_the_functions_and_the_operator_use_the_key() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policy_text = stack.property("StoreKey", "KeyPolicy");
+    let policy: Value = serde_json::from_str(policy_text.as_str().expect("a JSON string (see the template)"))
+        .expect("the key policy is JSON");
+    let policies = [policy];
+    let role = stack.attribute("FileBackupRole", "Arn");
+    let root = format!("arn:aws:iam::{ACCOUNT_ID}:root");
+    let stranger = format!("arn:aws:iam::{ACCOUNT_ID}:role/someone-else");
+    let decide = |principal: &str, action: &str| evaluate(&policies, &Request::new(action, "*").by(principal));
+
+    for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"] {
+        assert_eq!(decide(&role, action), Decision::Allow, "the function: {action}");
+        assert_eq!(decide(OPERATOR_ROLE, action), Decision::Allow, "the operator: {action}");
+    }
+    assert_eq!(
+        decide(OPERATOR_ROLE, "kms:ReEncryptFrom"),
+        Decision::Allow,
+        "keys rewrap"
+    );
+    for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:ReEncryptFrom"] {
+        assert_eq!(
+            decide(&stranger, action),
+            Decision::ImplicitDeny,
+            "a stranger: {action}"
+        );
+        assert_eq!(
+            decide(&root, action),
+            Decision::ImplicitDeny,
+            "the account administers only: {action}"
+        );
+    }
+    assert_eq!(decide(&root, "kms:ScheduleKeyDeletion"), Decision::Allow);
+    assert_eq!(decide(&root, "kms:PutKeyPolicy"), Decision::Allow);
+    assert_eq!(decide(&role, "kms:ScheduleKeyDeletion"), Decision::ImplicitDeny);
+    assert_eq!(decide(&role, "kms:CreateGrant"), Decision::ImplicitDeny);
+
+    // Through DynamoDB (the catalog's encryption), and only through it.
+    let via_dynamodb = |principal: &str, action: &str| {
+        let request = Request::new(action, "*")
+            .by(principal)
+            .with("kms:ViaService", &format!("dynamodb.{REGION}.amazonaws.com"))
+            .with("kms:CallerAccount", ACCOUNT_ID);
+        evaluate(&policies, &request)
+    };
+    assert_eq!(via_dynamodb(&role, "kms:Encrypt"), Decision::Allow);
+    assert_eq!(via_dynamodb(&role, "kms:CreateGrant"), Decision::Allow);
+    assert_eq!(via_dynamodb(&stranger, "kms:Decrypt"), Decision::ImplicitDeny);
+    assert_eq!(decide(&role, "kms:Encrypt"), Decision::ImplicitDeny, "not directly");
+
+    // Deployers (IAM principals of the account) encrypt a function's
+    // settings through Lambda, and do nothing else with the key.
+    let via_lambda = |action: &str| {
+        let request = Request::new(action, "*")
+            .by(&root)
+            .with("kms:ViaService", &format!("lambda.{REGION}.amazonaws.com"));
+        evaluate(&policies, &request)
+    };
+    assert_eq!(via_lambda("kms:Encrypt"), Decision::Allow);
+    assert_eq!(via_lambda("kms:Decrypt"), Decision::ImplicitDeny);
+
+    // The services that encrypt for the stack.
+    assert_eq!(
+        decide("service:cloudwatch.amazonaws.com", "kms:GenerateDataKey"),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide("service:events.amazonaws.com", "kms:GenerateDataKey"),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide("service:s3.amazonaws.com", "kms:Decrypt"),
+        Decision::ImplicitDeny
+    );
+}
+
+#[test]
+fn the_operator_and_read_only_policies() {
+    // The placeholders of infra/README.md, filled in.
+    let fill = |name: &str| -> Vec<Value> {
+        let text = infra_file(&format!("policies/{name}"))
+            .replace("<Partition>", "aws")
+            .replace("<Region>", REGION)
+            .replace("<AccountId>", ACCOUNT_ID)
+            .replace("<BackupBucket>", "lifeboat-backups")
+            .replace("<StorePrefix>", "lifeboat")
+            .replace("<StoreKeyArn>", "arn:aws:kms:us-east-1:123456789012:key/k1")
+            .replace("<DrKeyArn>", "arn:aws:kms:us-west-2:123456789012:key/k2")
+            .replace("<CatalogTable>", "lifeboat-catalog")
+            .replace("<RestoreBucket>", "lifeboat-restores")
+            .replace("<HostedZoneId>", "Z123");
+        assert!(
+            !text.contains('<'),
+            "policies/{name} has a placeholder the README does not list"
+        );
+        vec![serde_json::from_str(&text).unwrap_or_else(|e| panic!("policies/{name}: {e}"))]
+    };
+    let operator = fill("operator.json");
+    let read_only = fill("read-only.json");
+    let table = "arn:aws:dynamodb:us-east-1:123456789012:table/lifeboat-catalog";
+    let store = |key: &str| format!("arn:aws:s3:::lifeboat-backups/lifeboat/{key}");
+    let snapshot = "arn:aws:rds:us-east-1:123456789012:snapshot:lifeboat-app-1";
+    let allow = |policies: &[Value], request: Request, expected: Decision| {
+        assert_eq!(evaluate(policies, &request), expected, "{request:?}");
+    };
+    use Decision::{Allow, ImplicitDeny};
+    for (request, for_operator, for_reader) in [
+        (Request::new("s3:GetObject", &store("manifests/x")), Allow, Allow),
+        (
+            Request::new("s3:ListBucket", "arn:aws:s3:::lifeboat-backups").with("s3:prefix", "lifeboat/packs/"),
+            Allow,
+            Allow,
+        ),
+        (Request::new("s3:PutObject", &store("config")), Allow, ImplicitDeny),
+        (
+            Request::new("s3:DeleteObject", &store("packs/0a/x")),
+            Allow,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("s3:PutObject", "arn:aws:s3:::lifeboat-restores/app/x"),
+            Allow,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("s3:BypassGovernanceRetention", &store("packs/0a/x")),
+            ImplicitDeny,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("s3:PutBucketPolicy", "arn:aws:s3:::lifeboat-backups"),
+            ImplicitDeny,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("kms:Decrypt", "arn:aws:kms:us-east-1:123456789012:key/k1"),
+            Allow,
+            Allow,
+        ),
+        (
+            Request::new("kms:ReEncryptFrom", "arn:aws:kms:us-east-1:123456789012:key/k1"),
+            Allow,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("kms:ScheduleKeyDeletion", "arn:aws:kms:us-east-1:123456789012:key/k1"),
+            ImplicitDeny,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("dynamodb:Query", &format!("{table}/index/bySource")),
+            Allow,
+            Allow,
+        ),
+        (Request::new("dynamodb:UpdateItem", table), Allow, ImplicitDeny),
+        (Request::new("dynamodb:DeleteTable", table), ImplicitDeny, ImplicitDeny),
+        (Request::new("rds:DescribeDBSnapshots", "*"), Allow, Allow),
+        (
+            Request::new("rds:RestoreDBInstanceFromDBSnapshot", snapshot),
+            Allow,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("rds:DeleteDBSnapshot", snapshot),
+            ImplicitDeny,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Z123"),
+            Allow,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("route53:ListResourceRecordSets", "arn:aws:route53:::hostedzone/Z123"),
+            Allow,
+            Allow,
+        ),
+        (Request::new("iam:PassRole", "*"), ImplicitDeny, ImplicitDeny),
+    ] {
+        allow(&operator, request.clone(), for_operator);
+        allow(&read_only, request, for_reader);
+    }
+    // The read-only policy grants nothing but reads.
+    for statement in read_only[0]["Statement"].as_array().unwrap() {
+        for action in statement["Action"].as_array().unwrap() {
+            let action = action.as_str().unwrap();
+            let verb = action.split_once(':').unwrap().1;
+            let reads = ["Get", "List", "Describe", "Query", "Scan", "Decrypt"];
+            assert!(reads.iter().any(|r| verb.starts_with(r)), "read-only grants {action}");
+        }
+    }
+}
+
+#[test]
+fn the_dr_template_has_a_rotating_key() {
+    let template = template("lifeboat-dr.yaml");
+    let stack = Stack::new(&template, "lifeboat-dr", &[("OperatorRoleArn", OPERATOR_ROLE)]);
+    let keys = stack.resources_of_type("AWS::KMS::Key");
+    assert_eq!(keys, ["DrKey"]);
+    assert_eq!(props(stack.resource("DrKey"))["EnableKeyRotation"], true);
+    assert_eq!(
+        stack.property("DrKeyAlias", "TargetKeyId"),
+        json!(stack.reference("DrKey"))
+    );
+    assert!(template["Outputs"]["DrKeyArn"].is_object());
+
+    // The key policy, with and without copying roles.
+    for (copiers, expected) in [
+        ("", 2),
+        ("arn:aws:iam::123456789012:role/a,arn:aws:iam::123456789012:role/b", 3),
+    ] {
+        let stack = Stack::new(
+            &template,
+            "lifeboat-dr",
+            &[("OperatorRoleArn", OPERATOR_ROLE), ("CopyRoleArns", copiers)],
+        );
+        let text = stack.property("DrKey", "KeyPolicy");
+        let policy: Value = serde_json::from_str(text.as_str().unwrap()).expect("the DR key policy is JSON");
+        assert_eq!(policy["Statement"].as_array().unwrap().len(), expected, "{copiers:?}");
+        let policies = [policy];
+        let decrypt = |principal: &str| evaluate(&policies, &Request::new("kms:Decrypt", "*").by(principal));
+        assert_eq!(decrypt(OPERATOR_ROLE), Decision::Allow);
+        assert_eq!(decrypt("arn:aws:iam::123456789012:role/a"), Decision::ImplicitDeny);
+        if !copiers.is_empty() {
+            let copy = Request::new("kms:CreateGrant", "*")
+                .by("arn:aws:iam::123456789012:role/b")
+                .with("kms:ViaService", "rds.us-east-1.amazonaws.com");
+            assert_eq!(evaluate(&policies, &copy), Decision::Allow);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deploying into the emulator
+// ---------------------------------------------------------------------------
+
+/// An IAM policy document as GetRolePolicy returns it (URL-encoded on AWS).
+fn policy_document(text: &str) -> Value {
+    let decoded = if text.trim_start().starts_with('{') {
+        text.to_owned()
+    } else {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).expect("percent-encoding"));
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).expect("UTF-8 policy")
+    };
+    serde_json::from_str(&decoded).unwrap_or_else(|e| panic!("not a policy document ({e}): {decoded}"))
+}
+
+/// A deployment package for the emulator: an empty zip (CreateFunction in the
+/// emulator stores it without running it).
+const EMPTY_ZIP: [u8; 22] = [
+    0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+#[tokio::test]
+async fn the_primary_template_deploys_into_the_emulator() {
+    let config = sdk_config().await;
+    let cloudformation = aws_sdk_cloudformation::Client::new(&config);
+    let s3 = s3_client().await;
+
+    let code_bucket = unique("code");
+    s3.create_bucket()
+        .bucket(&code_bucket)
+        .send()
+        .await
+        .expect("create code bucket");
+    s3.put_object()
+        .bucket(&code_bucket)
+        .key("lifeboat/file-backup/bootstrap.zip")
+        .body(ByteStream::from(EMPTY_ZIP.to_vec()))
+        .send()
+        .await
+        .expect("upload the package");
+
+    let stack_name = unique("lifeboat");
+    let table_name = unique("catalog");
+    let parameters = [
+        ("CodeBucket", code_bucket.as_str()),
+        ("OperatorRoleArn", OPERATOR_ROLE),
+        ("TableName", table_name.as_str()),
+        ("PlanName", "app-nightly"),
+        ("SourceBucket", "lifeboat-demo-data"),
+        ("SourcePrefix", "app"),
+    ];
+    let created = cloudformation
+        .create_stack()
+        .stack_name(&stack_name)
+        .template_body(infra_file("lifeboat.yaml"))
+        .capabilities(Capability::CapabilityIam)
+        .set_parameters(Some(
+            parameters
+                .iter()
+                .map(|(k, v)| Parameter::builder().parameter_key(*k).parameter_value(*v).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("create-stack");
+    let stack_id = created.stack_id().expect("a stack id").to_owned();
+    let described = cloudformation
+        .describe_stacks()
+        .stack_name(&stack_name)
+        .send()
+        .await
+        .expect("describe-stacks");
+    let stack = &described.stacks()[0];
+    assert_eq!(
+        stack.stack_status(),
+        Some(&StackStatus::CreateComplete),
+        "{:?}",
+        stack.stack_status_reason()
+    );
+    let outputs: BTreeMap<String, String> = stack
+        .outputs()
+        .iter()
+        .map(|o| (o.output_key().unwrap().to_owned(), o.output_value().unwrap().to_owned()))
+        .collect();
+
+    // The table, with the schema and flags the emulator keeps.
+    assert_eq!(outputs["CatalogTableName"], table_name);
+    let table = dynamodb_client()
+        .await
+        .describe_table()
+        .table_name(&table_name)
+        .send()
+        .await
+        .expect("the catalog table exists");
+    let table = table.table().unwrap();
+    let mut indexes: Vec<&str> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["bySource", "byTime"]);
+    assert_eq!(table.deletion_protection_enabled(), Some(true));
+    assert_eq!(
+        table
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|m| m.as_str()),
+        Some("PAY_PER_REQUEST")
+    );
+
+    // The key: enabled, rotating; the bucket encrypted with it.
+    let key_arn = &outputs["StoreKeyArn"];
+    let kms = kms_client().await;
+    let key = kms
+        .describe_key()
+        .key_id(key_arn)
+        .send()
+        .await
+        .expect("describe the key");
+    assert!(key.key_metadata().unwrap().enabled());
+    let rotation = kms
+        .get_key_rotation_status()
+        .key_id(key_arn)
+        .send()
+        .await
+        .expect("key rotation status");
+    assert!(rotation.key_rotation_enabled());
+    let bucket = &outputs["BackupBucketName"];
+    s3.head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("the backup bucket exists");
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket encryption");
+    let rule = &encryption.server_side_encryption_configuration().unwrap().rules()[0];
+    let default = rule.apply_server_side_encryption_by_default().unwrap();
+    assert_eq!(default.sse_algorithm().as_str(), "aws:kms");
+    assert_eq!(default.kms_master_key_id(), Some(key_arn.as_str()));
+    assert_eq!(outputs["StoreUrl"], format!("s3://{bucket}/lifeboat"));
+
+    // The topic, encrypted with the key.
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .get_topic_attributes()
+        .topic_arn(&outputs["AlertsTopicArn"])
+        .send()
+        .await
+        .expect("the alerts topic exists");
+    assert_eq!(topic.attributes().and_then(|a| a.get("KmsMasterKeyId")), Some(key_arn));
+
+    // The schedule, targeting the function with the plan as its input.
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let rule_name = format!("{stack_name}-file-backup-app-nightly");
+    let rule = events
+        .describe_rule()
+        .name(&rule_name)
+        .send()
+        .await
+        .expect("the schedule rule exists");
+    assert_eq!(rule.schedule_expression(), Some("cron(0 2 * * ? *)"));
+    let targets = events
+        .list_targets_by_rule()
+        .rule(&rule_name)
+        .send()
+        .await
+        .expect("the rule's targets");
+    let target = &targets.targets()[0];
+    assert_eq!(target.arn(), outputs["FileBackupFunctionArn"]);
+    let transformer = target.input_transformer().expect("an input transformer");
+    let transformer = json!({
+        "InputPathsMap": transformer.input_paths_map().unwrap(),
+        "InputTemplate": transformer.input_template(),
+    });
+    let sample = sample_event("file-backup-scheduled.json");
+    let mut expected = sample.clone();
+    expected["detail"]["store"] = json!(outputs["StoreUrl"]);
+    assert_eq!(render_input(&transformer, &sample), expected);
+
+    // The role, assumable by Lambda only, with the template's policy.
+    let iam = aws_sdk_iam::Client::new(&config);
+    let role_name = outputs["FileBackupRoleArn"].rsplit('/').next().unwrap().to_owned();
+    let role = iam
+        .get_role()
+        .role_name(&role_name)
+        .send()
+        .await
+        .expect("the role exists");
+    let trust = policy_document(role.role().unwrap().assume_role_policy_document().unwrap());
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"], "lambda.amazonaws.com",
+        "{trust}"
+    );
+    let inline = iam
+        .get_role_policy()
+        .role_name(&role_name)
+        .policy_name("file-backup")
+        .send()
+        .await
+        .expect("the role's policy");
+    let deployed = policy_document(inline.policy_document());
+    let sids = |policy: &Value| -> Vec<String> {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Sid"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let template = template("lifeboat.yaml");
+    let written = &template["Resources"]["FileBackupPolicy"]["Properties"]["PolicyDocument"];
+    assert_eq!(sids(&deployed), sids(written));
+    let store_objects = &deployed["Statement"][0];
+    assert_eq!(store_objects["Resource"], format!("arn:aws:s3:::{bucket}/lifeboat/*"));
+
+    // Deleting the stack keeps the catalog (DeletionPolicy Retain, deletion
+    // protection): the backups' records outlive the stack.
+    cloudformation
+        .delete_stack()
+        .stack_name(&stack_id)
+        .send()
+        .await
+        .expect("delete-stack");
+    let after = cloudformation.describe_stacks().stack_name(&stack_name).send().await;
+    assert!(after.is_err(), "the stack is gone: {after:?}");
+    dynamodb_client()
+        .await
+        .describe_table()
+        .table_name(&table_name)
+        .send()
+        .await
+        .expect("the catalog table survives the stack");
+}
+
+/// `scripts/deploy`, the README's deploy path, against the emulator: it
+/// uploads the package, creates both stacks, and a second run updates them.
+#[tokio::test]
+async fn scripts_deploy_creates_then_updates_the_stacks() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let package = dir.path().join("bootstrap.zip");
+    std::fs::write(&package, EMPTY_ZIP).expect("write the package");
+    let stack = unique("deployed");
+    let table = unique("catalog");
+    let deploy = || {
+        let output = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/deploy"))
+            .args([
+                "--stack",
+                &stack,
+                "--code-bucket",
+                &unique("code"),
+                "--operator-role-arn",
+                OPERATOR_ROLE,
+            ])
+            .args(["--parameter", "SourceBucket=lifeboat-demo-data", "--parameter"])
+            .arg(format!("TableName={table}"))
+            .arg("--package")
+            .arg(format!("file-backup={}", package.display()))
+            .args(["--dr-region", "us-west-2"])
+            .envs(lifeboat_e2e::aws_env())
+            .output()
+            .expect("run scripts/deploy");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "scripts/deploy failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let first = deploy();
+    assert!(first.contains(&format!("CatalogTableName={table}\n")), "{first}");
+    assert!(first.contains("StoreUrl=s3://"), "{first}");
+    assert!(first.contains("\nDrKeyArn=arn:aws:kms:us-west-2:"), "{first}");
+    let second = deploy();
+    assert!(second.contains(&format!("CatalogTableName={table}\n")), "{second}");
+}
