@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fastcdc::v2020::{FastCDC, StreamCDC};
+use lifeboat::chunker::ReadChunker;
 use lifeboat::crypto::{Keys, Role};
-use lifeboat::format::{ChunkerParams, PackBuilder, SealedPack};
+use lifeboat::format::{ChunkerParams, SealedPack};
 use lifeboat::ids::ChunkId;
-use lifeboat::pipeline::{ChunkSet, EntryDigest, PackSink, PipelineError, Worker};
+use lifeboat::pipeline::{ChunkSet, PackSink, PipelineError, Worker};
 use sha2::{Digest, Sha256};
 
-use crate::chunker::{ChunksError, ReadChunker};
 use crate::dataset::{DataSet, File, Kind};
 
 /// Warm-up covers at least this many bytes of the data set's first units.
@@ -78,6 +78,25 @@ pub fn chunks(data: &DataSet, params: ChunkerParams) -> Vec<Chunk> {
     out
 }
 
+/// zstd's work on the chunks of one kind of file.
+pub struct KindFigures {
+    pub kind: Kind,
+    pub raw: u64,
+    /// Bytes of the zstd frames.
+    pub compressed: u64,
+    pub seconds: f64,
+}
+
+impl KindFigures {
+    pub fn ratio(&self) -> f64 {
+        self.raw as f64 / self.compressed.max(1) as f64
+    }
+
+    pub fn mb_per_s(&self) -> f64 {
+        self.raw as f64 / 1e6 / self.seconds
+    }
+}
+
 /// The primitives, each alone on one thread over the whole data set.
 pub struct Primitives {
     pub sha256: Timing,
@@ -86,8 +105,8 @@ pub struct Primitives {
     pub zstd_compress: Timing,
     pub aes_seal: Timing,
     pub zstd_decompress: Timing,
-    /// Compressed bytes (zstd frames, compressed or not) per kind of file.
-    pub compressed: [(Kind, u64, u64); 3],
+    /// zstd per kind of file, from the last compression run.
+    pub by_kind: [KindFigures; 3],
 }
 
 pub struct PrimitiveOptions<'a> {
@@ -136,21 +155,25 @@ pub fn primitives(o: &PrimitiveOptions<'_>) -> Result<Primitives, std::io::Error
     let mut frames: Vec<Range<usize>> = Vec::with_capacity(o.chunks.len());
     let mut compressor = zstd::bulk::Compressor::new(o.level)?;
     let mut failed = None;
+    let mut seconds_by_kind = [0f64; 3];
     let zstd_compress = measure(o.runs, o.chunks, total, chunk_len, |chunks| {
         frames.clear();
+        seconds_by_kind = [0.0; 3];
         let mut at = 0;
         for (c, bound) in chunks.iter().zip(&bounds) {
+            let start = Instant::now();
             match compressor.compress_to_buffer(chunk(c), &mut frames_buffer[at..at + bound]) {
                 Ok(n) => frames.push(at..at + n),
                 Err(e) => failed = Some(e),
             }
+            seconds_by_kind[c.kind as usize] += start.elapsed().as_secs_f64();
             at += bound;
         }
     });
     if let Some(e) = failed {
         return Err(e);
     }
-    let compressed = Kind::ALL.map(|kind| {
+    let by_kind = Kind::ALL.map(|kind| {
         let (raw, packed) = o
             .chunks
             .iter()
@@ -159,7 +182,12 @@ pub fn primitives(o: &PrimitiveOptions<'_>) -> Result<Primitives, std::io::Error
             .fold((0u64, 0u64), |(r, p), (c, f)| {
                 (r + c.range.len() as u64, p + f.len() as u64)
             });
-        (kind, raw, packed)
+        KindFigures {
+            kind,
+            raw,
+            compressed: packed,
+            seconds: seconds_by_kind[kind as usize],
+        }
     });
 
     let id = ChunkId([0x42; 32]);
@@ -207,7 +235,7 @@ pub fn primitives(o: &PrimitiveOptions<'_>) -> Result<Primitives, std::io::Error
         zstd_compress,
         aes_seal,
         zstd_decompress,
-        compressed,
+        by_kind,
     })
 }
 
@@ -224,15 +252,6 @@ impl PackSink for CountingSink {
         self.bytes.fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// Which per-thread worker runs the pipeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// `lifeboat::pipeline::Worker`, as the backup drivers run it.
-    Library,
-    /// The same steps with `ReadChunker` in place of `StreamCDC` (the fix).
-    BufferedChunker,
 }
 
 /// What one pipeline run did.
@@ -260,27 +279,22 @@ pub struct PipelineOptions<'a> {
 /// The backup pipeline over the whole data set on `threads` threads, each
 /// taking the next file from a shared counter; median of `runs` after a
 /// warm-up on the first files.
-pub fn pipeline(o: &PipelineOptions<'_>, engine: Engine, threads: usize) -> Result<PipelineRun, PipelineError> {
+pub fn pipeline(o: &PipelineOptions<'_>, threads: usize) -> Result<PipelineRun, PipelineError> {
     let mut warm = 0;
     let mut covered = 0;
     while warm < o.data.files.len() && covered < WARM_UP_BYTES {
         covered += o.data.files[warm].range.len();
         warm += 1;
     }
-    pipeline_once(o, engine, &o.data.files[..warm], threads)?;
+    pipeline_once(o, &o.data.files[..warm], threads)?;
     let mut runs = (0..o.runs.max(1))
-        .map(|_| pipeline_once(o, engine, &o.data.files, threads))
+        .map(|_| pipeline_once(o, &o.data.files, threads))
         .collect::<Result<Vec<_>, _>>()?;
     runs.sort_by(|a, b| a.timing.seconds.total_cmp(&b.timing.seconds));
     Ok(runs[runs.len() / 2])
 }
 
-fn pipeline_once(
-    o: &PipelineOptions<'_>,
-    engine: Engine,
-    files: &[File],
-    threads: usize,
-) -> Result<PipelineRun, PipelineError> {
+fn pipeline_once(o: &PipelineOptions<'_>, files: &[File], threads: usize) -> Result<PipelineRun, PipelineError> {
     let chunk_set = ChunkSet::default();
     let sink = CountingSink::default();
     let next = AtomicUsize::new(0);
@@ -289,17 +303,14 @@ fn pipeline_once(
         let handles: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| -> Result<(u64, u64), PipelineError> {
-                    let mut worker: Box<dyn EntryWorker> = match engine {
-                        Engine::Library => Box::new(Worker::new(o.keys.clone(), o.params, o.level)?),
-                        Engine::BufferedChunker => Box::new(BufferedWorker::new(o.keys.clone(), o.params, o.level)?),
-                    };
+                    let mut worker = Worker::new(o.keys.clone(), o.params, o.level)?;
                     let mut new_bytes = 0;
                     while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let digest = worker.entry(o.data.file(file), &chunk_set, &sink)?;
+                        let digest = worker.process_entry(o.data.file(file), "generated file", &chunk_set, &sink)?;
                         new_bytes += digest.new_bytes;
                         black_box(digest);
                     }
-                    worker.finish(&sink)?;
+                    worker.flush(&sink)?;
                     Ok((new_bytes, worker.stored_bytes()))
                 })
             })
@@ -321,111 +332,13 @@ fn pipeline_once(
     })
 }
 
-/// One thread's pipeline worker, whichever engine.
-trait EntryWorker {
-    fn entry(&mut self, bytes: &[u8], chunks: &ChunkSet, sink: &dyn PackSink) -> Result<EntryDigest, PipelineError>;
-    fn finish(&mut self, sink: &dyn PackSink) -> Result<(), PipelineError>;
-    fn stored_bytes(&self) -> u64;
-}
-
-impl EntryWorker for Worker {
-    fn entry(&mut self, bytes: &[u8], chunks: &ChunkSet, sink: &dyn PackSink) -> Result<EntryDigest, PipelineError> {
-        self.process_entry(bytes, "generated file", chunks, sink)
-    }
-
-    fn finish(&mut self, sink: &dyn PackSink) -> Result<(), PipelineError> {
-        self.flush(sink)
-    }
-
-    fn stored_bytes(&self) -> u64 {
-        self.stored_bytes
-    }
-}
-
-/// `Worker::process_entry` re-created from the library's public pieces, with
-/// `ReadChunker` in place of `StreamCDC`; everything else is the same.
-struct BufferedWorker {
-    keys: Arc<Keys>,
-    chunker: ReadChunker,
-    compressor: zstd::bulk::Compressor<'static>,
-    scratch: Vec<u8>,
-    pack: PackBuilder,
-    stored_bytes: u64,
-}
-
-impl BufferedWorker {
-    fn new(keys: Arc<Keys>, params: ChunkerParams, level: i32) -> Result<Self, PipelineError> {
-        Ok(Self {
-            keys,
-            chunker: ReadChunker::new(params),
-            compressor: zstd::bulk::Compressor::new(level).map_err(PipelineError::Compressor)?,
-            scratch: Vec::new(),
-            pack: PackBuilder::new(),
-            stored_bytes: 0,
-        })
-    }
-}
-
-impl EntryWorker for BufferedWorker {
-    fn entry(&mut self, bytes: &[u8], chunks: &ChunkSet, sink: &dyn PackSink) -> Result<EntryDigest, PipelineError> {
-        let Self {
-            keys,
-            chunker,
-            compressor,
-            scratch,
-            pack,
-            stored_bytes,
-        } = self;
-        let mut digest = EntryDigest::default();
-        let mut sha = Sha256::new();
-        chunker
-            .chunks(bytes, |chunk| {
-                sha.update(chunk);
-                digest.size += chunk.len() as u64;
-                let id = keys.chunk_id(chunk);
-                if chunks.claim(id) {
-                    let before = pack.len();
-                    pack.add_chunk(keys, &id, chunk, compressor, scratch)?;
-                    *stored_bytes += (pack.len() - before) as u64;
-                    if pack.is_full() {
-                        sink.pack_ready(std::mem::take(pack).finish(keys)?)?;
-                        *pack = PackBuilder::new();
-                    }
-                    digest.new_chunks += 1;
-                    digest.new_bytes += chunk.len() as u64;
-                }
-                digest.chunks.push(id);
-                Ok(())
-            })
-            .map_err(|e| match e {
-                ChunksError::Read(source) => PipelineError::Read {
-                    what: "generated file".to_owned(),
-                    source,
-                },
-                ChunksError::Each(e) => e,
-            })?;
-        digest.sha256 = format!("{:x}", sha.finalize());
-        Ok(digest)
-    }
-
-    fn finish(&mut self, sink: &dyn PackSink) -> Result<(), PipelineError> {
-        if !self.pack.is_empty() {
-            sink.pack_ready(std::mem::take(&mut self.pack).finish(&self.keys)?)?;
-        }
-        Ok(())
-    }
-
-    fn stored_bytes(&self) -> u64 {
-        self.stored_bytes
-    }
-}
-
 /// The chunkers over a `Read`, alone on one thread.
 pub struct ChunkerTimings {
-    /// `StreamCDC`, as `process_entry` chunks: FastCDC plus its copies.
+    /// `lifeboat::chunker::ReadChunker`, as `process_entry` chunks: FastCDC
+    /// plus one copy (the read).
+    pub read_chunker: Timing,
+    /// `fastcdc::v2020::StreamCDC`, for comparison: FastCDC plus its copies.
     pub stream_cdc: Timing,
-    /// `ReadChunker`: FastCDC plus one copy (the read).
-    pub buffered: Timing,
 }
 
 pub fn chunker_timings(o: &PipelineOptions<'_>) -> ChunkerTimings {
@@ -441,7 +354,7 @@ pub fn chunker_timings(o: &PipelineOptions<'_>) -> ChunkerTimings {
         }
     });
     let mut chunker = ReadChunker::new(p);
-    let buffered = measure(o.runs, &data.files, total, file_len, |files| {
+    let read_chunker = measure(o.runs, &data.files, total, file_len, |files| {
         for f in files {
             let _ = chunker.chunks(data.file(f), |chunk| {
                 black_box(chunk);
@@ -449,5 +362,8 @@ pub fn chunker_timings(o: &PipelineOptions<'_>) -> ChunkerTimings {
             });
         }
     });
-    ChunkerTimings { stream_cdc, buffered }
+    ChunkerTimings {
+        read_chunker,
+        stream_cdc,
+    }
 }
