@@ -698,7 +698,8 @@ const STACK: &str = "lifeboat";
 const OPERATOR_ROLE: &str = "arn:aws:iam::123456789012:role/lifeboat-operator";
 
 /// Parameters for the resolved template: the plan of
-/// events/file-backup-scheduled.json.
+/// events/file-backup-scheduled.json, the policy of
+/// events/retention-scheduled.json.
 fn primary_parameters() -> Vec<(&'static str, &'static str)> {
     vec![
         ("CodeBucket", "lifeboat-code"),
@@ -708,8 +709,20 @@ fn primary_parameters() -> Vec<(&'static str, &'static str)> {
         ("SourcePrefix", "app"),
         ("BackupType", "incremental"),
         ("RetentionDays", "35"),
+        (
+            "RetentionRules",
+            r#"{"keepLast": 3, "daily": 7, "weekly": 5, "monthly": 12, "timezone": "Europe/Berlin"}"#,
+        ),
     ]
 }
+
+/// The functions the template deploys, each with its role and log group.
+const FUNCTIONS: [(&str, &str, &str); 4] = [
+    ("FileBackupFunction", "FileBackupRole", "FileBackupLogGroup"),
+    ("VerifyFunction", "VerifyRole", "VerifyLogGroup"),
+    ("RetentionFunction", "RetentionRole", "RetentionLogGroup"),
+    ("AlertFunction", "AlertRole", "AlertLogGroup"),
+];
 
 fn props(resource: &Value) -> &Value {
     &resource["Properties"]
@@ -747,6 +760,44 @@ fn primary_template_keeps_backups_immutable_encrypted_and_private() {
     assert_eq!(default["KMSMasterKeyID"], key_arn.as_str());
     for retained in ["BackupBucket", "CatalogTable", "StoreKey"] {
         assert_eq!(stack.resource(retained)["DeletionPolicy"], "Retain", "{retained}");
+    }
+
+    // Lifecycle: what garbage collection deletes leaves a locked noncurrent
+    // version; it expires no sooner than its lock ends (it became noncurrent
+    // after it was written, and the lock runs from the write).
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .expect("lifecycle rules");
+    let reclaim = rules
+        .iter()
+        .find(|r| !r["NoncurrentVersionExpiration"].is_null())
+        .expect("a rule expiring noncurrent versions");
+    assert_eq!(reclaim["Status"], "Enabled");
+    assert_eq!(
+        reclaim["NoncurrentVersionExpiration"]["NoncurrentDays"],
+        json!({"Ref": "ObjectLockRetentionDays"})
+    );
+    assert!(
+        reclaim["Prefix"].is_null() && reclaim["Filter"].is_null(),
+        "the whole bucket"
+    );
+    let abort = rules
+        .iter()
+        .find(|r| !r["AbortIncompleteMultipartUpload"].is_null())
+        .expect("a rule aborting incomplete multipart uploads");
+    assert_eq!(abort["Status"], "Enabled");
+    assert!(
+        abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            .as_u64()
+            .unwrap()
+            <= 7
+    );
+    for rule in rules {
+        assert!(
+            rule["ExpirationInDays"].is_null() && rule["ExpirationDate"].is_null(),
+            "no current version expires"
+        );
+        assert!(rule["Transitions"].is_null(), "no transitions (Object Lock, restores)");
     }
 
     // TLS only: every request to the bucket or its objects over plain HTTP
@@ -837,6 +888,13 @@ fn primary_template_keeps_backups_immutable_encrypted_and_private() {
         "StoreKeyArn",
         "AlertsTopicArn",
         "FileBackupFunctionArn",
+        "FileBackupRoleArn",
+        "VerifyFunctionArn",
+        "VerifyRoleArn",
+        "RetentionFunctionArn",
+        "RetentionRoleArn",
+        "AlertFunctionArn",
+        "AlertRoleArn",
     ] {
         assert!(template["Outputs"][output].is_object(), "output {output}");
     }
@@ -846,9 +904,11 @@ fn primary_template_keeps_backups_immutable_encrypted_and_private() {
 fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
     let template = template("lifeboat.yaml");
     let stack = Stack::new(&template, STACK, &primary_parameters());
-    let functions = stack.resources_of_type("AWS::Lambda::Function");
-    // verify, retention and alert are not in the template yet (infra/README.md, "Adding a function").
-    assert_eq!(functions, ["FileBackupFunction"], "the functions the template deploys");
+    let mut functions = stack.resources_of_type("AWS::Lambda::Function");
+    functions.sort();
+    let mut expected: Vec<&str> = FUNCTIONS.iter().map(|(f, _, _)| *f).collect();
+    expected.sort();
+    assert_eq!(functions, expected, "the functions the template deploys");
     let mut roles = Vec::new();
     for function in functions {
         let properties = props(stack.resource(function));
@@ -896,25 +956,81 @@ fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
         assert!(alarmed.contains(&"Errors".to_owned()), "{function}: {alarmed:?}");
         assert!(alarmed.contains(&"Throttles".to_owned()), "{function}: {alarmed:?}");
 
+        // Its package is its own parameter (scripts/deploy's FUNCTIONS).
+        let code_key = properties["Code"]["S3Key"]["Ref"]
+            .as_str()
+            .expect("the package key is a parameter");
+        assert_eq!(code_key, format!("{}CodeKey", function.trim_end_matches("Function")));
+        // Encrypted settings, a JSON log group of its own, its own role policy.
+        assert_eq!(
+            stack.property(function, "KmsKeyArn"),
+            stack.attribute("StoreKey", "Arn").as_str(),
+            "{function}"
+        );
+        let (_, _, log_group) = FUNCTIONS.iter().find(|(f, _, _)| *f == function).unwrap();
+        assert_eq!(
+            properties["LoggingConfig"]["LogGroup"],
+            json!({"Ref": log_group}),
+            "{function}"
+        );
+        assert_eq!(properties["LoggingConfig"]["LogFormat"], "JSON", "{function}");
+        assert!(!props(stack.resource(log_group))["KmsKeyId"].is_null(), "{log_group}");
+        assert_eq!(
+            props(stack.resource(log_group))["RetentionInDays"],
+            json!({"Ref": "LogRetentionDays"})
+        );
+        let policy_resource = format!("{}Policy", function.trim_end_matches("Function"));
+        assert_eq!(stack.resource_type(&policy_resource), "AWS::IAM::Policy");
+        assert_eq!(props(stack.resource(&policy_resource))["Roles"], json!([{"Ref": role}]));
+        assert_eq!(
+            stack.resource(function)["DependsOn"],
+            policy_resource.as_str(),
+            "{function}"
+        );
+
         // Its settings resolve to what the function accepts.
         let environment = stack.property(function, "Environment")["Variables"].clone();
-        let names: Vec<&String> = environment.as_object().unwrap().keys().collect();
-        assert_eq!(
-            names,
-            [
+        let names: Vec<&str> = environment.as_object().unwrap().keys().map(String::as_str).collect();
+        let expected: &[&str] = match function {
+            "FileBackupFunction" => &[
                 "LIFEBOAT_CONCURRENCY",
                 "LIFEBOAT_KMS_KEY",
                 "LIFEBOAT_STORE",
-                "LIFEBOAT_TABLE"
-            ]
-        );
-        let store = environment["LIFEBOAT_STORE"].as_str().unwrap();
-        lifeboat::storage::Location::parse(store).unwrap_or_else(|e| panic!("LIFEBOAT_STORE={store}: {e}"));
-        assert_eq!(
-            environment["LIFEBOAT_KMS_KEY"],
-            stack.attribute("StoreKey", "Arn").as_str()
-        );
+                "LIFEBOAT_TABLE",
+            ],
+            "VerifyFunction" => &["LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
+            "RetentionFunction" => &["LIFEBOAT_DRY_RUN", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
+            "AlertFunction" => &["LIFEBOAT_ALERT_TOPIC_ARN", "LIFEBOAT_TABLE"],
+            other => panic!("no expected settings for {other}"),
+        };
+        assert_eq!(names, expected, "{function}");
+        assert_eq!(environment["LIFEBOAT_TABLE"], stack.reference("CatalogTable").as_str());
+        if let Some(store) = environment["LIFEBOAT_STORE"].as_str() {
+            lifeboat::storage::Location::parse(store).unwrap_or_else(|e| panic!("LIFEBOAT_STORE={store}: {e}"));
+        }
+        if !environment["LIFEBOAT_KMS_KEY"].is_null() {
+            assert_eq!(
+                environment["LIFEBOAT_KMS_KEY"],
+                stack.attribute("StoreKey", "Arn").as_str()
+            );
+        }
     }
+    let environment = |function: &str| stack.property(function, "Environment")["Variables"].clone();
+    assert_eq!(environment("RetentionFunction")["LIFEBOAT_DRY_RUN"], "false");
+    assert_eq!(
+        environment("AlertFunction")["LIFEBOAT_ALERT_TOPIC_ARN"],
+        stack.reference("AlertsTopic").as_str()
+    );
+
+    // The alert function failing means alerts may be lost: alarmed at the
+    // first error, straight to the topic.
+    let alert_errors = props(stack.resource("AlertErrorsAlarm"));
+    assert_eq!(alert_errors["MetricName"], "Errors");
+    assert_eq!(alert_errors["Dimensions"][0]["Value"], json!({"Ref": "AlertFunction"}));
+    assert_eq!(alert_errors["Threshold"], 1);
+    assert_eq!(alert_errors["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+    assert_eq!(alert_errors["Statistic"], "Sum");
+    assert_eq!(alert_errors["AlarmActions"], json!([{"Ref": "AlertsTopic"}]));
     // Reserved concurrency only when asked for.
     assert!(stack
         .property("FileBackupFunction", "ReservedConcurrentExecutions")
@@ -959,25 +1075,113 @@ fn render_input(transformer: &Value, event: &Value) -> Value {
 fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
     let template = template("lifeboat.yaml");
     let stack = Stack::new(&template, STACK, &primary_parameters());
-    let rule = props(stack.resource("FileBackupSchedule"));
-    assert_eq!(rule["ScheduleExpression"], json!({"Ref": "ScheduleExpression"}));
-    let targets = stack.property("FileBackupSchedule", "Targets");
-    let target = &targets[0];
-    assert_eq!(target["Arn"], stack.attribute("FileBackupFunction", "Arn").as_str());
-    assert_eq!(
-        target["DeadLetterConfig"]["Arn"],
-        stack.attribute("DeadLetterQueue", "Arn").as_str()
-    );
+    let store = format!("s3://{}/lifeboat", stack.reference("BackupBucket"));
+    let schedules = [
+        ("FileBackup", "ScheduleExpression", "file-backup-scheduled.json"),
+        ("Verify", "VerifyScheduleExpression", "verify-scheduled.json"),
+        ("Retention", "RetentionScheduleExpression", "retention-scheduled.json"),
+        ("Alert", "AlertScheduleExpression", "alert-scheduled.json"),
+    ];
+    let mut rules = stack.resources_of_type("AWS::Events::Rule");
+    rules.sort();
+    let mut expected_rules: Vec<String> = schedules.iter().map(|(f, _, _)| format!("{f}Schedule")).collect();
+    expected_rules.sort();
+    assert_eq!(rules, expected_rules, "one schedule per function");
+    let mut rendered_events = BTreeMap::new();
+    for (function, expression, sample_name) in schedules {
+        let rule_name = format!("{function}Schedule");
+        let rule = props(stack.resource(&rule_name));
+        assert_eq!(rule["ScheduleExpression"], json!({"Ref": expression}), "{rule_name}");
+        let targets = stack.property(&rule_name, "Targets");
+        assert_eq!(targets.as_array().unwrap().len(), 1, "{rule_name}");
+        let target = &targets[0];
+        assert_eq!(
+            target["Arn"],
+            stack.attribute(&format!("{function}Function"), "Arn").as_str()
+        );
+        assert_eq!(
+            target["DeadLetterConfig"]["Arn"],
+            stack.attribute("DeadLetterQueue", "Arn").as_str(),
+            "{rule_name}"
+        );
+        let sample = sample_event(sample_name);
+        let rendered = render_input(&target["InputTransformer"], &sample);
+        // The envelope is the event's own, whatever the function.
+        for field in [
+            "version",
+            "id",
+            "detail-type",
+            "source",
+            "account",
+            "time",
+            "region",
+            "resources",
+        ] {
+            assert_eq!(rendered[field], sample[field], "{rule_name}: {field}");
+        }
+        rendered_events.insert(function, (rendered, sample));
 
-    let sample = sample_event("file-backup-scheduled.json");
-    let rendered = render_input(&target["InputTransformer"], &sample);
+        // The function's permission names the rule; the dead-letter queue
+        // takes the rule's undeliverable events.
+        let permission = stack.property(&format!("{function}SchedulePermission"), "SourceArn");
+        assert_eq!(permission, stack.attribute(&rule_name, "Arn").as_str());
+        let queue_policy = stack.property("DeadLetterQueuePolicy", "PolicyDocument");
+        let sources = &queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"];
+        assert!(
+            sources
+                .as_array()
+                .unwrap()
+                .contains(&json!(stack.attribute(&rule_name, "Arn"))),
+            "the dead-letter queue accepts {rule_name}'s events: {sources}"
+        );
+    }
+
+    // file-backup and verify: the sample, with the stack's store.
+    for function in ["FileBackup", "Verify"] {
+        let (rendered, sample) = &rendered_events[function];
+        let mut expected = sample.clone();
+        expected["detail"]["store"] = json!(store);
+        assert_eq!(rendered, &expected, "{function}");
+    }
+
+    // retention: the sample (its source is the plan's, as backups record it:
+    // s3://BUCKET/PREFIX/), with the stack's store.
+    let (rendered, sample) = &rendered_events["Retention"];
     let mut expected = sample.clone();
-    expected["detail"]["store"] = json!(format!("s3://{}/lifeboat", stack.reference("BackupBucket")));
-    assert_eq!(rendered, expected);
+    expected["detail"]["store"] = json!(store);
+    assert_eq!(rendered, &expected);
+    let policy: lifeboat::retention::RetentionPolicy =
+        serde_json::from_value(rendered["detail"]["policy"].clone()).expect("the library reads the policy");
+    assert!(policy.has_rules());
+    // A whole-bucket plan is recorded as s3://BUCKET/.
+    let whole = Stack::new(
+        &template,
+        STACK,
+        &[primary_parameters(), vec![("SourcePrefix", "")]].concat(),
+    );
+    let target = &whole.property("RetentionSchedule", "Targets")[0];
+    let rendered_whole = render_input(&target["InputTransformer"], sample);
+    assert_eq!(rendered_whole["detail"]["source"], "s3://lifeboat-demo-data/");
 
-    // The function's permission names the rule.
-    let permission = stack.property("FileBackupSchedulePermission", "SourceArn");
-    assert_eq!(permission, stack.attribute("FileBackupSchedule", "Arn").as_str());
+    // alert: the sample's shape, with the plan as its one source; the
+    // library reads the rules.
+    let (rendered, sample) = &rendered_events["Alert"];
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&rendered["detail"]), keys(&sample["detail"]));
+    assert_eq!(
+        keys(&rendered["detail"]["sources"][0]),
+        keys(&sample["detail"]["sources"][0])
+    );
+    assert_eq!(
+        rendered["detail"]["sources"],
+        json!([{"source": "s3://lifeboat-demo-data/app/", "plan": "app-nightly", "maxAgeHours": 26, "tier": "critical"}])
+    );
+    assert_eq!(rendered["detail"]["digest"], false);
+    let mut rules = rendered["detail"].clone();
+    rules.as_object_mut().unwrap().remove("digest");
+    let rules: lifeboat::alert::AlertRules = serde_json::from_value(rules).expect("the library reads the rules");
+    assert_eq!(rules.sources.len(), 1);
+    assert_eq!(rules.sources[0].plan.as_deref(), Some("app-nightly"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1089,6 +1293,238 @@ fn the_file_backup_role_may_make_its_calls_and_nothing_else() {
     }
 }
 
+/// The requests of the library's calls for a function, and the runtime's.
+struct Resources {
+    bucket: String,
+    key: String,
+    table: String,
+    queue: String,
+    topic: String,
+}
+
+impl Resources {
+    fn of(stack: &Stack) -> Self {
+        Self {
+            bucket: stack.attribute("BackupBucket", "Arn"),
+            key: stack.attribute("StoreKey", "Arn"),
+            table: stack.attribute("CatalogTable", "Arn"),
+            queue: stack.attribute("DeadLetterQueue", "Arn"),
+            topic: stack.reference("AlertsTopic"),
+        }
+    }
+
+    fn object(&self, key: &str) -> String {
+        format!("{}/{key}", self.bucket)
+    }
+}
+
+fn log_stream(stack: &Stack, log_group: &str) -> String {
+    format!(
+        "arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{}:log-stream:2026/11/23/[$LATEST]abc",
+        stack.reference(log_group)
+    )
+}
+
+fn assert_decisions(role: &str, policies: &[Value], allowed: &[Request], denied: &[Request]) {
+    for request in allowed {
+        assert_eq!(evaluate(policies, request), Decision::Allow, "{role}: {request:?}");
+    }
+    for request in denied {
+        assert_eq!(
+            evaluate(policies, request),
+            Decision::ImplicitDeny,
+            "{role}: {request:?}"
+        );
+    }
+}
+
+#[test]
+fn the_verify_role_reads_the_store_and_records_verifications() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policies = stack.role_policies("VerifyRole");
+    let r = Resources::of(&stack);
+    let stream = log_stream(&stack, "VerifyLogGroup");
+    // Repository::open_at (config, Kms::describe/unwrap), the index and
+    // manifests and packs it reads, Catalog::get/list/verifications,
+    // record_verification.
+    let allowed = [
+        Request::new("s3:GetObject", &r.object("lifeboat/config")),
+        Request::new("s3:GetObject", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:GetObject", &r.object("lifeboat/manifests/20261123T020000Z-ab")),
+        Request::new("s3:ListBucket", &r.bucket).with("s3:prefix", "lifeboat/index/"),
+        Request::new("kms:Decrypt", &r.key),
+        Request::new("kms:DescribeKey", &r.key),
+        Request::new("dynamodb:GetItem", &r.table),
+        Request::new("dynamodb:Query", &r.table),
+        Request::new("dynamodb:Query", &format!("{}/index/bySource", r.table)),
+        Request::new("dynamodb:Query", &format!("{}/index/byTime", r.table)),
+        Request::new("dynamodb:PutItem", &r.table),
+        Request::new("sqs:SendMessage", &r.queue),
+        Request::new("logs:CreateLogStream", &stream),
+        Request::new("logs:PutLogEvents", &stream),
+    ];
+    let denied = [
+        // Verification never changes the store.
+        Request::new("s3:PutObject", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObject", &r.object("lifeboat/config")),
+        Request::new("s3:DeleteObject", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:DeleteObjectVersion", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObjectRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:GetObject", &r.object("elsewhere/x")),
+        Request::new("s3:ListBucket", &r.bucket).with("s3:prefix", "elsewhere/"),
+        Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-demo-data/app/users/1.json"),
+        Request::new("kms:GenerateDataKey", &r.key),
+        Request::new("kms:Encrypt", &r.key),
+        Request::new("dynamodb:UpdateItem", &r.table),
+        Request::new("dynamodb:DeleteItem", &r.table),
+        Request::new("dynamodb:Scan", &r.table),
+        Request::new("sns:Publish", &r.topic),
+    ];
+    assert_decisions("VerifyRole", &policies, &allowed, &denied);
+}
+
+#[test]
+fn the_retention_role_expires_collects_and_audits() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policies = stack.role_policies("RetentionRole");
+    let r = Resources::of(&stack);
+    let stream = log_stream(&stack, "RetentionLogGroup");
+    // plan_expiry (Catalog::list, list_holds: Scan), apply_expiry
+    // (Catalog::get, mark_deleted, the manifest's deletion, the audit
+    // trail's head and append: a transaction of Put/Update/ConditionCheck),
+    // collect_garbage (listing, marks written, unreferenced objects deleted).
+    let allowed = [
+        Request::new("s3:GetObject", &r.object("lifeboat/manifests/20261123T020000Z-ab")),
+        Request::new("s3:PutObject", &r.object("lifeboat/gc/mark")),
+        Request::new("s3:DeleteObject", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:DeleteObject", &r.object("lifeboat/manifests/20261123T020000Z-ab")),
+        Request::new("s3:ListBucket", &r.bucket).with("s3:prefix", "lifeboat/packs/"),
+        Request::new("kms:Decrypt", &r.key),
+        Request::new("kms:DescribeKey", &r.key),
+        Request::new("kms:GenerateDataKey", &r.key),
+        Request::new("dynamodb:GetItem", &r.table),
+        Request::new("dynamodb:Query", &r.table),
+        Request::new("dynamodb:Query", &format!("{}/index/bySource", r.table)),
+        Request::new("dynamodb:Scan", &r.table),
+        Request::new("dynamodb:PutItem", &r.table),
+        Request::new("dynamodb:UpdateItem", &r.table),
+        Request::new("dynamodb:ConditionCheckItem", &r.table),
+        Request::new("sqs:SendMessage", &r.queue),
+        Request::new("logs:CreateLogStream", &stream),
+        Request::new("logs:PutLogEvents", &stream),
+    ];
+    let denied = [
+        // Object Lock keeps each version: never deleted, never unlocked.
+        Request::new("s3:DeleteObjectVersion", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:BypassGovernanceRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObjectRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutBucketObjectLockConfiguration", &r.bucket),
+        Request::new("s3:PutLifecycleConfiguration", &r.bucket),
+        Request::new("s3:DeleteObject", &r.object("elsewhere/x")),
+        Request::new("s3:DeleteObject", "arn:aws:s3:::lifeboat-demo-data/app/users/1.json"),
+        Request::new("kms:Encrypt", &r.key),
+        // Records are marked deleted, never removed.
+        Request::new("dynamodb:DeleteItem", &r.table),
+        Request::new("dynamodb:BatchWriteItem", &r.table),
+        Request::new("sns:Publish", &r.topic),
+    ];
+    assert_decisions("RetentionRole", &policies, &allowed, &denied);
+}
+
+#[test]
+fn the_alert_role_reads_the_catalog_and_publishes_to_the_topic() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policies = stack.role_policies("AlertRole");
+    let r = Resources::of(&stack);
+    let stream = log_stream(&stack, "AlertLogGroup");
+    let via_sns = format!("sns.{REGION}.amazonaws.com");
+    // run_alerts: Catalog::latest_completed/list/verifications, the alert
+    // records (Scan, conditional PutItem/UpdateItem), AlertTopic::publish
+    // (SNS encrypts for the publisher with the topic's key).
+    let allowed = [
+        Request::new("dynamodb:GetItem", &r.table),
+        Request::new("dynamodb:Query", &r.table),
+        Request::new("dynamodb:Query", &format!("{}/index/byTime", r.table)),
+        Request::new("dynamodb:Scan", &r.table),
+        Request::new("dynamodb:PutItem", &r.table),
+        Request::new("dynamodb:UpdateItem", &r.table),
+        Request::new("sns:Publish", &r.topic),
+        Request::new("kms:GenerateDataKey", &r.key).with("kms:ViaService", &via_sns),
+        Request::new("kms:Decrypt", &r.key).with("kms:ViaService", &via_sns),
+        Request::new("sqs:SendMessage", &r.queue),
+        Request::new("logs:CreateLogStream", &stream),
+        Request::new("logs:PutLogEvents", &stream),
+    ];
+    let denied = [
+        Request::new("sns:Publish", "arn:aws:sns:us-east-1:123456789012:another-topic"),
+        Request::new("sns:Subscribe", &r.topic),
+        Request::new("sns:SetTopicAttributes", &r.topic),
+        // The key only through SNS.
+        Request::new("kms:Decrypt", &r.key),
+        Request::new("kms:GenerateDataKey", &r.key),
+        Request::new("kms:Decrypt", &r.key).with("kms:ViaService", &format!("s3.{REGION}.amazonaws.com")),
+        // No store access at all.
+        Request::new("s3:GetObject", &r.object("lifeboat/config")),
+        Request::new("s3:ListBucket", &r.bucket).with("s3:prefix", "lifeboat/"),
+        Request::new("dynamodb:DeleteItem", &r.table),
+    ];
+    assert_decisions("AlertRole", &policies, &allowed, &denied);
+}
+
+/// What tells the roles apart: only retention deletes from the store, only
+/// alert publishes, verify never writes, and none of them can destroy the
+/// key or the catalog.
+#[test]
+fn the_roles_differ_where_it_matters() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let r = Resources::of(&stack);
+    let delete_pack = Request::new("s3:DeleteObject", &r.object("lifeboat/packs/0a/0a1b2c"));
+    let delete_manifest = Request::new("s3:DeleteObject", &r.object("lifeboat/manifests/20261123T020000Z-ab"));
+    let publish = Request::new("sns:Publish", &r.topic);
+    for (_, role, _) in FUNCTIONS {
+        let policies = stack.role_policies(role);
+        let decide = |request: &Request| evaluate(&policies, request);
+        let may_delete = role == "RetentionRole";
+        for request in [&delete_pack, &delete_manifest] {
+            assert_eq!(decide(request) == Decision::Allow, may_delete, "{role}: {request:?}");
+        }
+        assert_eq!(
+            decide(&publish) == Decision::Allow,
+            role == "AlertRole",
+            "{role}: sns:Publish"
+        );
+        for request in [
+            Request::new("kms:ScheduleKeyDeletion", &r.key),
+            Request::new("kms:ScheduleKeyDeletion", "*"),
+            Request::new("kms:DisableKey", &r.key),
+            Request::new("kms:PutKeyPolicy", &r.key),
+            Request::new("dynamodb:DeleteTable", &r.table),
+            Request::new("dynamodb:DeleteTable", "*"),
+            Request::new("dynamodb:UpdateTable", &r.table),
+            Request::new("s3:DeleteBucket", &r.bucket),
+            Request::new("s3:DeleteObjectVersion", &r.object("lifeboat/packs/0a/0a1b2c")),
+            Request::new("s3:PutObjectRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+            Request::new("s3:BypassGovernanceRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+            Request::new("iam:PassRole", "*"),
+            Request::new("sts:AssumeRole", "*"),
+        ] {
+            assert_eq!(decide(&request), Decision::ImplicitDeny, "{role}: {request:?}");
+        }
+    }
+    let verify = stack.role_policies("VerifyRole");
+    for key in ["lifeboat/packs/0a/0a1b2c", "lifeboat/index/0a1b", "lifeboat/config"] {
+        assert_eq!(
+            evaluate(&verify, &Request::new("s3:PutObject", &r.object(key))),
+            Decision::ImplicitDeny,
+            "verify may not write {key}"
+        );
+    }
+}
+
 #[test]
 fn only_the_functions_and_the_operator_use_the_key() {
     let template = template("lifeboat.yaml");
@@ -1127,6 +1563,64 @@ fn only_the_functions_and_the_operator_use_the_key() {
     assert_eq!(decide(&root, "kms:PutKeyPolicy"), Decision::Allow);
     assert_eq!(decide(&role, "kms:ScheduleKeyDeletion"), Decision::ImplicitDeny);
     assert_eq!(decide(&role, "kms:CreateGrant"), Decision::ImplicitDeny);
+
+    // The other functions: retention writes to the store (SSE-KMS needs
+    // GenerateDataKey), verify only reads, alert only through SNS.
+    let verify = stack.attribute("VerifyRole", "Arn");
+    let retention = stack.attribute("RetentionRole", "Arn");
+    let alert = stack.attribute("AlertRole", "Arn");
+    for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"] {
+        assert_eq!(decide(&retention, action), Decision::Allow, "retention: {action}");
+    }
+    for action in ["kms:Decrypt", "kms:DescribeKey"] {
+        assert_eq!(decide(&verify, action), Decision::Allow, "verify: {action}");
+    }
+    assert_eq!(
+        decide(&verify, "kms:GenerateDataKey"),
+        Decision::ImplicitDeny,
+        "verify writes nothing"
+    );
+    for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"] {
+        assert_eq!(
+            decide(&alert, action),
+            Decision::ImplicitDeny,
+            "alert, directly: {action}"
+        );
+        let via_sns = Request::new(action, "*")
+            .by(&alert)
+            .with("kms:ViaService", &format!("sns.{REGION}.amazonaws.com"))
+            .with("kms:CallerAccount", ACCOUNT_ID);
+        let expected = if action == "kms:DescribeKey" {
+            Decision::ImplicitDeny
+        } else {
+            Decision::Allow
+        };
+        assert_eq!(evaluate(&policies, &via_sns), expected, "alert, through SNS: {action}");
+    }
+    for function_role in [&role, &verify, &retention, &alert] {
+        for action in [
+            "kms:ScheduleKeyDeletion",
+            "kms:DisableKey",
+            "kms:PutKeyPolicy",
+            "kms:CreateGrant",
+            "kms:Encrypt",
+        ] {
+            assert_eq!(
+                decide(function_role, action),
+                Decision::ImplicitDeny,
+                "{function_role}: {action}"
+            );
+        }
+        let via_dynamodb = Request::new("kms:Decrypt", "*")
+            .by(function_role)
+            .with("kms:ViaService", &format!("dynamodb.{REGION}.amazonaws.com"))
+            .with("kms:CallerAccount", ACCOUNT_ID);
+        assert_eq!(
+            evaluate(&policies, &via_dynamodb),
+            Decision::Allow,
+            "{function_role}: the catalog"
+        );
+    }
 
     // Through DynamoDB (the catalog's encryption), and only through it.
     let via_dynamodb = |principal: &str, action: &str| {
@@ -1368,13 +1862,15 @@ async fn the_primary_template_deploys_into_the_emulator() {
         .send()
         .await
         .expect("create code bucket");
-    s3.put_object()
-        .bucket(&code_bucket)
-        .key("lifeboat/file-backup/bootstrap.zip")
-        .body(ByteStream::from(EMPTY_ZIP.to_vec()))
-        .send()
-        .await
-        .expect("upload the package");
+    for function in ["file-backup", "verify", "retention", "alert"] {
+        s3.put_object()
+            .bucket(&code_bucket)
+            .key(format!("lifeboat/{function}/bootstrap.zip"))
+            .body(ByteStream::from(EMPTY_ZIP.to_vec()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("upload the {function} package: {e}"));
+    }
 
     let stack_name = unique("lifeboat");
     let table_name = unique("catalog");
@@ -1519,6 +2015,60 @@ async fn the_primary_template_deploys_into_the_emulator() {
     expected["detail"]["store"] = json!(outputs["StoreUrl"]);
     assert_eq!(render_input(&transformer, &sample), expected);
 
+    // The other functions' schedules, each targeting its function with the
+    // shape of its sample event.
+    for (rule_suffix, output, sample_name, schedule) in [
+        (
+            "verify",
+            "VerifyFunctionArn",
+            "verify-scheduled.json",
+            "cron(0 4 * * ? *)",
+        ),
+        (
+            "retention-app-nightly",
+            "RetentionFunctionArn",
+            "retention-scheduled.json",
+            "cron(0 5 * * ? *)",
+        ),
+        (
+            "alert-app-nightly",
+            "AlertFunctionArn",
+            "alert-scheduled.json",
+            "rate(1 hour)",
+        ),
+    ] {
+        let rule_name = format!("{stack_name}-{rule_suffix}");
+        let rule = events
+            .describe_rule()
+            .name(&rule_name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the rule {rule_name} exists: {e}"));
+        assert_eq!(rule.schedule_expression(), Some(schedule), "{rule_name}");
+        let targets = events
+            .list_targets_by_rule()
+            .rule(&rule_name)
+            .send()
+            .await
+            .expect("the rule's targets");
+        let target = &targets.targets()[0];
+        assert_eq!(target.arn(), outputs[output], "{rule_name}");
+        let transformer = target.input_transformer().expect("an input transformer");
+        let transformer = json!({
+            "InputPathsMap": transformer.input_paths_map().unwrap(),
+            "InputTemplate": transformer.input_template(),
+        });
+        let sample = sample_event(sample_name);
+        let rendered = render_input(&transformer, &sample);
+        assert_eq!(rendered["id"], sample["id"], "{rule_name}");
+        assert_eq!(
+            rendered["detail"]["store"].as_str().unwrap_or(&outputs["StoreUrl"]),
+            outputs["StoreUrl"]
+        );
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&rendered["detail"]), keys(&sample["detail"]), "{rule_name}");
+    }
+
     // The role, assumable by Lambda only, with the template's policy.
     let iam = aws_sdk_iam::Client::new(&config);
     let role_name = outputs["FileBackupRoleArn"].rsplit('/').next().unwrap().to_owned();
@@ -1595,8 +2145,11 @@ async fn scripts_deploy_creates_then_updates_the_stacks() {
             ])
             .args(["--parameter", "SourceBucket=lifeboat-demo-data", "--parameter"])
             .arg(format!("TableName={table}"))
-            .arg("--package")
-            .arg(format!("file-backup={}", package.display()))
+            .args(
+                ["file-backup", "verify", "retention", "alert"]
+                    .iter()
+                    .flat_map(|function| ["--package".to_owned(), format!("{function}={}", package.display())]),
+            )
             .args(["--dr-region", "us-west-2"])
             .envs(lifeboat_e2e::aws_env())
             .output()

@@ -96,7 +96,7 @@ impl Packer {
             .add_chunk(&self.keys, id, data, &mut self.compressor, &mut self.scratch)?;
         self.stored_bytes += (self.pack.len() - before) as u64;
         if self.pack.is_full() {
-            let full = std::mem::take(&mut self.pack);
+            let full = std::mem::replace(&mut self.pack, PackBuilder::new());
             sink.pack_ready(full.finish(&self.keys)?)?;
         }
         Ok(())
