@@ -582,30 +582,7 @@ impl AlertState {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        let (code, message) = match &error {
-            SdkError::ServiceError(service) => {
-                let err = service.err();
-                (
-                    err.code().map(str::to_owned),
-                    err.message().map(str::to_owned).unwrap_or_else(|| err.to_string()),
-                )
-            }
-            other => (None, aws_sdk_dynamodb::error::DisplayErrorContext(other).to_string()),
-        };
-        AlertError::Catalog(match code.as_deref() {
-            Some("ResourceNotFoundException") => CatalogError::NoTable {
-                table: self.table.clone(),
-                region: self.region.clone(),
-            },
-            Some("AccessDeniedException") => CatalogError::AccessDenied {
-                table: self.table.clone(),
-                message,
-            },
-            _ => CatalogError::Dynamo {
-                table: self.table.clone(),
-                message,
-            },
-        })
+        AlertError::Catalog(crate::catalog::dynamo_error(&self.table, &self.region, error))
     }
 
     fn corrupt(&self, pk: String, message: impl ToString) -> AlertError {
