@@ -12,6 +12,8 @@ mod harness_selftest;
 mod infra;
 mod memory;
 mod operations;
+mod plan;
+mod redis;
 mod retention;
 mod support;
 mod verify;

@@ -102,6 +102,21 @@ pub enum Command {
     /// The tamper-evident audit trail of what was done to the backups.
     #[command(subcommand)]
     AuditLog(AuditLogCommand),
+    /// Backup plans (README, "Backup plans"): check a plan file.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Check a plan file and summarise its plans; exit 1 if anything is wrong (every problem is listed). Needs no AWS.
+    Check {
+        /// The plan file (TOML), e.g. examples/plans.toml.
+        file: std::path::PathBuf,
+        /// Compute the next runs after this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,7 +133,8 @@ pub enum BackupCommand {
         #[arg(long)]
         retention_days: Option<u32>,
     },
-    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH) into the store.
+    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH,
+    /// redis://[:PASSWORD@]HOST[:PORT][/DB] for the server's whole RDB snapshot) into the store.
     Dump {
         /// The database's URL; the password may also come from PGPASSWORD or MYSQL_PWD.
         url: String,
@@ -167,10 +183,12 @@ pub enum RestoreCommand {
     Dump {
         /// Backup id, or `latest` (with --source).
         id: String,
-        /// The target database's URL, of the dump's engine.
+        /// The target database's URL, of the dump's engine; or a file path (no `://`) to write the
+        /// verified dump itself to, the way to restore Redis: `--to /var/lib/redis/dump.rdb` of a
+        /// stopped server.
         #[arg(long)]
         to: String,
-        /// Restore into a database that already has tables, replacing the dumped objects (SQLite: the file).
+        /// Restore into a database that already has tables, replacing the dumped objects (SQLite, a file path: the file).
         #[arg(long)]
         overwrite: bool,
         /// The source (the dumped database's URL) whose latest backup `latest` means.

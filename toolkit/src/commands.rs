@@ -23,7 +23,7 @@ use lifeboat::storage::Location;
 use lifeboat::verify::{run_verify, VerifyMode, VerifyOptions};
 
 use crate::cli::{AuditLogCommand, BackupCommand, BackupsCommand, Cli, Command, Global, KeysCommand, RestoreCommand};
-use crate::cli::{HoldCommand, RetentionArgs, RetentionCommand};
+use crate::cli::{HoldCommand, PlanCommand, RetentionArgs, RetentionCommand};
 use crate::exit;
 use crate::render::Renderer;
 
@@ -114,6 +114,10 @@ fn canonical_source(text: &str) -> Result<String> {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    // Commands that need no AWS run before the clients are set up.
+    if let Command::Plan(PlanCommand::Check { file, at }) = &cli.command {
+        return plan_check(&Renderer::new(cli.global.output), file, at.as_deref());
+    }
     let env = Env::new(cli.global).await?;
     match cli.command {
         Command::Init { create_table } => init(&env, create_table).await,
@@ -158,6 +162,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Retention(RetentionCommand::Apply(args)) => retention_apply(&env, &args).await,
         Command::AuditLog(AuditLogCommand::Verify) => audit_log_verify(&env).await,
         Command::AuditLog(AuditLogCommand::Show { since }) => audit_log_show(&env, since.as_deref()).await,
+        Command::Plan(PlanCommand::Check { file, at }) => plan_check(&env.out, &file, at.as_deref()),
+    }
+}
+
+fn plan_check(out: &Renderer, file: &std::path::Path, at: Option<&str>) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read plan file {}", file.display()))?;
+    let now = match at {
+        Some(text) => text
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| anyhow!("--at {text:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z ({e})"))?,
+        None => jiff::Timestamp::now(),
+    };
+    let check = lifeboat::plan::check_plans(&text, now);
+    out.plan_check(&file.display().to_string(), &check);
+    if check.ok() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::FAILURE))
     }
 }
 
@@ -270,6 +292,15 @@ async fn backup_dump(env: &Env, url: &str, retention_days: Option<u32>) -> Resul
 }
 
 async fn restore_dump(env: &Env, id: &str, to: &str, overwrite: bool, source: Option<&str>) -> Result<ExitCode> {
+    if !to.contains("://") {
+        // A file: the verified dump itself (a Redis RDB for a stopped server).
+        let id = env.resolve_backup(id, source).await?;
+        let repo = env.open_repo().await?;
+        let summary =
+            lifeboat::dump::restore_dump_to_file(repo, &env.catalog, &id, std::path::Path::new(to), overwrite).await?;
+        env.out.restore_dump_file(&summary);
+        return Ok(ExitCode::SUCCESS);
+    }
     let target = DatabaseUrl::parse(to).context("--to")?;
     let id = env.resolve_backup(id, source).await?;
     let repo = env.open_repo().await?;

@@ -6,6 +6,7 @@ use lifeboat::catalog::{BackupRecord, HoldRecord};
 use lifeboat::dump::DumpRestoreSummary;
 use lifeboat::expire::ExpirySummary;
 use lifeboat::gc::GcReport;
+use lifeboat::plan::PlanCheck;
 use lifeboat::repo::InitOutcome;
 use lifeboat::restore::RestoreSummary;
 use lifeboat::retention::{RetentionPlan, RetentionPolicy};
@@ -48,6 +49,77 @@ impl Renderer {
 
     pub fn is_text(&self) -> bool {
         self.output == Output::Text
+    }
+
+    /// `lifeboat plan check`: each valid plan, then every problem.
+    pub fn plan_check(&self, file: &str, check: &PlanCheck) {
+        if !self.is_text() {
+            return json(&serde_json::json!({
+                "file": file,
+                "ok": check.ok(),
+                "plans": check.plans,
+                "problems": check.problems,
+            }));
+        }
+        for plan in &check.plans {
+            println!("Plan {} ({})", plan.name, plan.tier.as_str());
+            if let Some(description) = &plan.description {
+                println!("  description      {description}");
+            }
+            println!(
+                "  schedule         {} ({}, {})",
+                plan.schedule_words, plan.schedule, plan.timezone
+            );
+            for (i, run) in plan.next_runs.iter().enumerate() {
+                let label = if i == 0 { "next runs" } else { "" };
+                let shown = run
+                    .parse::<jiff::Zoned>()
+                    .map_or_else(|_| run.clone(), |z| z.strftime("%a %Y-%m-%d %H:%M %Z").to_string());
+                println!("  {label:<16} {shown}");
+            }
+            if let Some(note) = &plan.next_runs_note {
+                println!("  next runs        not computed: {note}");
+            }
+            if !plan.tags.is_empty() {
+                let tags: Vec<String> = plan.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("  selects tags     {}", tags.join(", "));
+            }
+            for resource in &plan.resources {
+                println!("  selects          {}", resource.describe());
+            }
+            for source in &plan.sources {
+                println!("  backs up files   {source}");
+            }
+            if plan.copy_regions.is_empty() {
+                println!("  copies           none");
+            }
+            for copy in &plan.copy_regions {
+                println!("  copies to        {} with {}", copy.region, copy.kms_key);
+            }
+            let r = &plan.retention;
+            let rules: Vec<String> = [
+                ("keep_days", r.keep_days),
+                ("keep_last", r.keep_last),
+                ("daily", r.daily),
+                ("weekly", r.weekly),
+                ("monthly", r.monthly),
+                ("yearly", r.yearly),
+            ]
+            .iter()
+            .filter_map(|(rule, count)| count.map(|n| format!("{rule} {n}")))
+            .collect();
+            println!("  retention        {} ({})", rules.join(", "), r.timezone);
+            println!("  rpo              {}", plan.rpo);
+            println!();
+        }
+        if check.ok() {
+            println!("{file}: {} plan(s), no problem.", check.plans.len());
+        } else {
+            println!("{file}: {} problem(s):", check.problems.len());
+            for problem in &check.problems {
+                println!("  {problem}");
+            }
+        }
     }
 
     pub fn init(&self, outcome: &InitOutcome, table: &str, table_created: Option<bool>) {
@@ -238,6 +310,20 @@ impl Renderer {
         for t in &s.tables {
             println!("  {:<40} {:>12} rows", t.table, t.rows);
         }
+    }
+
+    pub fn restore_dump_file(&self, s: &lifeboat::dump::DumpFileRestoreSummary) {
+        if !self.is_text() {
+            return json(s);
+        }
+        println!(
+            "Restored backup {} ({} dump, {}) into the file {} in {:.1} s; every chunk and the dump's checksum verified.",
+            s.backup_id,
+            s.engine.as_str(),
+            bytes(s.bytes_restored),
+            s.path,
+            s.duration_seconds
+        );
     }
 
     /// The last row of `backups show` (text only: the JSON is the record).

@@ -12,6 +12,12 @@
 //!   --skip-extended-insert` (a consistent snapshot of InnoDB tables, a row
 //!   per line so that dumps deduplicate) without `--databases`, so it
 //!   restores into any target database; restored with the `mariadb` client.
+//! - Redis: no program; the server's RDB snapshot taken over the replication
+//!   protocol (`PSYNC ? -1`, without `capa eof`, so always the length-prefixed
+//!   form), its exact length read and the live stream after it dropped. The
+//!   RDB holds every database of the server, whatever the URL's `/DB`.
+//!   Restored into a file (`restore_dump_to_file`) that a stopped server is
+//!   then started on.
 //!
 //! Passwords travel in the environment (`PGPASSWORD`, `MYSQL_PWD`), never
 //! in a program's arguments, and never into the catalog: a dump's source name
@@ -44,6 +50,7 @@ pub enum Engine {
     Postgresql,
     Mysql,
     Sqlite,
+    Redis,
 }
 
 impl Engine {
@@ -52,6 +59,7 @@ impl Engine {
             Self::Postgresql => "postgresql",
             Self::Mysql => "mysql",
             Self::Sqlite => "sqlite",
+            Self::Redis => "redis",
         }
     }
 
@@ -60,6 +68,7 @@ impl Engine {
             "postgresql" => Some(Self::Postgresql),
             "mysql" => Some(Self::Mysql),
             "sqlite" => Some(Self::Sqlite),
+            "redis" => Some(Self::Redis),
             _ => None,
         }
     }
@@ -76,6 +85,8 @@ impl Engine {
                     .unwrap_or_else(|| "database".into());
                 format!("sqlite/{name}.sql")
             }
+            // An RDB snapshot holds every database of the server.
+            Self::Redis => "redis/dump.rdb".to_owned(),
         }
     }
 
@@ -84,6 +95,7 @@ impl Engine {
             Self::Postgresql => 5432,
             Self::Mysql => 3306,
             Self::Sqlite => 0,
+            Self::Redis => 6379,
         }
     }
 
@@ -97,13 +109,14 @@ impl Engine {
                 "the MariaDB or MySQL client programs (mariadb-dump, mariadb; Debian package mariadb-client)"
             }
             Self::Sqlite => "the sqlite3 command-line program (Debian package sqlite3)",
+            Self::Redis => "no program: Redis is dumped over its replication protocol",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("database URL {url:?}: {message} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE)")]
+    #[error("database URL {url:?}: {message} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or redis://[:PASSWORD@]HOST[:PORT][/DB])")]
     BadUrl { url: String, message: String },
     #[error("{tool} was not found on PATH: install {tools}, or add their directory to PATH")]
     ToolMissing { tool: String, tools: &'static str },
@@ -139,6 +152,14 @@ pub enum DumpError {
         target: String,
         message: String,
     },
+    #[error("Redis server {target}: {message}")]
+    Redis { target: String, message: String },
+    #[error("restore target {path} already exists: pass --overwrite to replace it, or give a new file name")]
+    FileExists { path: String },
+    #[error("backup {id} is a Redis RDB snapshot: restore it into a file (--to PATH/dump.rdb) and start the stopped server on that file")]
+    RedisNeedsFile { id: String },
+    #[error("restore of backup {id} into {path} failed: {message}")]
+    File { id: String, path: String, message: String },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -216,7 +237,12 @@ impl DatabaseUrl {
             "postgres" | "postgresql" => Engine::Postgresql,
             "mysql" | "mariadb" => Engine::Mysql,
             "sqlite" => Engine::Sqlite,
-            _ => return Err(bad("the scheme must be postgres, postgresql, mysql, mariadb or sqlite")),
+            "redis" => Engine::Redis,
+            _ => {
+                return Err(bad(
+                    "the scheme must be postgres, postgresql, mysql, mariadb, sqlite or redis",
+                ))
+            }
         };
         if rest.contains('?') || rest.contains('#') {
             return Err(bad(
@@ -239,7 +265,20 @@ impl DatabaseUrl {
                 database: path.to_string_lossy().into_owned(),
             });
         }
-        let (authority, database) = rest.split_once('/').ok_or_else(|| bad("no database name"))?;
+        let (authority, database) = match rest.split_once('/') {
+            Some(split) => split,
+            // Redis: database 0 unless given.
+            None if engine == Engine::Redis => (rest, "0"),
+            None => return Err(bad("no database name")),
+        };
+        let database = if engine == Engine::Redis && database.is_empty() {
+            "0"
+        } else {
+            database
+        };
+        if engine == Engine::Redis && database.parse::<u32>().is_err() {
+            return Err(bad("a Redis database is a number (redis://HOST:PORT/0)"));
+        }
         let database = percent_decode(database).ok_or_else(|| bad("the database name is badly percent-encoded"))?;
         if database.is_empty() {
             return Err(bad("no database name"));
@@ -312,7 +351,7 @@ impl DatabaseUrl {
                     command.env("PGPASSWORD", password);
                 }
             }
-            Engine::Sqlite => {}
+            Engine::Sqlite | Engine::Redis => {}
             Engine::Mysql => {
                 if matches!(tool, "mariadb" | "mysql") {
                     // The dump programs have no such option.
@@ -372,6 +411,7 @@ impl DatabaseUrl {
                 &["sqlite3"],
                 vec!["-readonly", "-batch", "-noheader", "-bail", &self.database, sql],
             ),
+            Engine::Redis => return Err(self.redis_error("Redis has no SQL")),
         };
         let mut last_missing = None;
         for tool in tools {
@@ -440,6 +480,12 @@ impl DatabaseUrl {
             Engine::Postgresql => "SHOW server_version",
             Engine::Mysql => "SELECT VERSION()",
             Engine::Sqlite => "SELECT sqlite_version()",
+            Engine::Redis => {
+                let url = self.clone();
+                return tokio::task::spawn_blocking(move || RedisConnection::open(&url)?.version())
+                    .await
+                    .map_err(|e| self.redis_error(&e.to_string()))?;
+            }
         };
         let rows = self.query(sql).await?;
         Ok(rows.into_iter().next().unwrap_or_default().trim().to_owned())
@@ -449,6 +495,7 @@ impl DatabaseUrl {
     async fn database_exists(&self) -> Result<bool, DumpError> {
         let rows = match self.engine {
             Engine::Sqlite => return Ok(std::path::Path::new(&self.database).exists()),
+            Engine::Redis => return Ok(true),
             Engine::Postgresql => {
                 self.with_database("postgres")
                     .query(&format!(
@@ -482,7 +529,7 @@ impl DatabaseUrl {
                     .await?
             }
             // The restore creates the file.
-            Engine::Sqlite => Vec::new(),
+            Engine::Sqlite | Engine::Redis => Vec::new(),
         };
         Ok(())
     }
@@ -510,7 +557,7 @@ impl DatabaseUrl {
                     t.replace('\'', "''").replace('\\', "\\\\"),
                     t.replace('`', "``")
                 ),
-                Engine::Sqlite => format!(
+                Engine::Sqlite | Engine::Redis => format!(
                     "SELECT '{}', count(*) FROM \"{}\"",
                     t.replace('\'', "''"),
                     t.replace('"', "\"\"")
@@ -520,7 +567,7 @@ impl DatabaseUrl {
             .join(" UNION ALL ");
         let rows = self.query(&sql).await?;
         let separator = match self.engine {
-            Engine::Postgresql | Engine::Sqlite => '|',
+            Engine::Postgresql | Engine::Sqlite | Engine::Redis => '|',
             Engine::Mysql => '\t',
         };
         let mut counts: Vec<TableCount> = rows
@@ -540,6 +587,7 @@ impl DatabaseUrl {
     /// The database's user tables (`schema.table` for PostgreSQL).
     async fn tables(&self) -> Result<Vec<String>, DumpError> {
         let sql = match self.engine {
+            Engine::Redis => return Ok(Vec::new()),
             Engine::Postgresql => "SELECT schemaname || '.' || tablename FROM pg_tables \
                  WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
                 .to_owned(),
@@ -701,6 +749,7 @@ fn dump_tools(engine: Engine) -> &'static [&'static str] {
         Engine::Postgresql => &["pg_dump"],
         Engine::Mysql => &["mariadb-dump", "mysqldump"],
         Engine::Sqlite => &["sqlite3"],
+        Engine::Redis => &[],
     }
 }
 
@@ -736,6 +785,9 @@ pub async fn run_dump_backup(
     options: &DumpBackupOptions,
 ) -> Result<BackupSummary, DumpError> {
     let url = options.url.clone();
+    if url.engine == Engine::Redis {
+        return run_redis_backup(repo, catalog, options).await;
+    }
     // The version query checks the connection first; its failure fails the
     // backup record (so it is recorded) rather than preceding it.
     let version = match url.require_tool(dump_tools(url.engine)) {
@@ -782,6 +834,7 @@ pub async fn run_dump_backup(
             ],
             // `.dump` reads inside one transaction: a consistent snapshot.
             Engine::Sqlite => vec!["-readonly".into(), url.database.clone(), ".dump".into()],
+            Engine::Redis => Vec::new(),
         };
         Ok(DumpReader::spawn(&url, tools, &args)?)
     };
@@ -843,6 +896,9 @@ pub async fn restore_dump(
         .and_then(Engine::parse)
         .ok_or_else(not_a_dump)?;
     let target = &options.target;
+    if engine == Engine::Redis {
+        return Err(DumpError::RedisNeedsFile { id: record.id.clone() });
+    }
     if target.engine != engine {
         return Err(DumpError::WrongEngine {
             id: record.id.clone(),
@@ -884,6 +940,7 @@ pub async fn restore_dump(
         Engine::Mysql => (&["mariadb", "mysql"], vec![target.database.clone()]),
         // Into a new file beside the target, renamed over it only once complete.
         Engine::Sqlite => (&["sqlite3"], vec!["-bail".into(), sqlite_temporary(target)]),
+        Engine::Redis => return Err(DumpError::RedisNeedsFile { id: record.id.clone() }),
     };
     let mut temporary = RemoveOnDrop((engine == Engine::Sqlite).then(|| sqlite_temporary(target)));
     if let Some(path) = &temporary.0 {
@@ -1003,6 +1060,389 @@ pub async fn restore_dump(
     })
 }
 
+/// Seconds to wait for a Redis server to connect or answer a command.
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Seconds without a byte (not even a keep-alive newline) before a
+/// replication transfer is given up.
+const REDIS_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// The longest reply line read from a Redis server.
+const REDIS_LINE_LIMIT: usize = 64 * 1024;
+
+impl DatabaseUrl {
+    fn redis_error(&self, message: &str) -> DumpError {
+        DumpError::Redis {
+            target: self.to_string(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// A connection to a Redis server speaking RESP, blocking, with timeouts.
+struct RedisConnection {
+    url: DatabaseUrl,
+    stream: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RedisConnection {
+    /// Connects and authenticates (AUTH [USER] PASSWORD when the URL has a password).
+    fn open(url: &DatabaseUrl) -> Result<Self, DumpError> {
+        use std::net::ToSocketAddrs;
+        let unreachable = |e: &dyn std::fmt::Display| {
+            url.redis_error(&format!(
+                "could not connect: {e}; check that the Redis server is running and reachable at {}:{}",
+                url.host, url.port
+            ))
+        };
+        let addresses: Vec<_> = (url.host.as_str(), url.port)
+            .to_socket_addrs()
+            .map_err(|e| unreachable(&e))?
+            .collect();
+        let mut last = None;
+        let mut stream = None;
+        for address in addresses {
+            match std::net::TcpStream::connect_timeout(&address, REDIS_TIMEOUT) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(unreachable(&e)),
+            (None, None) => return Err(unreachable(&"the host name has no address")),
+        };
+        stream
+            .set_read_timeout(Some(REDIS_TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(REDIS_TIMEOUT)))
+            .map_err(|e| unreachable(&e))?;
+        let mut connection = Self {
+            url: url.clone(),
+            stream: std::io::BufReader::new(stream),
+        };
+        if let Some(password) = url.password.clone() {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = &url.user {
+                args.push(user.as_bytes());
+            }
+            args.push(password.as_bytes());
+            connection.send(&args)?;
+            let line = connection.line()?;
+            if let Some(error) = line.strip_prefix('-') {
+                return Err(url.redis_error(&format!(
+                    "authentication failed ({error}): check the password in the URL (redis://:PASSWORD@HOST:PORT)"
+                )));
+            }
+        }
+        Ok(connection)
+    }
+
+    fn io_error(&self, e: std::io::Error) -> DumpError {
+        let message = match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                "no answer in time: is this a Redis server?".to_owned()
+            }
+            std::io::ErrorKind::UnexpectedEof => "the server closed the connection: is this a Redis server?".to_owned(),
+            _ => e.to_string(),
+        };
+        self.url.redis_error(&message)
+    }
+
+    fn send(&mut self, args: &[&[u8]]) -> Result<(), DumpError> {
+        use std::io::Write;
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
+        }
+        let result = self.stream.get_mut().write_all(&request);
+        result.map_err(|e| self.io_error(e))
+    }
+
+    /// One reply line without its CR LF; a first byte that is no RESP type fails.
+    fn line(&mut self) -> Result<String, DumpError> {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        let read = (&mut self.stream)
+            .take(REDIS_LINE_LIMIT as u64)
+            .read_until(b'\n', &mut line);
+        match read {
+            Ok(0) => return Err(self.io_error(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => {}
+            Err(e) => return Err(self.io_error(e)),
+        }
+        if !line.ends_with(b"\n") {
+            return Err(self.url.redis_error("an over-long reply line: is this a Redis server?"));
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if let Some(first) = line.first() {
+            if !b"+-:$*_,#%~>=(!|".contains(first) {
+                return Err(self.url.redis_error(&format!(
+                    "its answer {:?} is not the Redis protocol: is this a Redis server?",
+                    String::from_utf8_lossy(&line[..line.len().min(40)])
+                )));
+            }
+        }
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    /// The server's `redis_version` from INFO server.
+    fn version(mut self) -> Result<String, DumpError> {
+        self.send(&[b"INFO", b"server"])?;
+        let header = self.line()?;
+        if let Some(error) = header.strip_prefix('-') {
+            return Err(self.redis_error_for(error));
+        }
+        let length: usize = header
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.url.redis_error(&format!("unexpected INFO answer {header:?}")))?;
+        let mut body = vec![0; length + 2];
+        self.stream.read_exact(&mut body).map_err(|e| self.io_error(e))?;
+        let body = String::from_utf8_lossy(&body);
+        body.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| self.url.redis_error("INFO server names no redis_version"))
+    }
+
+    fn redis_error_for(&self, error: &str) -> DumpError {
+        if error.starts_with("NOAUTH") {
+            self.url.redis_error(&format!(
+                "{error}: the server requires a password; give it in the URL (redis://:PASSWORD@HOST:PORT)"
+            ))
+        } else {
+            self.url.redis_error(error)
+        }
+    }
+
+    /// Asks for a full resynchronisation and returns the RDB payload as a
+    /// reader of exactly its announced length, its `REDIS` magic checked.
+    fn full_sync(mut self) -> Result<RdbReader, DumpError> {
+        // No `REPLCONF capa eof`: the server then always sends a
+        // length-prefixed RDB (written to its disk first), never the
+        // diskless EOF-marker form.
+        self.send(&[b"PSYNC", b"?", b"-1"])?;
+        self.stream
+            .get_ref()
+            .set_read_timeout(Some(REDIS_SYNC_TIMEOUT))
+            .map_err(|e| self.io_error(e))?;
+        let mut fullresync = false;
+        let length: u64 = loop {
+            let line = self.line()?;
+            if line.is_empty() {
+                continue; // Keep-alive while the server prepares the snapshot.
+            }
+            if let Some(error) = line.strip_prefix('-') {
+                return Err(self.redis_error_for(error));
+            }
+            if line.starts_with("+FULLRESYNC") {
+                fullresync = true;
+                continue;
+            }
+            if let Some(length) = line.strip_prefix('$') {
+                if length.starts_with("EOF:") {
+                    return Err(self
+                        .url
+                        .redis_error("the server sent a diskless (EOF-marked) RDB, which is not supported"));
+                }
+                if !fullresync {
+                    return Err(self.url.redis_error("an RDB payload without +FULLRESYNC"));
+                }
+                break length
+                    .parse()
+                    .map_err(|_| self.url.redis_error(&format!("a bad RDB length {line:?}")))?;
+            }
+            return Err(self.url.redis_error(&format!("unexpected answer {line:?} to PSYNC")));
+        };
+        let mut magic = [0u8; 5];
+        if length < magic.len() as u64 {
+            return Err(self.url.redis_error(&format!("an RDB of only {length} bytes")));
+        }
+        self.stream.read_exact(&mut magic).map_err(|e| self.io_error(e))?;
+        if &magic != b"REDIS" {
+            return Err(self
+                .url
+                .redis_error("the replication payload does not start with REDIS: not an RDB file"));
+        }
+        Ok(RdbReader {
+            magic,
+            magic_sent: 0,
+            remaining: length - magic.len() as u64,
+            total: length,
+            connection: self,
+        })
+    }
+}
+
+/// An RDB payload read off a replication connection: ends after exactly the
+/// announced length; a connection closed earlier fails the read. Dropping it
+/// closes the connection, so the server forgets the would-be replica.
+struct RdbReader {
+    magic: [u8; 5],
+    magic_sent: usize,
+    remaining: u64,
+    total: u64,
+    connection: RedisConnection,
+}
+
+impl Read for RdbReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.magic_sent < self.magic.len() {
+            let n = buf.len().min(self.magic.len() - self.magic_sent);
+            buf[..n].copy_from_slice(&self.magic[self.magic_sent..self.magic_sent + n]);
+            self.magic_sent += n;
+            return Ok(n);
+        }
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.connection.stream.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::other(self.connection.url.redis_error(&format!(
+                "the connection closed after {} of the RDB's {} bytes",
+                self.total - self.remaining,
+                self.total
+            ))));
+        }
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            let _ = self.connection.stream.get_ref().shutdown(std::net::Shutdown::Both);
+        }
+        Ok(n)
+    }
+}
+
+/// Dumps a Redis server's RDB snapshot over the replication protocol.
+async fn run_redis_backup(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    options: &DumpBackupOptions,
+) -> Result<BackupSummary, DumpError> {
+    let url = options.url.clone();
+    let version = url.server_version().await;
+    let spec = StreamSpec {
+        source_name: url.to_string(),
+        entry_path: url.engine.entry_path(&url.database),
+        backup_type: BackupType::Full,
+        retention_days: options.retention_days,
+        engine: Some(url.engine.as_str().to_owned()),
+        server_version: version.as_ref().ok().cloned(),
+        database: Some(url.database.clone()),
+    };
+    let open = move || -> Result<RdbReader, crate::backup::StreamError> {
+        version?;
+        Ok(RedisConnection::open(&url)?.full_sync()?)
+    };
+    Ok(run_stream_backup(repo, catalog, &spec, open).await?)
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DumpFileRestoreSummary {
+    pub backup_id: String,
+    pub engine: Engine,
+    pub path: String,
+    pub bytes_restored: u64,
+    pub sha256: String,
+    pub duration_seconds: f64,
+}
+
+/// Writes a dump backup's one entry, verified, to the file `path` (for a
+/// Redis backup: an RDB file to start a stopped server on). Written under a
+/// temporary name beside it and renamed into place once complete and
+/// verified; an existing file is refused unless `overwrite`.
+pub async fn restore_dump_to_file(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    backup_id: &str,
+    path: &std::path::Path,
+    overwrite: bool,
+) -> Result<DumpFileRestoreSummary, DumpError> {
+    use std::io::Write;
+    let started = Instant::now();
+    let record = catalog.get(backup_id).await?;
+    if record.status != BackupStatus::Completed {
+        return Err(DumpError::NotCompleted {
+            id: record.id,
+            status: record.status.as_str().to_owned(),
+        });
+    }
+    let not_a_dump = || DumpError::NotADump {
+        id: record.id.clone(),
+        source_name: record.source.clone(),
+    };
+    let engine = record
+        .engine
+        .as_deref()
+        .and_then(Engine::parse)
+        .ok_or_else(not_a_dump)?;
+    let manifest = repo.get_manifest(&record.id, record.checksum.as_deref()).await?;
+    let entry = match manifest.entries.as_slice() {
+        [entry] if entry.path.starts_with(&format!("{}/", engine.as_str())) => entry.clone(),
+        _ => return Err(not_a_dump()),
+    };
+    let shown = path.display().to_string();
+    let fail = |message: String| DumpError::File {
+        id: record.id.clone(),
+        path: shown.clone(),
+        message,
+    };
+    if !overwrite && path.exists() {
+        return Err(DumpError::FileExists { path: shown.clone() });
+    }
+    let mut temporary_name = path.as_os_str().to_owned();
+    temporary_name.push(".lifeboat-restore");
+    let temporary_path = std::path::PathBuf::from(temporary_name);
+    let _ = std::fs::remove_file(&temporary_path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary_path)
+        .map_err(|e| fail(format!("could not create {}: {e}", temporary_path.display())))?;
+    let mut temporary = RemoveOnDrop(Some(temporary_path.to_string_lossy().into_owned()));
+
+    let index = repo.load_index().await?;
+    let mut sha = Sha256::new();
+    let mut written = 0u64;
+    let mut chunks = futures::stream::iter(entry.chunks.iter())
+        .map(|id| fetch_chunk(&repo, &index, id))
+        .buffered(4);
+    while let Some(chunk) = chunks.next().await {
+        let data = chunk.map_err(&fail)?;
+        sha.update(&data);
+        written += data.len() as u64;
+        file.write_all(&data).map_err(|e| fail(format!("writing: {e}")))?;
+    }
+    let found = hex::encode(sha.finalize());
+    if found != entry.sha256 {
+        return Err(fail(format!(
+            "{} has SHA-256 {found}, the manifest says {}",
+            entry.path, entry.sha256
+        )));
+    }
+    file.sync_all().map_err(|e| fail(format!("flushing: {e}")))?;
+    drop(file);
+    if !overwrite && path.exists() {
+        return Err(DumpError::FileExists { path: shown.clone() });
+    }
+    std::fs::rename(&temporary_path, path).map_err(|e| fail(format!("renaming into place: {e}")))?;
+    temporary.0 = None;
+    Ok(DumpFileRestoreSummary {
+        backup_id: record.id.clone(),
+        engine,
+        path: shown,
+        bytes_restored: written,
+        sha256: found,
+        duration_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1023,6 +1463,12 @@ mod tests {
             ("postgres://127.0.0.1/db", "postgresql://127.0.0.1:5432/db"),
             ("sqlite:///var/lib/app/data.db", "sqlite:///var/lib/app/data.db"),
             ("sqlite:///tmp/my%20app.db", "sqlite:///tmp/my app.db"),
+            ("redis://127.0.0.1", "redis://127.0.0.1:6379/0"),
+            ("redis://:s3cret@127.0.0.1:6380/", "redis://127.0.0.1:6380/0"),
+            (
+                "redis://default:pw@cache.example:7000/3",
+                "redis://default@cache.example:7000/3",
+            ),
         ];
         for (text, shown) in cases {
             let url = DatabaseUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -1045,11 +1491,76 @@ mod tests {
             ("shop", "no scheme"),
             ("sqlite://", "no database file"),
             ("sqlite:///var/lib/", "no database file"),
+            ("redis://:hunter2@host:6379/zero", "a Redis database is a number"),
+            ("redis://:hunter2@host:port", "port"),
         ];
         for (text, expected) in cases {
             let message = DatabaseUrl::parse(text).unwrap_err().to_string();
             assert!(message.contains(expected), "{text}: {message}");
             assert!(!message.contains("hunter2"), "{text}: {message}");
         }
+    }
+
+    /// A fake Redis server on a local port that answers PSYNC with `reply`
+    /// (and AUTH, INFO with canned answers), then keeps the connection open.
+    fn fake_master(reply: Vec<u8>) -> DatabaseUrl {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 64];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(&reply);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        });
+        DatabaseUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap()
+    }
+
+    #[test]
+    fn a_full_sync_yields_exactly_the_rdb_after_keep_alives() {
+        let rdb = b"REDIS0011 some rdb bytes \r\n\xff12345678".to_vec();
+        let mut reply = b"\n\n+FULLRESYNC 0123 0\r\n\n\n".to_vec();
+        reply.extend(format!("${}\r\n", rdb.len()).as_bytes());
+        reply.extend(&rdb);
+        // The live replication stream follows: never part of the dump.
+        reply.extend(b"*1\r\n$4\r\nPING\r\n");
+        let url = fake_master(reply);
+        let mut reader = RedisConnection::open(&url).unwrap().full_sync().unwrap();
+        let mut read = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            read.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(read, rdb);
+    }
+
+    #[test]
+    fn a_short_or_foreign_payload_fails() {
+        let mut reply = b"+FULLRESYNC 0123 0\r\n$100\r\nREDIS0011".to_vec();
+        let url = fake_master(reply.clone());
+        let mut reader = RedisConnection::open(&url).unwrap().full_sync().unwrap();
+        let error = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_err();
+        assert!(
+            error.to_string().contains("closed after 9 of the RDB's 100 bytes"),
+            "{error}"
+        );
+
+        reply = b"+FULLRESYNC 0123 0\r\n$10\r\nPK\x03\x04zipzip".to_vec();
+        let url = fake_master(reply);
+        let error = RedisConnection::open(&url).unwrap().full_sync().err().unwrap();
+        assert!(error.to_string().contains("not an RDB file"), "{error}");
+
+        let url = fake_master(b"-NOAUTH Authentication required.\r\n".to_vec());
+        let error = RedisConnection::open(&url).unwrap().full_sync().err().unwrap();
+        assert!(error.to_string().contains("requires a password"), "{error}");
+
+        let url = fake_master(b"SSH-2.0-OpenSSH_9.2\r\n".to_vec());
+        let error = RedisConnection::open(&url).unwrap().full_sync().err().unwrap();
+        assert!(error.to_string().contains("is this a Redis server?"), "{error}");
     }
 }

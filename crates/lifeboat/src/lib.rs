@@ -3,7 +3,7 @@
 //! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
-//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline` and `retention` import no AWS SDK
+//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline`, `plan` and `retention` import no AWS SDK
 //! type; they are pure and build without the `aws` feature.
 
 pub mod chunker;
@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod format;
 pub mod ids;
 pub mod pipeline;
+pub mod plan;
 pub mod retention;
 
 #[cfg(feature = "aws")]
