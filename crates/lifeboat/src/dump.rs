@@ -870,16 +870,13 @@ pub struct DumpRestoreSummary {
     pub duration_seconds: f64,
 }
 
-/// Restores a dump backup into `options.target`: every chunk verified as it
-/// is fetched, the whole dump's SHA-256 checked before the restore program
-/// sees its end. A target that holds tables is refused unless `overwrite`.
-pub async fn restore_dump(
-    repo: Arc<Repository>,
+/// A completed dump backup: its record, its engine and its one entry.
+async fn dump_backup(
+    repo: &Repository,
     catalog: &Catalog,
-    options: &DumpRestoreOptions,
-) -> Result<DumpRestoreSummary, DumpError> {
-    let started = Instant::now();
-    let record = catalog.get(&options.backup_id).await?;
+    backup_id: &str,
+) -> Result<(crate::catalog::BackupRecord, Engine, crate::format::Entry), DumpError> {
+    let record = catalog.get(backup_id).await?;
     if record.status != BackupStatus::Completed {
         return Err(DumpError::NotCompleted {
             id: record.id,
@@ -895,6 +892,24 @@ pub async fn restore_dump(
         .as_deref()
         .and_then(Engine::parse)
         .ok_or_else(not_a_dump)?;
+    let manifest = repo.get_manifest(&record.id, record.checksum.as_deref()).await?;
+    let entry = match manifest.entries.as_slice() {
+        [entry] if entry.path.starts_with(&format!("{}/", engine.as_str())) => entry.clone(),
+        _ => return Err(not_a_dump()),
+    };
+    Ok((record, engine, entry))
+}
+
+/// Restores a dump backup into `options.target`: every chunk verified as it
+/// is fetched, the whole dump's SHA-256 checked before the restore program
+/// sees its end. A target that holds tables is refused unless `overwrite`.
+pub async fn restore_dump(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    options: &DumpRestoreOptions,
+) -> Result<DumpRestoreSummary, DumpError> {
+    let started = Instant::now();
+    let (record, engine, entry) = dump_backup(&repo, catalog, &options.backup_id).await?;
     let target = &options.target;
     if engine == Engine::Redis {
         return Err(DumpError::RedisNeedsFile { id: record.id.clone() });
@@ -906,12 +921,6 @@ pub async fn restore_dump(
             target: target.to_string(),
         });
     }
-    let manifest = repo.get_manifest(&record.id, record.checksum.as_deref()).await?;
-    let entry = match manifest.entries.as_slice() {
-        [entry] if entry.path.starts_with(&format!("{}/", engine.as_str())) => entry.clone(),
-        _ => return Err(not_a_dump()),
-    };
-
     let created_database = !target.database_exists().await?;
     if created_database {
         target.create_database().await?;
@@ -1366,27 +1375,7 @@ pub async fn restore_dump_to_file(
 ) -> Result<DumpFileRestoreSummary, DumpError> {
     use std::io::Write;
     let started = Instant::now();
-    let record = catalog.get(backup_id).await?;
-    if record.status != BackupStatus::Completed {
-        return Err(DumpError::NotCompleted {
-            id: record.id,
-            status: record.status.as_str().to_owned(),
-        });
-    }
-    let not_a_dump = || DumpError::NotADump {
-        id: record.id.clone(),
-        source_name: record.source.clone(),
-    };
-    let engine = record
-        .engine
-        .as_deref()
-        .and_then(Engine::parse)
-        .ok_or_else(not_a_dump)?;
-    let manifest = repo.get_manifest(&record.id, record.checksum.as_deref()).await?;
-    let entry = match manifest.entries.as_slice() {
-        [entry] if entry.path.starts_with(&format!("{}/", engine.as_str())) => entry.clone(),
-        _ => return Err(not_a_dump()),
-    };
+    let (record, engine, entry) = dump_backup(&repo, catalog, backup_id).await?;
     let shown = path.display().to_string();
     let fail = |message: String| DumpError::File {
         id: record.id.clone(),
