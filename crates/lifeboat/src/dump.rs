@@ -794,15 +794,7 @@ pub async fn run_dump_backup(
         Ok(()) => url.server_version().await,
         Err(missing) => Err(missing),
     };
-    let spec = StreamSpec {
-        source_name: url.to_string(),
-        entry_path: url.engine.entry_path(&url.database),
-        backup_type: BackupType::Full,
-        retention_days: options.retention_days,
-        engine: Some(url.engine.as_str().to_owned()),
-        server_version: version.as_ref().ok().cloned(),
-        database: Some(url.database.clone()),
-    };
+    let spec = stream_spec(&url, options.retention_days, version.as_ref().ok());
     let open = move || -> Result<DumpReader, crate::backup::StreamError> {
         version?;
         let tools = dump_tools(url.engine);
@@ -868,6 +860,20 @@ pub struct DumpRestoreSummary {
     /// The target's tables after the restore, with their row counts.
     pub tables: Vec<TableCount>,
     pub duration_seconds: f64,
+}
+
+/// How a dump of `url` is recorded: one full-backup entry named for the
+/// engine, the URL without its password as the source.
+fn stream_spec(url: &DatabaseUrl, retention_days: Option<u32>, server_version: Option<&String>) -> StreamSpec {
+    StreamSpec {
+        source_name: url.to_string(),
+        entry_path: url.engine.entry_path(&url.database),
+        backup_type: BackupType::Full,
+        retention_days,
+        engine: Some(url.engine.as_str().to_owned()),
+        server_version: server_version.cloned(),
+        database: Some(url.database.clone()),
+    }
 }
 
 /// A completed dump backup: its record, its engine and its one entry.
@@ -1335,15 +1341,7 @@ async fn run_redis_backup(
 ) -> Result<BackupSummary, DumpError> {
     let url = options.url.clone();
     let version = url.server_version().await;
-    let spec = StreamSpec {
-        source_name: url.to_string(),
-        entry_path: url.engine.entry_path(&url.database),
-        backup_type: BackupType::Full,
-        retention_days: options.retention_days,
-        engine: Some(url.engine.as_str().to_owned()),
-        server_version: version.as_ref().ok().cloned(),
-        database: Some(url.database.clone()),
-    };
+    let spec = stream_spec(&url, options.retention_days, version.as_ref().ok());
     let open = move || -> Result<RdbReader, crate::backup::StreamError> {
         version?;
         Ok(RedisConnection::open(&url)?.full_sync()?)
