@@ -2,7 +2,8 @@
 //! clients pointed at it, unique resource names, the workspace's binaries, and
 //! a local AWS Lambda Runtime API to run function binaries against.
 //!
-//! The emulator is `moto_server` 5.2.5 (installed by `scripts/setup`), started
+//! The emulator is `moto_server` 5.2.5 (installed by `scripts/setup`), run
+//! through `scripts/moto-server` (which makes its DynamoDB atomic), started
 //! on a free loopback port the first time [`endpoint`] is called, and killed
 //! when the test process ends, however it ends. Set `LIFEBOAT_TEST_ENDPOINT`
 //! to use an emulator that is already running instead (for example one from
@@ -68,8 +69,12 @@ fn start_emulator() -> String {
     }
     // The shell starts moto, says its pid, then waits for its stdin to close
     // (which happens when this process exits, even on SIGKILL) and kills it.
+    // scripts/moto-server is moto_server with DynamoDB made atomic (its
+    // cancelled transactions otherwise roll back concurrent writes).
+    let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto-server");
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >{log} 2>&1 & pid=$!; echo $pid; cat >/dev/null; kill $pid; wait $pid",
+        "python3 {server} -H 127.0.0.1 -p {port} >{log} 2>&1 & pid=$!; echo $pid; cat >/dev/null; kill $pid; wait $pid",
+        server = shell_quote(&server.to_string_lossy()),
         log = shell_quote(&log.to_string_lossy()),
     );
     let mut child = Command::new("sh")
@@ -390,6 +395,7 @@ pub struct LocalInvoke {
     env: Vec<(String, String)>,
     timeout: Duration,
     output_to_stderr: bool,
+    log_file: Option<PathBuf>,
 }
 
 impl LocalInvoke {
@@ -399,6 +405,7 @@ impl LocalInvoke {
             env: Vec::new(),
             timeout: INVOKE_TIMEOUT,
             output_to_stderr: false,
+            log_file: None,
         }
     }
 
@@ -418,6 +425,13 @@ impl LocalInvoke {
     /// runs, instead of capturing them for error messages.
     pub fn output_to_stderr(mut self, yes: bool) -> Self {
         self.output_to_stderr = yes;
+        self
+    }
+
+    /// Writes the function's stdout and stderr (its log stream: JSON logs,
+    /// metric lines) to `path`, which stays after the run for the test to read.
+    pub fn log_file(mut self, path: &Path) -> Self {
+        self.log_file = Some(path.to_path_buf());
         self
     }
 
@@ -618,7 +632,10 @@ async fn run_local_invoke(options: &LocalInvoke, event: &Value) -> anyhow::Resul
     };
 
     let log_dir = tempfile::tempdir().context("creating a temp dir for the function's output")?;
-    let log_path = log_dir.path().join("function.log");
+    let log_path = options
+        .log_file
+        .clone()
+        .unwrap_or_else(|| log_dir.path().join("function.log"));
     let mut command = tokio::process::Command::new(binary);
     command
         .env("AWS_LAMBDA_RUNTIME_API", api_addr.to_string())

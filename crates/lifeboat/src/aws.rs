@@ -29,6 +29,8 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub kms: aws_sdk_kms::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub route53: aws_sdk_route53::Client,
     pub region: String,
 }
 
@@ -38,6 +40,8 @@ impl Clients {
             s3: s3_client(config),
             kms: aws_sdk_kms::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            rds: aws_sdk_rds::Client::new(config),
+            route53: aws_sdk_route53::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }
