@@ -158,6 +158,13 @@ pub enum ConditionKind {
     BackupOverdue,
     VerificationFailed,
     VerificationStale,
+    /// The snapshot conditions (`crate::snapshot_ops::alerts`).
+    SnapshotFailed,
+    SnapshotCopyFailed,
+    SnapshotCopyMissing,
+    SnapshotOverdue,
+    SnapshotVerificationFailed,
+    SnapshotVerificationStale,
 }
 
 impl ConditionKind {
@@ -167,7 +174,18 @@ impl ConditionKind {
             Self::BackupOverdue => "backup_overdue",
             Self::VerificationFailed => "verification_failed",
             Self::VerificationStale => "verification_stale",
+            Self::SnapshotFailed => "snapshot_failed",
+            Self::SnapshotCopyFailed => "snapshot_copy_failed",
+            Self::SnapshotCopyMissing => "snapshot_copy_missing",
+            Self::SnapshotOverdue => "snapshot_overdue",
+            Self::SnapshotVerificationFailed => "snapshot_verification_failed",
+            Self::SnapshotVerificationStale => "snapshot_verification_stale",
         }
+    }
+
+    /// A condition about RDS snapshots rather than file backups.
+    pub fn is_snapshot(&self) -> bool {
+        self.as_str().starts_with("snapshot_")
     }
 }
 
@@ -237,7 +255,12 @@ impl Condition {
     /// `backup_failed#BACKUPID`, `verification_failed#SOURCE`, ….
     pub fn key(&self) -> String {
         match (&self.kind, &self.backup_id) {
-            (ConditionKind::BackupFailed, Some(id)) => format!("{}#{id}", self.kind.as_str()),
+            (
+                ConditionKind::BackupFailed | ConditionKind::SnapshotFailed | ConditionKind::SnapshotCopyFailed,
+                Some(id),
+            ) => {
+                format!("{}#{id}", self.kind.as_str())
+            }
             _ => format!("{}#{}", self.kind.as_str(), self.resource),
         }
     }
@@ -716,6 +739,42 @@ pub struct AlertSummary {
     /// Messages published, the digest included.
     pub sent: u32,
     pub digest_sent: bool,
+    /// Each ruled source's age against its RPO (the dashboard's RPO age metric).
+    pub rpo_ages: Vec<RpoAge>,
+}
+
+/// How old a source's newest completed backup is, against its RPO.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpoAge {
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Seconds since the newest completed backup was taken; `None` if there is none.
+    pub age_seconds: Option<i64>,
+    pub rpo_seconds: i64,
+}
+
+/// Each ruled source's newest completed backup's age at `now`.
+pub fn rpo_ages(records: &[BackupRecord], rules: &AlertRules, now: OffsetDateTime) -> Vec<RpoAge> {
+    rules
+        .sources
+        .iter()
+        .map(|rule| {
+            let newest = records
+                .iter()
+                .filter(|r| r.status == BackupStatus::Completed && normalize(&r.source) == normalize(&rule.source))
+                .filter_map(|r| parse_time(&r.created_at))
+                .filter(|t| *t <= now)
+                .max();
+            RpoAge {
+                source: rule.source.clone(),
+                plan: rule.plan.clone(),
+                age_seconds: newest.map(|t| (now - t).whole_seconds()),
+                rpo_seconds: rule.max_age.whole_seconds(),
+            }
+        })
+        .collect()
 }
 
 /// Where alerts go.
@@ -807,14 +866,32 @@ pub async fn run_alerts(
     now: OffsetDateTime,
     digest: bool,
 ) -> Result<AlertSummary, AlertError> {
+    run_alerts_with(catalog, topic, rules, None, now, digest).await
+}
+
+/// [`run_alerts`], with the snapshot conditions evaluated by the caller
+/// (`crate::snapshot_ops::alerts`): `None` when snapshots were not
+/// evaluated, so their open alerts are neither resolved nor sent again.
+pub async fn run_alerts_with(
+    catalog: &Catalog,
+    topic: &AlertTopic,
+    rules: &AlertRules,
+    snapshot_conditions: Option<Vec<Condition>>,
+    now: OffsetDateTime,
+    digest: bool,
+) -> Result<AlertSummary, AlertError> {
     let records = catalog.list(None).await?;
     let verifications = read_verifications(catalog, &records, rules).await?;
-    let conditions = evaluate(&records, &verifications, rules, now);
+    let snapshots_evaluated = snapshot_conditions.is_some();
+    let mut conditions = evaluate(&records, &verifications, rules, now);
+    conditions.extend(snapshot_conditions.unwrap_or_default());
+    conditions.sort_by_key(Condition::key);
     let state = catalog.alert_state();
     let known = state.list().await?;
     let at = format_time(now);
     let mut summary = AlertSummary {
         at: at.clone(),
+        rpo_ages: rpo_ages(&records, rules, now),
         ..AlertSummary::default()
     };
 
@@ -857,7 +934,7 @@ pub async fn run_alerts(
     }
 
     for (key, record) in &known {
-        if current.contains(key) {
+        if current.contains(key) || (record.condition.is_snapshot() && !snapshots_evaluated) {
             continue;
         }
         let resolved_at = match record.status {

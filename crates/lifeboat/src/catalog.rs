@@ -233,6 +233,9 @@ pub enum VerificationType {
     Quick,
     /// Also every pack and every entry read back and checked.
     Deep,
+    /// A share of the store's packs read whole (`verify::sample`); recorded
+    /// on the backups whose data it found damaged.
+    Sample,
 }
 
 impl VerificationType {
@@ -240,6 +243,7 @@ impl VerificationType {
         match self {
             Self::Quick => "quick",
             Self::Deep => "deep",
+            Self::Sample => "sample",
         }
     }
 }
@@ -335,6 +339,21 @@ impl Catalog {
     /// The audit trail kept in this catalog's table (`crate::audit`).
     pub fn audit_trail(&self) -> crate::audit::AuditTrail {
         crate::audit::AuditTrail::new(self.client.clone(), &self.table, &self.region)
+    }
+
+    /// The recovery jobs kept in this catalog's table (`crate::jobs`).
+    pub fn jobs(&self) -> crate::jobs::Jobs {
+        crate::jobs::Jobs::new(self.client.clone(), &self.table, &self.region)
+    }
+
+    /// The snapshot and copy records kept in this catalog's table (`crate::snapshot`).
+    pub fn snapshots(&self) -> crate::snapshot::SnapshotCatalog {
+        crate::snapshot::SnapshotCatalog::new(self.client.clone(), &self.table, &self.region)
+    }
+
+    /// Snapshot verifications, holds and deletions (`crate::snapshot_ops`).
+    pub fn snapshot_checks(&self) -> crate::snapshot_ops::SnapshotChecks {
+        crate::snapshot_ops::SnapshotChecks::new(self.client.clone(), &self.table, &self.region)
     }
 
     /// The alert state kept in this catalog's table (`crate::alert`).
@@ -961,5 +980,62 @@ mod tests {
         ] {
             assert!(json.get(field).is_some(), "{field} missing from {json}");
         }
+    }
+}
+
+/// Where the store walk of sample verification (`verify::sample`) stopped.
+/// Stored as `pk = verifysample#STORE`, `sk = cursor`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleCursor {
+    /// The key of the last pack checked; the next run starts after it.
+    pub after: String,
+    /// Complete walks of the store so far.
+    pub passes: u64,
+    pub updated_at: String,
+}
+
+impl Catalog {
+    pub async fn sample_cursor(&self, store: &str) -> Result<Option<SampleCursor>, CatalogError> {
+        let pk = format!("verifysample#{store}");
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key("sk", AttributeValue::S("cursor".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?
+            .item;
+        item.map(|item| {
+            serde_dynamo::from_item(item).map_err(|e| CatalogError::Corrupt {
+                table: self.table.clone(),
+                pk: pk.clone(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn set_sample_cursor(&self, store: &str, cursor: &SampleCursor) -> Result<(), CatalogError> {
+        let pk = format!("verifysample#{store}");
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(cursor).map_err(|e| CatalogError::Corrupt {
+                table: self.table.clone(),
+                pk: pk.clone(),
+                message: e.to_string(),
+            })?;
+        item.insert("pk".into(), AttributeValue::S(pk));
+        item.insert("sk".into(), AttributeValue::S("cursor".into()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 }

@@ -12,6 +12,11 @@
 //!   --skip-extended-insert` (a consistent snapshot of InnoDB tables, a row
 //!   per line so that dumps deduplicate) without `--databases`, so it
 //!   restores into any target database; restored with the `mariadb` client.
+//! - DuckDB: `EXPORT DATABASE (FORMAT parquet, COMPRESSION uncompressed)`
+//!   (one read transaction) by the `duckdb` program into a temporary
+//!   directory, stored as one uncompressed tar (the store compresses and
+//!   deduplicates); restored by `IMPORT DATABASE` into a new file beside the
+//!   target, renamed over it when done (`dump/duckdb.rs`).
 //! - Redis: no program; the server's RDB snapshot taken over the replication
 //!   protocol (`PSYNC ? -1`, without `capa eof`, so always the length-prefixed
 //!   form), its exact length read and the live stream after it dropped. The
@@ -39,6 +44,9 @@ use crate::format::BackupType;
 use crate::repo::{RepoError, Repository};
 use crate::restore::fetch_chunk;
 
+mod duckdb;
+mod tar;
+
 /// Most of a program's standard error kept for an error message.
 const STDERR_LIMIT: usize = 4096;
 /// Seconds a dump or restore program waits to connect.
@@ -51,6 +59,7 @@ pub enum Engine {
     Mysql,
     Sqlite,
     Redis,
+    Duckdb,
 }
 
 impl Engine {
@@ -60,7 +69,13 @@ impl Engine {
             Self::Mysql => "mysql",
             Self::Sqlite => "sqlite",
             Self::Redis => "redis",
+            Self::Duckdb => "duckdb",
         }
+    }
+
+    /// A file, not a server: SQLite and DuckDB.
+    pub fn is_file(&self) -> bool {
+        matches!(self, Self::Sqlite | Self::Duckdb)
     }
 
     fn parse(text: &str) -> Option<Self> {
@@ -69,6 +84,7 @@ impl Engine {
             "mysql" => Some(Self::Mysql),
             "sqlite" => Some(Self::Sqlite),
             "redis" => Some(Self::Redis),
+            "duckdb" => Some(Self::Duckdb),
             _ => None,
         }
     }
@@ -78,12 +94,13 @@ impl Engine {
         match self {
             Self::Postgresql => format!("postgresql/{database}.pgdump"),
             Self::Mysql => format!("mysql/{database}.sql"),
-            Self::Sqlite => {
+            Self::Sqlite | Self::Duckdb => {
                 let name = std::path::Path::new(database)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "database".into());
-                format!("sqlite/{name}.sql")
+                let extension = if *self == Self::Sqlite { "sql" } else { "tar" };
+                format!("{}/{name}.{extension}", self.as_str())
             }
             // An RDB snapshot holds every database of the server.
             Self::Redis => "redis/dump.rdb".to_owned(),
@@ -94,7 +111,7 @@ impl Engine {
         match self {
             Self::Postgresql => 5432,
             Self::Mysql => 3306,
-            Self::Sqlite => 0,
+            Self::Sqlite | Self::Duckdb => 0,
             Self::Redis => 6379,
         }
     }
@@ -110,13 +127,16 @@ impl Engine {
             }
             Self::Sqlite => "the sqlite3 command-line program (Debian package sqlite3)",
             Self::Redis => "no program: Redis is dumped over its replication protocol",
+            Self::Duckdb => {
+                "the DuckDB command-line program duckdb (PyPI package duckdb-cli==1.5.6: `python3 -m pip install duckdb-cli==1.5.6`, as scripts/setup does)"
+            }
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("database URL {url:?}: {message} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or redis://[:PASSWORD@]HOST[:PORT][/DB])")]
+    #[error("database URL {url:?}: {message} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or sqlite:///PATH or duckdb:///PATH or redis://[:PASSWORD@]HOST[:PORT][/DB])")]
     BadUrl { url: String, message: String },
     #[error("{tool} was not found on PATH: install {tools}, or add their directory to PATH")]
     ToolMissing { tool: String, tools: &'static str },
@@ -189,7 +209,7 @@ impl std::fmt::Debug for DatabaseUrl {
 impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}://", self.engine.as_str())?;
-        if self.engine == Engine::Sqlite {
+        if self.engine.is_file() {
             return write!(f, "{}", self.database);
         }
         if let Some(user) = &self.user {
@@ -238,9 +258,10 @@ impl DatabaseUrl {
             "mysql" | "mariadb" => Engine::Mysql,
             "sqlite" => Engine::Sqlite,
             "redis" => Engine::Redis,
+            "duckdb" => Engine::Duckdb,
             _ => {
                 return Err(bad(
-                    "the scheme must be postgres, postgresql, mysql, mariadb, sqlite or redis",
+                    "the scheme must be postgres, postgresql, mysql, mariadb, sqlite, duckdb or redis",
                 ))
             }
         };
@@ -249,11 +270,11 @@ impl DatabaseUrl {
                 "query parameters are not supported; give the connection in the URL itself",
             ));
         }
-        if engine == Engine::Sqlite {
+        if engine.is_file() {
             // sqlite:///absolute/file.db or sqlite://relative/file.db: a file, no server.
             let path = percent_decode(rest).ok_or_else(|| bad("the file path is badly percent-encoded"))?;
             if path.is_empty() || path.ends_with('/') {
-                return Err(bad("no database file (sqlite:///PATH/TO/FILE.db)"));
+                return Err(bad(&format!("no database file ({scheme}:///PATH/TO/FILE)")));
             }
             let path = std::path::absolute(&path).map_err(|e| bad(&format!("the file path: {e}")))?;
             return Ok(Self {
@@ -351,7 +372,7 @@ impl DatabaseUrl {
                     command.env("PGPASSWORD", password);
                 }
             }
-            Engine::Sqlite | Engine::Redis => {}
+            Engine::Sqlite | Engine::Redis | Engine::Duckdb => {}
             Engine::Mysql => {
                 if matches!(tool, "mariadb" | "mysql") {
                     // The dump programs have no such option.
@@ -384,8 +405,15 @@ impl DatabaseUrl {
         }
     }
 
-    /// Runs one SQL statement against `database` (this URL's by default) and returns its output rows.
-    async fn query(&self, sql: &str) -> Result<Vec<String>, DumpError> {
+    /// Runs one SQL statement against this URL's database and returns its
+    /// output rows (columns separated by `|` for PostgreSQL, SQLite and
+    /// DuckDB, a tab for MySQL). A file database is opened read-only.
+    pub async fn query(&self, sql: &str) -> Result<Vec<String>, DumpError> {
+        self.run_sql(sql, true).await
+    }
+
+    /// Like `query`, but a DuckDB file is opened for writing (CHECKPOINT needs it).
+    pub(crate) async fn run_sql(&self, sql: &str, read_only: bool) -> Result<Vec<String>, DumpError> {
         let (tools, args): (&[&str], Vec<&str>) = match self.engine {
             Engine::Postgresql => (
                 &["psql"],
@@ -411,6 +439,14 @@ impl DatabaseUrl {
                 &["sqlite3"],
                 vec!["-readonly", "-batch", "-noheader", "-bail", &self.database, sql],
             ),
+            Engine::Duckdb => {
+                let mut args = vec!["-no-init", "-batch", "-noheader", "-list", "-nullvalue", "", "-bail"];
+                if read_only {
+                    args.push("-readonly");
+                }
+                args.extend([self.database.as_str(), "-c", sql]);
+                (&["duckdb"], args)
+            }
             Engine::Redis => return Err(self.redis_error("Redis has no SQL")),
         };
         let mut last_missing = None;
@@ -444,7 +480,7 @@ impl DatabaseUrl {
 
     /// Fails, naming the first, unless one of `tools` is on PATH (checked
     /// up front so that a missing dump program is named as such).
-    fn require_tool(&self, tools: &[&str]) -> Result<(), DumpError> {
+    pub(crate) fn require_tool(&self, tools: &[&str]) -> Result<(), DumpError> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let found = tools
             .iter()
@@ -456,14 +492,14 @@ impl DatabaseUrl {
         }
     }
 
-    fn missing(&self, tool: &str) -> DumpError {
+    pub(crate) fn missing(&self, tool: &str) -> DumpError {
         DumpError::ToolMissing {
             tool: tool.to_owned(),
             tools: self.engine.tools(),
         }
     }
 
-    fn failed(&self, tool: &str, status: &std::process::ExitStatus, stderr: &[u8]) -> DumpError {
+    pub(crate) fn failed(&self, tool: &str, status: &std::process::ExitStatus, stderr: &[u8]) -> DumpError {
         let stderr = tail(stderr);
         DumpError::ToolFailed {
             tool: tool.to_owned(),
@@ -480,6 +516,7 @@ impl DatabaseUrl {
             Engine::Postgresql => "SHOW server_version",
             Engine::Mysql => "SELECT VERSION()",
             Engine::Sqlite => "SELECT sqlite_version()",
+            Engine::Duckdb => "SELECT version()",
             Engine::Redis => {
                 let url = self.clone();
                 return tokio::task::spawn_blocking(move || RedisConnection::open(&url)?.version())
@@ -494,7 +531,7 @@ impl DatabaseUrl {
     /// Whether the database exists (asked of the server's maintenance database).
     async fn database_exists(&self) -> Result<bool, DumpError> {
         let rows = match self.engine {
-            Engine::Sqlite => return Ok(std::path::Path::new(&self.database).exists()),
+            Engine::Sqlite | Engine::Duckdb => return Ok(std::path::Path::new(&self.database).exists()),
             Engine::Redis => return Ok(true),
             Engine::Postgresql => {
                 self.with_database("postgres")
@@ -529,7 +566,7 @@ impl DatabaseUrl {
                     .await?
             }
             // The restore creates the file.
-            Engine::Sqlite | Engine::Redis => Vec::new(),
+            Engine::Sqlite | Engine::Redis | Engine::Duckdb => Vec::new(),
         };
         Ok(())
     }
@@ -543,7 +580,7 @@ impl DatabaseUrl {
         let sql = tables
             .iter()
             .map(|t| match self.engine {
-                Engine::Postgresql => {
+                Engine::Postgresql | Engine::Duckdb => {
                     let (schema, name) = t.split_once('.').unwrap_or(("public", t));
                     format!(
                         "SELECT '{}', count(*) FROM \"{}\".\"{}\"",
@@ -567,7 +604,7 @@ impl DatabaseUrl {
             .join(" UNION ALL ");
         let rows = self.query(&sql).await?;
         let separator = match self.engine {
-            Engine::Postgresql | Engine::Sqlite | Engine::Redis => '|',
+            Engine::Postgresql | Engine::Sqlite | Engine::Redis | Engine::Duckdb => '|',
             Engine::Mysql => '\t',
         };
         let mut counts: Vec<TableCount> = rows
@@ -584,8 +621,8 @@ impl DatabaseUrl {
         Ok(counts)
     }
 
-    /// The database's user tables (`schema.table` for PostgreSQL).
-    async fn tables(&self) -> Result<Vec<String>, DumpError> {
+    /// The database's user tables (`schema.table` for PostgreSQL and DuckDB).
+    pub(crate) async fn tables(&self) -> Result<Vec<String>, DumpError> {
         let sql = match self.engine {
             Engine::Redis => return Ok(Vec::new()),
             Engine::Postgresql => "SELECT schemaname || '.' || tablename FROM pg_tables \
@@ -598,6 +635,9 @@ impl DatabaseUrl {
             ),
             Engine::Sqlite => "SELECT name FROM sqlite_schema WHERE type = 'table' \
                  AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+                .to_owned(),
+            Engine::Duckdb => "SELECT schema_name || '.' || table_name FROM duckdb_tables() \
+                 WHERE NOT internal AND NOT temporary ORDER BY 1"
                 .to_owned(),
         };
         self.query(&sql).await
@@ -640,6 +680,11 @@ fn hint(stderr: &str, url: &DatabaseUrl) -> String {
         )
     } else if url.engine == Engine::Sqlite {
         format!("check that {} is a readable SQLite database file", url.database)
+    } else if url.engine == Engine::Duckdb {
+        format!(
+            "check that {} is a readable DuckDB database file that no other program holds open for writing",
+            url.database
+        )
     } else if lower.contains("does not exist") || lower.contains("unknown database") {
         format!(
             "check the database name {:?} on {}:{}",
@@ -749,6 +794,7 @@ fn dump_tools(engine: Engine) -> &'static [&'static str] {
         Engine::Postgresql => &["pg_dump"],
         Engine::Mysql => &["mariadb-dump", "mysqldump"],
         Engine::Sqlite => &["sqlite3"],
+        Engine::Duckdb => &["duckdb"],
         Engine::Redis => &[],
     }
 }
@@ -788,6 +834,9 @@ pub async fn run_dump_backup(
     if url.engine == Engine::Redis {
         return run_redis_backup(repo, catalog, options).await;
     }
+    if url.engine == Engine::Duckdb {
+        return duckdb::run_duckdb_backup(repo, catalog, options).await;
+    }
     // The version query checks the connection first; its failure fails the
     // backup record (so it is recorded) rather than preceding it.
     let version = match url.require_tool(dump_tools(url.engine)) {
@@ -826,7 +875,7 @@ pub async fn run_dump_backup(
             ],
             // `.dump` reads inside one transaction: a consistent snapshot.
             Engine::Sqlite => vec!["-readonly".into(), url.database.clone(), ".dump".into()],
-            Engine::Redis => Vec::new(),
+            Engine::Redis | Engine::Duckdb => Vec::new(),
         };
         Ok(DumpReader::spawn(&url, tools, &args)?)
     };
@@ -927,6 +976,9 @@ pub async fn restore_dump(
             target: target.to_string(),
         });
     }
+    if engine == Engine::Duckdb {
+        return duckdb::restore_duckdb(repo, &record, &entry, options, started).await;
+    }
     let created_database = !target.database_exists().await?;
     if created_database {
         target.create_database().await?;
@@ -955,7 +1007,7 @@ pub async fn restore_dump(
         Engine::Mysql => (&["mariadb", "mysql"], vec![target.database.clone()]),
         // Into a new file beside the target, renamed over it only once complete.
         Engine::Sqlite => (&["sqlite3"], vec!["-bail".into(), sqlite_temporary(target)]),
-        Engine::Redis => return Err(DumpError::RedisNeedsFile { id: record.id.clone() }),
+        Engine::Redis | Engine::Duckdb => return Err(DumpError::RedisNeedsFile { id: record.id.clone() }),
     };
     let mut temporary = RemoveOnDrop((engine == Engine::Sqlite).then(|| sqlite_temporary(target)));
     if let Some(path) = &temporary.0 {
@@ -1450,6 +1502,7 @@ mod tests {
             ("postgres://127.0.0.1/db", "postgresql://127.0.0.1:5432/db"),
             ("sqlite:///var/lib/app/data.db", "sqlite:///var/lib/app/data.db"),
             ("sqlite:///tmp/my%20app.db", "sqlite:///tmp/my app.db"),
+            ("duckdb:///srv/lake/events.duckdb", "duckdb:///srv/lake/events.duckdb"),
             ("redis://127.0.0.1", "redis://127.0.0.1:6379/0"),
             ("redis://:s3cret@127.0.0.1:6380/", "redis://127.0.0.1:6380/0"),
             (
@@ -1478,6 +1531,7 @@ mod tests {
             ("shop", "no scheme"),
             ("sqlite://", "no database file"),
             ("sqlite:///var/lib/", "no database file"),
+            ("duckdb://", "no database file (duckdb:///PATH/TO/FILE)"),
             ("redis://:hunter2@host:6379/zero", "a Redis database is a number"),
             ("redis://:hunter2@host:port", "port"),
         ];

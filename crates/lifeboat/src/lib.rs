@@ -3,7 +3,7 @@
 //! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
-//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline`, `plan` and `retention` import no AWS SDK
+//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline`, `pitr`, `plan` and `retention` import no AWS SDK
 //! type; they are pure and build without the `aws` feature.
 
 pub mod chunker;
@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod format;
 pub mod ids;
 pub mod pipeline;
+pub mod pitr;
 pub mod plan;
 pub mod retention;
 
@@ -25,20 +26,40 @@ pub mod backup;
 #[cfg(feature = "aws")]
 pub mod catalog;
 #[cfg(feature = "aws")]
+pub mod consistency;
+#[cfg(feature = "aws")]
 pub mod dump;
 #[cfg(feature = "aws")]
 pub mod expire;
 #[cfg(feature = "aws")]
+pub mod failover;
+#[cfg(feature = "aws")]
 pub mod gc;
 #[cfg(feature = "aws")]
+pub mod integrity;
+#[cfg(feature = "aws")]
+pub mod jobs;
+#[cfg(feature = "aws")]
 pub mod keys;
+#[cfg(feature = "aws")]
+pub mod recovery;
 #[cfg(feature = "aws")]
 pub mod repo;
 #[cfg(feature = "aws")]
 pub mod restore;
 #[cfg(feature = "aws")]
+pub mod salvage;
+#[cfg(feature = "aws")]
+pub mod snapshot;
+#[cfg(feature = "aws")]
+pub mod snapshot_ops;
+#[cfg(feature = "aws")]
 pub mod source;
 #[cfg(feature = "aws")]
+pub mod status;
+#[cfg(feature = "aws")]
 pub mod storage;
+#[cfg(feature = "aws")]
+pub mod validate;
 #[cfg(feature = "aws")]
 pub mod verify;

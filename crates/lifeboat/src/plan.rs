@@ -648,7 +648,35 @@ pub struct Plan {
     pub tier: Tier,
 }
 
+/// The URL schemes of databases a plan's `sources` may name for logical
+/// dumps (`crate::dump`).
+pub const DATABASE_SCHEMES: &[&str] = &[
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "sqlite",
+    "redis",
+    "duckdb",
+];
+
+/// Whether a plan source is a database URL (a logical dump) rather than an S3 location.
+pub fn is_database_url(source: &str) -> bool {
+    source
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| DATABASE_SCHEMES.contains(&scheme) && !rest.is_empty())
+}
+
 impl Plan {
+    /// The sources that are databases to dump (the rest are S3 locations).
+    pub fn database_sources(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .map(String::as_str)
+            .filter(|s| is_database_url(s))
+            .collect()
+    }
+
     /// The next `n` runs after `after`, in the plan's time zone.
     pub fn next_runs(&self, after: Timestamp, n: usize) -> Result<Vec<Zoned>, ScheduleError> {
         self.schedule.next_runs(after, &self.zone, n)
@@ -991,20 +1019,23 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
         }
     }
     for source in &raw.sources {
+        if is_database_url(source) {
+            continue;
+        }
         let bucket = source
             .strip_prefix("s3://")
             .map(|rest| rest.split('/').next().unwrap_or_default());
         if bucket.is_none_or(str::is_empty) {
             problems.add(
                 "sources",
-                format!("{source:?} is not an S3 location: write s3://BUCKET[/PREFIX]"),
+                format!("{source:?} is neither an S3 location (s3://BUCKET[/PREFIX]) nor a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://)"),
             );
         }
     }
     if raw.tags.is_empty() && raw.resources.is_empty() && raw.sources.is_empty() {
         problems.add(
             "selection",
-            "the plan selects nothing: give tags (e.g. tags = { backup = \"daily\" }), resources (ARNs or identifiers) or sources (s3://...)",
+            "the plan selects nothing: give tags (e.g. tags = { backup = \"daily\" }), resources (ARNs or identifiers) or sources (s3://... or database URLs)",
         );
     }
     let mut copy_regions = Vec::new();

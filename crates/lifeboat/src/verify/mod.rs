@@ -16,6 +16,11 @@
 //! Damage is reported as [`Problem`]s, each naming the object and the entries
 //! it affects; only failures to reach the store or the catalog are errors.
 //! Every verification is recorded in the catalog.
+//!
+//! Sample mode ([`sample`]) checks the store rather than one backup: a share
+//! of its packs each run, read whole, continuing where the last run stopped.
+
+pub mod sample;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -291,13 +296,13 @@ async fn check_manifest(
 
 /// The store's index, from every index object that checks out; each one
 /// that does not is a problem (its chunks then show up as not in the index).
-struct CheckedIndex {
-    index: Index,
+pub(crate) struct CheckedIndex {
+    pub(crate) index: Index,
     /// What the index says each pack holds (for deep mode's header check).
-    pack_blobs: HashMap<PackId, Vec<BlobLocation>>,
+    pub(crate) pack_blobs: HashMap<PackId, Vec<BlobLocation>>,
 }
 
-async fn load_index(repo: &Repository, report: &mut VerifyReport) -> Result<CheckedIndex, VerifyError> {
+pub(crate) async fn load_index(repo: &Repository, report: &mut VerifyReport) -> Result<CheckedIndex, VerifyError> {
     let objects = repo.storage.list(&repo.layout.index_dir()).await?;
     let fetched: Vec<(ObjectInfo, Result<bytes::Bytes, StorageError>)> = futures::stream::iter(objects)
         .map(|object| async move {

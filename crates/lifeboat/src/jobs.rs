@@ -1,0 +1,559 @@
+//! Recovery jobs: restores, failovers, failbacks and drills, each a record in
+//! the catalog with its steps, their timings and outcome.
+//!
+//! A job runs as named steps ([`Job::step`]). Every step's start and end is
+//! written to the catalog before the next begins, so an interrupted job
+//! (a crash, a failing step, a closed laptop) leaves an exact account of
+//! what was done. Jobs of resumable kinds are reopened by
+//! [`Jobs::resume_or_start`]: steps a previous run completed are not run
+//! again; their recorded output is handed back instead.
+//!
+//! Keys in the catalog table (ARCHITECTURE.md, "The catalog table"):
+//! - `pk = job#ID`, `sk = job`: the record, as JSON in the `record`
+//!   attribute, with `kind`, `subject` and `status` beside it for reading in
+//!   the console; listed newest first through GSI `byTime` (`gsi2pk = job`);
+//! - `pk = jobopen#KIND#SUBJECT`, `sk = jobopen`: points at the unfinished
+//!   job of that kind and subject, which the next run resumes. Claimed with a
+//!   condition, so two runs cannot start two jobs for one subject.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Instant;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{dynamo_error, now_rfc3339, CatalogError};
+
+const BY_TIME: &str = "byTime";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    RestoreDb,
+    RestoreSnapshot,
+    Failover,
+    Failback,
+    Drill,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RestoreDb => "restore_db",
+            Self::RestoreSnapshot => "restore_snapshot",
+            Self::Failover => "failover",
+            Self::Failback => "failback",
+            Self::Drill => "drill",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Running,
+    Done,
+    Failed,
+}
+
+/// One step of a job. Field names are the API's (`--output json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub name: String,
+    pub status: StepStatus,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// What the step produced (an instance id, an endpoint, a report), as
+    /// handed back to a resumed run.
+    #[serde(default)]
+    pub output: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How many runs of the job started this step.
+    pub attempts: u32,
+}
+
+/// A recovery job. Field names are the API's (`--output json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    pub id: String,
+    pub kind: JobKind,
+    /// What the job acts on: a database identifier, a snapshot, a DR plan's name.
+    pub subject: String,
+    pub status: JobStatus,
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub steps: Vec<StepRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+    /// How many times the job was run (1, plus one per resumption).
+    pub runs: u32,
+}
+
+impl JobRecord {
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("no recovery job {id} in catalog table {table}: list jobs with `lifeboat jobs list`")]
+    Unknown { id: String, table: String },
+    #[error(
+        "another {kind} of {subject} started at the same moment (job {id}): let it finish, or run again to resume it"
+    )]
+    Busy { kind: JobKind, subject: String, id: String },
+    #[error("job {id} was resumed by another run of Lifeboat (run {runs}): this run stopped so that steps are not run twice; follow that run, or run again to take over")]
+    TakenOver { id: String, runs: u32 },
+    #[error("catalog table {table} holds a recovery job Lifeboat cannot read ({pk}): {message}")]
+    Corrupt { table: String, pk: String, message: String },
+}
+
+/// A step that failed, or a job whose record could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError<E: fmt::Display> {
+    #[error("step {step} failed: {error}")]
+    Step { step: String, error: E },
+    #[error("step {step}: {error}")]
+    Job { step: String, error: JobError },
+}
+
+impl<E: fmt::Display> StepError<E> {
+    pub fn step(&self) -> &str {
+        match self {
+            Self::Step { step, .. } | Self::Job { step, .. } => step,
+        }
+    }
+}
+
+/// The recovery jobs kept in a catalog table (`Catalog::jobs`).
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    region: String,
+}
+
+impl Jobs {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+            region: region.to_owned(),
+        }
+    }
+
+    fn error<E, R>(&self, error: SdkError<E, R>) -> JobError
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        JobError::Catalog(dynamo_error(&self.table, &self.region, error))
+    }
+
+    /// Starts a new job, whatever else runs.
+    pub async fn start(&self, kind: JobKind, subject: &str) -> Result<Job, JobError> {
+        let mut job = Job::new(self.clone(), kind, subject, false, None);
+        job.save().await?;
+        Ok(job)
+    }
+
+    /// Resumes the unfinished job of `kind` for `subject`, or starts one.
+    /// A resumed job keeps its id, its start time (so its measured duration
+    /// covers the interruption) and its completed steps.
+    pub async fn resume_or_start(&self, kind: JobKind, subject: &str) -> Result<Job, JobError> {
+        let pointer = open_pk(kind, subject);
+        if let Some(id) = self.open_job(&pointer).await? {
+            match self.get(&id).await {
+                Ok(mut record) => {
+                    let stored_runs = record.runs;
+                    record.status = JobStatus::Running;
+                    record.finished_at = None;
+                    record.error = None;
+                    record.runs += 1;
+                    let mut job = Job {
+                        jobs: self.clone(),
+                        record,
+                        resumed: true,
+                        open: Some(pointer),
+                        stored_runs,
+                    };
+                    job.save().await?;
+                    return Ok(job);
+                }
+                // The pointer outlived its job (deleted by hand): start afresh.
+                Err(JobError::Unknown { .. }) => self.clear_open(&pointer).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut job = Job::new(self.clone(), kind, subject, false, Some(pointer.clone()));
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(pointer.clone()))
+            .item("sk", AttributeValue::S("jobopen".into()))
+            .item("jobId", AttributeValue::S(job.record.id.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => {
+                let id = self.open_job(&pointer).await?.unwrap_or_default();
+                return Err(JobError::Busy {
+                    kind,
+                    subject: subject.to_owned(),
+                    id,
+                });
+            }
+            Err(e) => return Err(self.error(e)),
+        }
+        job.save().await?;
+        Ok(job)
+    }
+
+    async fn open_job(&self, pointer: &str) -> Result<Option<String>, JobError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pointer.to_owned()))
+            .key("sk", AttributeValue::S("jobopen".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?
+            .item;
+        Ok(item.and_then(|i| i.get("jobId").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn clear_open(&self, pointer: &str) -> Result<(), JobError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pointer.to_owned()))
+            .key("sk", AttributeValue::S("jobopen".into()))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<JobRecord, JobError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(job_pk(id)))
+            .key("sk", AttributeValue::S("job".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?
+            .item;
+        match item {
+            Some(item) => self.record_from_item(&item),
+            None => Err(JobError::Unknown {
+                id: id.to_owned(),
+                table: self.table.clone(),
+            }),
+        }
+    }
+
+    /// Jobs, newest first; at most `limit`.
+    pub async fn list(&self, limit: Option<usize>) -> Result<Vec<JobRecord>, JobError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_TIME)
+            .key_condition_expression("gsi2pk = :job")
+            .expression_attribute_values(":job", AttributeValue::S("job".into()))
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send();
+        let mut jobs = Vec::new();
+        while let Some(item) = pages.next().await {
+            jobs.push(self.record_from_item(&item.map_err(|e| self.error(e))?)?);
+            if limit.is_some_and(|l| jobs.len() >= l) {
+                break;
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn record_from_item(&self, item: &HashMap<String, AttributeValue>) -> Result<JobRecord, JobError> {
+        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let corrupt = |message: String| JobError::Corrupt {
+            table: self.table.clone(),
+            pk: pk.clone(),
+            message,
+        };
+        let text = item
+            .get("record")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| corrupt("no record attribute".into()))?;
+        serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+fn job_pk(id: &str) -> String {
+    format!("job#{id}")
+}
+
+fn open_pk(kind: JobKind, subject: &str) -> String {
+    format!("jobopen#{kind}#{subject}")
+}
+
+fn new_job_id() -> String {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_else(|_| "00000000T000000Z".to_owned());
+    format!("job-{stamp}-{:08x}", rand::random::<u32>())
+}
+
+/// A job being run: its record, written to the catalog at every change.
+#[derive(Debug)]
+pub struct Job {
+    jobs: Jobs,
+    record: JobRecord,
+    resumed: bool,
+    /// The open-job pointer, for resumable jobs.
+    open: Option<String>,
+    /// `runs` as the catalog holds it. Every write is conditional on it, so
+    /// when another process resumes the job (incrementing `runs`), this one's
+    /// next write fails and it stops instead of running steps twice.
+    stored_runs: u32,
+}
+
+impl Job {
+    fn new(jobs: Jobs, kind: JobKind, subject: &str, resumed: bool, open: Option<String>) -> Self {
+        Self {
+            jobs,
+            record: JobRecord {
+                id: new_job_id(),
+                kind,
+                subject: subject.to_owned(),
+                status: JobStatus::Running,
+                started_at: now_rfc3339(),
+                finished_at: None,
+                error: None,
+                steps: Vec::new(),
+                report: None,
+                runs: 1,
+            },
+            resumed,
+            open,
+            stored_runs: 0,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    pub fn record(&self) -> &JobRecord {
+        &self.record
+    }
+
+    /// Whether this run continues an interrupted one.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    pub fn step_done(&self, name: &str) -> bool {
+        self.record.step(name).is_some_and(|s| s.status == StepStatus::Done)
+    }
+
+    /// Runs step `name`, unless an earlier run of this job completed it: then
+    /// its recorded output is returned and `f` is not called.
+    pub async fn step<T, E, F, Fut>(&mut self, name: &str, f: F) -> Result<T, StepError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        E: fmt::Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let job_error = |error: JobError| StepError::Job {
+            step: name.to_owned(),
+            error,
+        };
+        if let Some(done) = self.record.step(name).filter(|s| s.status == StepStatus::Done) {
+            match serde_json::from_value(done.output.clone()) {
+                Ok(output) => return Ok(output),
+                // Recorded by another version of Lifeboat in another shape: run it again.
+                Err(e) => tracing::warn!(step = name, error = %e, "recorded output unreadable; running the step again"),
+            }
+        }
+        let started = Instant::now();
+        let index = match self.record.steps.iter().position(|s| s.name == name) {
+            Some(i) => i,
+            None => {
+                self.record.steps.push(StepRecord {
+                    name: name.to_owned(),
+                    status: StepStatus::Running,
+                    started_at: String::new(),
+                    finished_at: None,
+                    duration_ms: None,
+                    output: serde_json::Value::Null,
+                    error: None,
+                    attempts: 0,
+                });
+                self.record.steps.len() - 1
+            }
+        };
+        {
+            let step = &mut self.record.steps[index];
+            step.status = StepStatus::Running;
+            step.started_at = now_rfc3339();
+            step.finished_at = None;
+            step.duration_ms = None;
+            step.error = None;
+            step.attempts += 1;
+        }
+        self.save().await.map_err(job_error)?;
+        tracing::info!(job = %self.record.id, step = name, "step started");
+        let result = f().await;
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let step = &mut self.record.steps[index];
+        step.finished_at = Some(now_rfc3339());
+        step.duration_ms = Some(elapsed);
+        match result {
+            Ok(output) => {
+                step.status = StepStatus::Done;
+                step.output = serde_json::to_value(&output).unwrap_or(serde_json::Value::Null);
+                self.save().await.map_err(job_error)?;
+                tracing::info!(job = %self.record.id, step = name, elapsed_ms = elapsed, "step done");
+                Ok(output)
+            }
+            Err(error) => {
+                step.status = StepStatus::Failed;
+                step.error = Some(error.to_string());
+                self.save().await.map_err(job_error)?;
+                tracing::info!(job = %self.record.id, step = name, %error, "step failed");
+                Err(StepError::Step {
+                    step: name.to_owned(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// The job succeeded. It is no longer resumable.
+    pub async fn finish(mut self, report: Option<serde_json::Value>) -> Result<JobRecord, JobError> {
+        self.record.status = JobStatus::Succeeded;
+        self.record.finished_at = Some(now_rfc3339());
+        self.record.report = report;
+        self.save().await?;
+        self.close().await?;
+        Ok(self.record)
+    }
+
+    /// The job failed; a resumable job stays open, so running it again
+    /// continues from the failed step.
+    pub async fn fail(mut self, error: &str) -> Result<JobRecord, JobError> {
+        self.record.status = JobStatus::Failed;
+        self.record.finished_at = Some(now_rfc3339());
+        self.record.error = Some(error.to_owned());
+        self.save().await?;
+        Ok(self.record)
+    }
+
+    /// The job failed and must not be resumed (a drill after its teardown).
+    pub async fn abandon(mut self, error: &str) -> Result<JobRecord, JobError> {
+        self.record.status = JobStatus::Failed;
+        self.record.finished_at = Some(now_rfc3339());
+        self.record.error = Some(error.to_owned());
+        self.save().await?;
+        self.close().await?;
+        Ok(self.record)
+    }
+
+    async fn close(&self) -> Result<(), JobError> {
+        match &self.open {
+            Some(pointer) => self.jobs.clear_open(pointer).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn save(&mut self) -> Result<(), JobError> {
+        let record = serde_json::to_string(&self.record).map_err(|e| JobError::Corrupt {
+            table: self.jobs.table.clone(),
+            pk: job_pk(&self.record.id),
+            message: e.to_string(),
+        })?;
+        let status = match self.record.status {
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        };
+        let result = self
+            .jobs
+            .client
+            .put_item()
+            .table_name(&self.jobs.table)
+            .item("pk", AttributeValue::S(job_pk(&self.record.id)))
+            .item("sk", AttributeValue::S("job".into()))
+            .item("gsi2pk", AttributeValue::S("job".into()))
+            .item(
+                "gsi2sk",
+                AttributeValue::S(format!("{}#{}", self.record.started_at, self.record.id)),
+            )
+            .item("kind", AttributeValue::S(self.record.kind.as_str().into()))
+            .item("subject", AttributeValue::S(self.record.subject.clone()))
+            .item("status", AttributeValue::S(status.into()))
+            .item("record", AttributeValue::S(record))
+            .item("runs", AttributeValue::N(self.record.runs.to_string()))
+            .condition_expression("attribute_not_exists(pk) OR #runs = :stored")
+            .expression_attribute_names("#runs", "runs")
+            .expression_attribute_values(":stored", AttributeValue::N(self.stored_runs.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                self.stored_runs = self.record.runs;
+                Ok(())
+            }
+            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => {
+                Err(JobError::TakenOver {
+                    id: self.record.id.clone(),
+                    runs: self.record.runs,
+                })
+            }
+            Err(e) => Err(self.jobs.error(e)),
+        }
+    }
+}

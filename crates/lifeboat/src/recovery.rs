@@ -1,0 +1,1295 @@
+//! Restoring RDS databases: a DB instance or an Aurora cluster to a point in
+//! time, or a DB snapshot or cluster snapshot into a new database. Each
+//! restore is a recovery job in the catalog (`crate::jobs`) with the steps
+//!
+//! - `check-window`: find the source, compute its restorable window and check
+//!   the time against it (`crate::pitr`), check the target name is free;
+//! - `restore`: the RDS restore call (for a cluster, then `create-instance`:
+//!   the cluster's first instance, of the source's class and engine);
+//! - `wait` (with `wait`): until the database is `available`;
+//! - `validate` (with checks): the checks file's SQL assertions
+//!   (`crate::validate`) against the restored database.
+//!
+//! A job is resumable: a rerun with the same arguments continues after the
+//! last step that completed (a restore whose validation failed is validated
+//! again, not restored again). A rerun with other arguments leaves the old
+//! job behind (abandoned) and starts a new one.
+
+use std::time::Duration;
+
+use aws_sdk_rds::types::{DbCluster, DbInstance, Tag};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::error_code;
+use crate::jobs::{Job, JobError, JobKind, JobRecord, Jobs, StepError};
+use crate::pitr::{
+    self, check_time, restore_window, RestoreTime, RestoreWindow, StatusProbe, WaitPolicy, WindowError, WindowFacts,
+};
+use crate::validate::{Checks, ValidateError, ValidationReport};
+
+/// Tag put on every database a restore creates: the job that made it.
+pub const JOB_TAG: &str = "lifeboat:recovery-job";
+/// Tag put on every database a restore creates: what it was restored from.
+pub const RESTORED_FROM_TAG: &str = "lifeboat:restored-from";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("no DB instance or Aurora cluster {id} in region {region}: check the name and the region (`aws rds describe-db-instances --region {region}`, `aws rds describe-db-clusters --region {region}`)")]
+    NoSource { id: String, region: String },
+    #[error("DB instance {instance} is a member of Aurora cluster {cluster}: restore the cluster (`lifeboat restore db {cluster} ...`)")]
+    ClusterMember { instance: String, cluster: String },
+    #[error("no DB snapshot or DB cluster snapshot {id} in region {region}: list snapshots with `lifeboat status` or `aws rds describe-db-snapshots --region {region}` (and `describe-db-cluster-snapshots`), or pass the region the snapshot is in")]
+    NoSnapshot { id: String, region: String },
+    #[error(
+        "snapshot {id} in region {region} is {status}, not available: restore it once it is (or pick another snapshot)"
+    )]
+    SnapshotNotReady { id: String, region: String, status: String },
+    #[error("{what} {name} already exists in region {region}: restores never overwrite; pass another name with --as, or delete it first")]
+    TargetExists { what: String, name: String, region: String },
+    #[error("{name:?} is not a valid DB identifier (a letter, then letters, digits and single hyphens, at most 63, no hyphen at the end)")]
+    BadName { name: String },
+    #[error("{arn} names region {arn_region}, but the restore was asked for region {region}: drop --region, or pass the identifier")]
+    RegionMismatch {
+        arn: String,
+        arn_region: String,
+        region: String,
+    },
+    #[error("{arn:?} is not an RDS snapshot ARN (arn:aws:rds:REGION:ACCOUNT:snapshot:ID or ...:cluster-snapshot:ID)")]
+    BadArn { arn: String },
+    #[error("cannot tell which instance class the restored cluster's instance should have ({why}): pass --instance-class, e.g. db.r6g.large")]
+    NoInstanceClass { why: String },
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error(transparent)]
+    Wait(#[from] pitr::WaitError),
+    #[error("restored {what} has no endpoint yet, so the checks cannot reach it")]
+    NoEndpoint { what: String },
+    #[error("validation failed: {message}")]
+    ChecksFailed { message: String },
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    #[error("RDS {action} in region {region} failed: {message}")]
+    Rds {
+        action: &'static str,
+        region: String,
+        message: String,
+    },
+    #[error("recording the recovery job: {0}")]
+    Job(#[from] JobError),
+    #[error("recovery job {} failed at step {step}: {message}", job.id)]
+    Failed {
+        job: Box<JobRecord>,
+        step: String,
+        message: String,
+        /// Whether running the same command again resumes the job.
+        resumable: bool,
+    },
+}
+
+/// The RDS client of the region a restore happens in.
+#[derive(Clone, Debug)]
+pub struct RdsRegion {
+    pub client: aws_sdk_rds::Client,
+    pub region: String,
+}
+
+impl RdsRegion {
+    pub fn new(client: aws_sdk_rds::Client, region: &str) -> Self {
+        Self {
+            client,
+            region: region.to_owned(),
+        }
+    }
+
+    /// The client of `config`'s region.
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(
+            aws_sdk_rds::Client::new(config),
+            &config.region().map(|r| r.to_string()).unwrap_or_default(),
+        )
+    }
+
+    fn error<E, R>(&self, action: &'static str, error: &aws_sdk_rds::error::SdkError<E, R>) -> RecoveryError
+    where
+        E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let (code, message) = error_code(error);
+        RecoveryError::Rds {
+            action,
+            region: self.region.clone(),
+            message: match code {
+                Some(code) => format!("{code}: {message}"),
+                None => message,
+            },
+        }
+    }
+
+    async fn instance(&self, id: &str) -> Result<Option<DbInstance>, RecoveryError> {
+        match self
+            .client
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_instances().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("DescribeDBInstances", &e)),
+        }
+    }
+
+    async fn cluster(&self, id: &str) -> Result<Option<DbCluster>, RecoveryError> {
+        match self
+            .client
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_clusters().first().cloned()),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("DescribeDBClusters", &e)),
+        }
+    }
+
+    /// The automated backups' restore window of an instance, when RDS reports one.
+    async fn automated_backup_window(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Option<Timestamp>, Option<Timestamp>)>, RecoveryError> {
+        let out = match self
+            .client
+            .describe_db_instance_automated_backups()
+            .db_instance_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(self.error("DescribeDBInstanceAutomatedBackups", &e)),
+        };
+        Ok(out
+            .db_instance_automated_backups()
+            .iter()
+            .filter_map(|b| b.restore_window())
+            .map(|w| (w.earliest_time().map(timestamp), w.latest_time().map(timestamp)))
+            .next())
+    }
+
+    /// Fails if a DB instance or cluster called `name` exists.
+    async fn check_free(&self, name: &str) -> Result<(), RecoveryError> {
+        if !pitr::valid_identifier(name) {
+            return Err(RecoveryError::BadName { name: name.to_owned() });
+        }
+        let taken = if self.instance(name).await?.is_some() {
+            Some("DB instance")
+        } else if self.cluster(name).await?.is_some() {
+            Some("Aurora cluster")
+        } else {
+            None
+        };
+        match taken {
+            Some(what) => Err(RecoveryError::TargetExists {
+                what: what.to_owned(),
+                name: name.to_owned(),
+                region: self.region.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The class of a cluster's writer (else any member).
+    async fn cluster_instance_class(&self, cluster: &DbCluster) -> Result<Option<String>, RecoveryError> {
+        if let Some(class) = cluster.db_cluster_instance_class() {
+            return Ok(Some(class.to_owned()));
+        }
+        let mut members: Vec<_> = cluster.db_cluster_members().iter().collect();
+        members.sort_by_key(|m| !m.is_cluster_writer().unwrap_or(false));
+        for member in members {
+            if let Some(id) = member.db_instance_identifier() {
+                if let Some(class) = self
+                    .instance(id)
+                    .await?
+                    .and_then(|i| i.db_instance_class().map(str::to_owned))
+                {
+                    return Ok(Some(class));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn is_not_found<E, R>(error: &aws_sdk_rds::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    matches!(
+        error_code(error).0.as_deref(),
+        Some(
+            "DBInstanceNotFound"
+                | "DBInstanceNotFoundFault"
+                | "DBClusterNotFoundFault"
+                | "DBClusterNotFound"
+                | "DBSnapshotNotFound"
+                | "DBSnapshotNotFoundFault"
+                | "DBClusterSnapshotNotFoundFault"
+                | "DBInstanceAutomatedBackupNotFound"
+                | "DBInstanceAutomatedBackupNotFoundFault"
+        )
+    )
+}
+
+fn timestamp(at: &aws_sdk_rds::primitives::DateTime) -> Timestamp {
+    Timestamp::new(at.secs(), i32::try_from(at.subsec_nanos()).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn sdk_time(at: Timestamp) -> aws_sdk_rds::primitives::DateTime {
+    aws_sdk_rds::primitives::DateTime::from_secs_and_nanos(at.as_second(), at.subsec_nanosecond().unsigned_abs())
+}
+
+/// What a restore works on or makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbKind {
+    DbInstance,
+    Cluster,
+}
+
+impl DbKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::DbInstance => "DB instance",
+            Self::Cluster => "Aurora cluster",
+        }
+    }
+}
+
+/// The database a restore copies, as the `check-window` step found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceDb {
+    pub kind: DbKind,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The class the restored (cluster's) instance gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_group: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
+/// The outcome of the `check-window` step of a point-in-time restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PitrCheck {
+    /// The arguments, to tell a rerun from a different restore.
+    pub requested: Request,
+    pub source: SourceDb,
+    pub window: RestoreWindow,
+    /// The time restored to (for `latest`, the window's end when checked).
+    pub restore_time: Timestamp,
+    pub target: String,
+}
+
+/// What was asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A database a restore made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    pub kind: DbKind,
+    pub id: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// A cluster's instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The status RDS reported last.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+}
+
+impl Restored {
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.kind.describe(), self.id)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A point-in-time restore to run.
+#[derive(Clone, Debug)]
+pub struct PitrOptions {
+    /// The DB instance or Aurora cluster identifier (or ARN).
+    pub source: String,
+    pub time: RestoreTime,
+    /// The new database's name; default [`pitr::pitr_name`].
+    pub name: Option<String>,
+    /// The class of a restored cluster's instance; default the source's.
+    pub instance_class: Option<String>,
+    /// Wait until available (implied by `checks`).
+    pub wait: Option<WaitPolicy>,
+    pub checks: Option<Checks>,
+    pub now: Timestamp,
+}
+
+/// A snapshot restore to run.
+#[derive(Clone, Debug)]
+pub struct SnapshotRestoreOptions {
+    /// A DB snapshot or cluster snapshot identifier, or its ARN.
+    pub snapshot: String,
+    /// The new database's name; default [`pitr::snapshot_restore_name`].
+    pub name: Option<String>,
+    /// The class of a restored cluster's instance; default the source cluster's.
+    pub instance_class: Option<String>,
+    pub wait: Option<WaitPolicy>,
+    pub checks: Option<Checks>,
+    pub now: Timestamp,
+}
+
+/// A finished restore.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryReport {
+    pub job: JobRecord,
+    pub restored: Restored,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<RestoreWindow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_time: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationReport>,
+}
+
+/// Told about progress worth showing a person (status changes while waiting).
+pub type Progress<'a> = &'a mut (dyn FnMut(&str) + Send);
+
+/// The steps that only look: a job that fails in one of them changed
+/// nothing, so it is closed (not resumable) and a rerun starts afresh.
+const CHECK_STEPS: &[&str] = &["check-window", "check-snapshot"];
+
+/// A step's failure: recorded in the job, which is then marked failed.
+async fn failed(job: Job, error: StepError<RecoveryError>) -> RecoveryError {
+    match error {
+        StepError::Step { step, error } => {
+            let message = error.to_string();
+            let resumable = !CHECK_STEPS.contains(&step.as_str());
+            let closed = if resumable {
+                job.fail(&message).await
+            } else {
+                job.abandon(&message).await
+            };
+            match closed {
+                Ok(record) => RecoveryError::Failed {
+                    job: Box::new(record),
+                    step,
+                    message,
+                    resumable,
+                },
+                Err(e) => RecoveryError::Job(e),
+            }
+        }
+        StepError::Job { error, .. } => RecoveryError::Job(error),
+    }
+}
+
+/// Opens the job for `subject`: resumes an unfinished one made with the same
+/// arguments, abandons one made with others.
+async fn open_job(
+    jobs: &Jobs,
+    kind: JobKind,
+    subject: &str,
+    check_step: &str,
+    request: &Request,
+) -> Result<Job, RecoveryError> {
+    let job = jobs.resume_or_start(kind, subject).await?;
+    let recorded = job
+        .record()
+        .step(check_step)
+        .filter(|_| job.step_done(check_step))
+        .and_then(|s| s.output.get("requested").cloned())
+        .and_then(|v| serde_json::from_value::<Request>(v).ok());
+    match recorded {
+        Some(recorded) if recorded != *request => {
+            let id = job.id().to_owned();
+            job.abandon("superseded: restore run again with other arguments")
+                .await?;
+            tracing::info!(job = %id, "unfinished restore with other arguments abandoned");
+            Ok(jobs.resume_or_start(kind, subject).await?)
+        }
+        _ => Ok(job),
+    }
+}
+
+fn tags(job_id: &str, from: &str) -> Vec<Tag> {
+    vec![
+        Tag::builder().key(JOB_TAG).value(job_id).build(),
+        Tag::builder().key(RESTORED_FROM_TAG).value(from).build(),
+    ]
+}
+
+/// Restores a DB instance or Aurora cluster to a point in time, as a
+/// recovery job (`restore_db`, subject: the source's identifier).
+pub async fn restore_to_point_in_time(
+    rds: &RdsRegion,
+    jobs: &Jobs,
+    options: &PitrOptions,
+    progress: Progress<'_>,
+) -> Result<RecoveryReport, RecoveryError> {
+    let source_id = resource_id(&options.source);
+    let request = Request {
+        source: source_id.clone(),
+        time: Some(options.time.to_string()),
+        name: options.name.clone(),
+    };
+    let mut job = open_job(jobs, JobKind::RestoreDb, &source_id, "check-window", &request).await?;
+    let job_id = job.id().to_owned();
+    let check = match job
+        .step("check-window", || check_pitr(rds, options, &source_id, request.clone()))
+        .await
+    {
+        Ok(check) => check,
+        Err(e) => return Err(failed(job, e).await),
+    };
+    let restored = match job.step("restore", || start_pitr(rds, &check, &job_id)).await {
+        Ok(restored) => restored,
+        Err(e) => return Err(failed(job, e).await),
+    };
+    let restored = match finish_cluster(rds, &mut job, restored, check.source.instance_class.clone()).await {
+        Ok(restored) => restored,
+        Err(e) => return Err(failed(job, e).await),
+    };
+    let (restored, validation) =
+        match wait_and_validate(rds, &mut job, restored, options.wait, options.checks.as_ref(), progress).await {
+            Ok(done) => done,
+            Err(e) => return Err(failed(job, e).await),
+        };
+    let report = serde_json::json!({
+        "source": check.source,
+        "window": check.window,
+        "restoreTime": check.restore_time,
+        "restored": restored,
+        "validation": validation,
+    });
+    let record = job.finish(Some(report)).await?;
+    Ok(RecoveryReport {
+        job: record,
+        restored,
+        window: Some(check.window),
+        restore_time: Some(check.restore_time),
+        validation,
+    })
+}
+
+/// `arn:aws:rds:REGION:ACCOUNT:db:NAME` → `NAME`; an identifier stays.
+fn resource_id(text: &str) -> String {
+    if text.starts_with("arn:") {
+        text.rsplit(':').next().unwrap_or(text).to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+async fn check_pitr(
+    rds: &RdsRegion,
+    options: &PitrOptions,
+    source_id: &str,
+    requested: Request,
+) -> Result<PitrCheck, RecoveryError> {
+    let (source, facts) = if let Some(instance) = rds.instance(source_id).await? {
+        if let Some(cluster) = instance.db_cluster_identifier() {
+            return Err(RecoveryError::ClusterMember {
+                instance: source_id.to_owned(),
+                cluster: cluster.to_owned(),
+            });
+        }
+        let facts = WindowFacts {
+            resource: format!("DB instance {source_id}"),
+            retention_days: instance.backup_retention_period().unwrap_or(0),
+            automated_backup_window: rds.automated_backup_window(source_id).await?,
+            earliest_restorable: None,
+            latest_restorable: instance.latest_restorable_time().map(timestamp),
+            created_at: instance.instance_create_time().map(timestamp),
+        };
+        let source = SourceDb {
+            kind: DbKind::DbInstance,
+            id: source_id.to_owned(),
+            arn: instance.db_instance_arn().map(str::to_owned),
+            engine: instance.engine().map(str::to_owned),
+            instance_class: instance.db_instance_class().map(str::to_owned),
+            subnet_group: instance
+                .db_subnet_group()
+                .and_then(|g| g.db_subnet_group_name())
+                .map(str::to_owned),
+            security_groups: instance
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(str::to_owned))
+                .collect(),
+        };
+        (source, facts)
+    } else if let Some(cluster) = rds.cluster(source_id).await? {
+        let facts = WindowFacts {
+            resource: format!("Aurora cluster {source_id}"),
+            retention_days: cluster.backup_retention_period().unwrap_or(0),
+            automated_backup_window: None,
+            earliest_restorable: cluster.earliest_restorable_time().map(timestamp),
+            latest_restorable: cluster.latest_restorable_time().map(timestamp),
+            created_at: cluster.cluster_create_time().map(timestamp),
+        };
+        let instance_class = match &options.instance_class {
+            Some(class) => Some(class.clone()),
+            None => rds.cluster_instance_class(&cluster).await?,
+        };
+        let source = SourceDb {
+            kind: DbKind::Cluster,
+            id: source_id.to_owned(),
+            arn: cluster.db_cluster_arn().map(str::to_owned),
+            engine: cluster.engine().map(str::to_owned),
+            instance_class,
+            subnet_group: cluster.db_subnet_group().map(str::to_owned),
+            security_groups: cluster
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(str::to_owned))
+                .collect(),
+        };
+        (source, facts)
+    } else {
+        return Err(RecoveryError::NoSource {
+            id: source_id.to_owned(),
+            region: rds.region.clone(),
+        });
+    };
+    let window = restore_window(&facts, options.now)?;
+    let restore_time = check_time(&facts.resource, &window, options.time)?;
+    if source.kind == DbKind::Cluster && source.instance_class.is_none() {
+        return Err(RecoveryError::NoInstanceClass {
+            why: format!("cluster {source_id} has no instance to copy the class from"),
+        });
+    }
+    let target = options
+        .name
+        .clone()
+        .unwrap_or_else(|| pitr::pitr_name(source_id, restore_time));
+    rds.check_free(&target).await?;
+    Ok(PitrCheck {
+        requested,
+        source,
+        window,
+        restore_time,
+        target,
+    })
+}
+
+/// The database `target` if this job already created it: a run that was
+/// interrupted after RDS accepted the restore but before the step was
+/// recorded resumes with it instead of failing on "already exists".
+async fn made_by_job(
+    rds: &RdsRegion,
+    kind: DbKind,
+    target: &str,
+    job_id: &str,
+) -> Result<Option<Restored>, RecoveryError> {
+    let ours = |tags: &[Tag]| {
+        tags.iter()
+            .any(|t| t.key() == Some(JOB_TAG) && t.value() == Some(job_id))
+    };
+    Ok(match kind {
+        DbKind::DbInstance => rds
+            .instance(target)
+            .await?
+            .filter(|i| ours(i.tag_list()))
+            .map(|i| restored_instance(Some(&i), target, &rds.region)),
+        DbKind::Cluster => rds
+            .cluster(target)
+            .await?
+            .filter(|c| ours(c.tag_list()))
+            .map(|c| restored_cluster(Some(&c), target, &rds.region)),
+    })
+}
+
+async fn start_pitr(rds: &RdsRegion, check: &PitrCheck, job_id: &str) -> Result<Restored, RecoveryError> {
+    let source = &check.source;
+    if let Some(restored) = made_by_job(rds, source.kind, &check.target, job_id).await? {
+        return Ok(restored);
+    }
+    let latest = check.requested.time.as_deref() == Some("latest");
+    let security_groups = (!source.security_groups.is_empty()).then(|| source.security_groups.clone());
+    match source.kind {
+        DbKind::DbInstance => {
+            let mut call = rds
+                .client
+                .restore_db_instance_to_point_in_time()
+                .source_db_instance_identifier(&source.id)
+                .target_db_instance_identifier(&check.target)
+                .set_db_subnet_group_name(source.subnet_group.clone())
+                .set_vpc_security_group_ids(security_groups)
+                .set_tags(Some(tags(job_id, &source.id)));
+            call = if latest {
+                call.use_latest_restorable_time(true)
+            } else {
+                call.restore_time(sdk_time(check.restore_time))
+            };
+            let out = call
+                .send()
+                .await
+                .map_err(|e| rds.error("RestoreDBInstanceToPointInTime", &e))?;
+            Ok(restored_instance(out.db_instance(), &check.target, &rds.region))
+        }
+        DbKind::Cluster => {
+            let mut call = rds
+                .client
+                .restore_db_cluster_to_point_in_time()
+                .source_db_cluster_identifier(&source.id)
+                .db_cluster_identifier(&check.target)
+                .set_db_subnet_group_name(source.subnet_group.clone())
+                .set_vpc_security_group_ids(security_groups)
+                .set_tags(Some(tags(job_id, &source.id)));
+            call = if latest {
+                call.use_latest_restorable_time(true)
+            } else {
+                call.restore_to_time(sdk_time(check.restore_time))
+            };
+            let out = call
+                .send()
+                .await
+                .map_err(|e| rds.error("RestoreDBClusterToPointInTime", &e))?;
+            Ok(restored_cluster(out.db_cluster(), &check.target, &rds.region))
+        }
+    }
+}
+
+fn restored_instance(instance: Option<&DbInstance>, id: &str, region: &str) -> Restored {
+    Restored {
+        kind: DbKind::DbInstance,
+        id: id.to_owned(),
+        region: region.to_owned(),
+        arn: instance.and_then(|i| i.db_instance_arn()).map(str::to_owned),
+        instance: None,
+        status: instance
+            .and_then(|i| i.db_instance_status())
+            .unwrap_or("creating")
+            .to_owned(),
+        endpoint: instance.and_then(instance_endpoint),
+    }
+}
+
+fn restored_cluster(cluster: Option<&DbCluster>, id: &str, region: &str) -> Restored {
+    Restored {
+        kind: DbKind::Cluster,
+        id: id.to_owned(),
+        region: region.to_owned(),
+        arn: cluster.and_then(|c| c.db_cluster_arn()).map(str::to_owned),
+        instance: None,
+        status: cluster.and_then(|c| c.status()).unwrap_or("creating").to_owned(),
+        endpoint: cluster.and_then(cluster_endpoint),
+    }
+}
+
+fn instance_endpoint(instance: &DbInstance) -> Option<Endpoint> {
+    let endpoint = instance.endpoint()?;
+    Some(Endpoint {
+        host: endpoint.address()?.to_owned(),
+        port: u16::try_from(endpoint.port()?).ok()?,
+    })
+}
+
+fn cluster_endpoint(cluster: &DbCluster) -> Option<Endpoint> {
+    Some(Endpoint {
+        host: cluster.endpoint()?.to_owned(),
+        port: u16::try_from(cluster.port()?).ok()?,
+    })
+}
+
+/// For a restored cluster, the `create-instance` step: its first instance.
+async fn finish_cluster(
+    rds: &RdsRegion,
+    job: &mut Job,
+    restored: Restored,
+    instance_class: Option<String>,
+) -> Result<Restored, StepError<RecoveryError>> {
+    if restored.kind != DbKind::Cluster {
+        return Ok(restored);
+    }
+    let job_id = job.id().to_owned();
+    job.step("create-instance", || async {
+        let class = instance_class.ok_or_else(|| RecoveryError::NoInstanceClass {
+            why: format!("no class recorded for cluster {}", restored.id),
+        })?;
+        let cluster = rds.cluster(&restored.id).await?.ok_or_else(|| RecoveryError::Rds {
+            action: "DescribeDBClusters",
+            region: rds.region.clone(),
+            message: format!("restored cluster {} is gone", restored.id),
+        })?;
+        let engine = cluster.engine().unwrap_or_default().to_owned();
+        let instance = pitr::cluster_instance_name(&restored.id);
+        let existing = rds.instance(&instance).await?;
+        if existing.is_none() {
+            rds.client
+                .create_db_instance()
+                .db_instance_identifier(&instance)
+                .db_cluster_identifier(&restored.id)
+                .db_instance_class(&class)
+                .engine(&engine)
+                .set_tags(Some(tags(&job_id, &restored.id)))
+                .send()
+                .await
+                .map_err(|e| rds.error("CreateDBInstance", &e))?;
+        }
+        Ok(Restored {
+            instance: Some(instance),
+            ..restored
+        })
+    })
+    .await
+}
+
+/// The `wait` step (with a policy or checks) and the `validate` step (with checks).
+async fn wait_and_validate(
+    rds: &RdsRegion,
+    job: &mut Job,
+    restored: Restored,
+    wait: Option<WaitPolicy>,
+    checks: Option<&Checks>,
+    progress: Progress<'_>,
+) -> Result<(Restored, Option<ValidationReport>), StepError<RecoveryError>> {
+    let policy = match (wait, checks) {
+        (Some(policy), _) => policy,
+        (None, Some(_)) => WaitPolicy::default(),
+        (None, None) => return Ok((restored, None)),
+    };
+    let restored = job
+        .step("wait", || wait_available(rds, restored, &policy, progress))
+        .await?;
+    let Some(checks) = checks else {
+        return Ok((restored, None));
+    };
+    let report = job
+        .step("validate", || async {
+            let url = if checks.uses_endpoint() {
+                let endpoint = restored.endpoint.as_ref().ok_or_else(|| RecoveryError::NoEndpoint {
+                    what: restored.describe(),
+                })?;
+                checks.url_for(&endpoint.host, endpoint.port)
+            } else {
+                checks.url.clone()
+            };
+            let report = crate::validate::run(&url, checks).await?;
+            match report.failure_message() {
+                Some(message) => Err(RecoveryError::ChecksFailed { message }),
+                None => Ok(report),
+            }
+        })
+        .await?;
+    Ok((restored, Some(report)))
+}
+
+/// Waits for the restored database (a cluster: then its instance) and reads its endpoint.
+async fn wait_available(
+    rds: &RdsRegion,
+    restored: Restored,
+    policy: &WaitPolicy,
+    progress: Progress<'_>,
+) -> Result<Restored, RecoveryError> {
+    let sleep = |pause: Duration| tokio::time::sleep(pause);
+    let what = restored.describe();
+    let mut note = |change: &pitr::StatusChange| {
+        progress(&format!(
+            "{what}: {} (waited {})",
+            change.status,
+            humantime::format_duration(Duration::from_secs(change.waited.as_secs()))
+        ))
+    };
+    match restored.kind {
+        DbKind::DbInstance => {
+            let mut probe = InstanceProbe {
+                rds: rds.clone(),
+                id: restored.id.clone(),
+            };
+            pitr::wait_until_available(&what, &mut probe, policy, sleep, &mut note).await?;
+            let instance = rds.instance(&restored.id).await?;
+            Ok(Restored {
+                status: "available".into(),
+                endpoint: instance
+                    .as_ref()
+                    .and_then(instance_endpoint)
+                    .or(restored.endpoint.clone()),
+                ..restored
+            })
+        }
+        DbKind::Cluster => {
+            let mut probe = ClusterProbe {
+                rds: rds.clone(),
+                id: restored.id.clone(),
+            };
+            pitr::wait_until_available(&what, &mut probe, policy, sleep, &mut note).await?;
+            if let Some(instance) = &restored.instance {
+                let what = format!("DB instance {instance}");
+                let mut note = |change: &pitr::StatusChange| {
+                    progress(&format!(
+                        "{what}: {} (waited {})",
+                        change.status,
+                        humantime::format_duration(Duration::from_secs(change.waited.as_secs()))
+                    ))
+                };
+                let mut probe = InstanceProbe {
+                    rds: rds.clone(),
+                    id: instance.clone(),
+                };
+                pitr::wait_until_available(&what, &mut probe, policy, sleep, &mut note).await?;
+            }
+            let cluster = rds.cluster(&restored.id).await?;
+            Ok(Restored {
+                status: "available".into(),
+                endpoint: cluster
+                    .as_ref()
+                    .and_then(cluster_endpoint)
+                    .or(restored.endpoint.clone()),
+                ..restored
+            })
+        }
+    }
+}
+
+struct InstanceProbe {
+    rds: RdsRegion,
+    id: String,
+}
+
+impl StatusProbe for InstanceProbe {
+    type Error = RecoveryError;
+    fn status(&mut self) -> impl std::future::Future<Output = Result<String, RecoveryError>> + Send {
+        let (rds, id) = (self.rds.clone(), self.id.clone());
+        async move {
+            Ok(rds
+                .instance(&id)
+                .await?
+                .and_then(|i| i.db_instance_status().map(str::to_owned))
+                .unwrap_or_else(|| pitr::NOT_FOUND.to_owned()))
+        }
+    }
+}
+
+struct ClusterProbe {
+    rds: RdsRegion,
+    id: String,
+}
+
+impl StatusProbe for ClusterProbe {
+    type Error = RecoveryError;
+    fn status(&mut self) -> impl std::future::Future<Output = Result<String, RecoveryError>> + Send {
+        let (rds, id) = (self.rds.clone(), self.id.clone());
+        async move {
+            Ok(rds
+                .cluster(&id)
+                .await?
+                .and_then(|c| c.status().map(str::to_owned))
+                .unwrap_or_else(|| pitr::NOT_FOUND.to_owned()))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot restores
+// ---------------------------------------------------------------------------
+
+/// A snapshot as named on the command line: an identifier, or an ARN (which
+/// also names the region and the kind).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    pub id: String,
+    pub region: Option<String>,
+    pub kind: Option<DbKind>,
+}
+
+impl SnapshotRef {
+    pub fn parse(text: &str) -> Result<Self, RecoveryError> {
+        if !text.starts_with("arn:") {
+            return Ok(Self {
+                id: text.to_owned(),
+                region: None,
+                kind: None,
+            });
+        }
+        let bad = || RecoveryError::BadArn { arn: text.to_owned() };
+        let parts: Vec<&str> = text.splitn(7, ':').collect();
+        if parts.len() != 7 || parts[2] != "rds" || parts[3].is_empty() || parts[6].is_empty() {
+            return Err(bad());
+        }
+        let kind = match parts[5] {
+            "snapshot" => DbKind::DbInstance,
+            "cluster-snapshot" => DbKind::Cluster,
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            id: parts[6].to_owned(),
+            region: Some(parts[3].to_owned()),
+            kind: Some(kind),
+        })
+    }
+
+    /// The region to restore in: the ARN's, which `--region` must not contradict.
+    pub fn region(&self, text: &str, asked: Option<&str>) -> Result<Option<String>, RecoveryError> {
+        restore_region(text, self.region.as_deref(), asked)
+    }
+}
+
+/// The region a restore of `text` (an identifier or an ARN) happens in: an
+/// ARN's own region, which `asked` (`--region`) must not contradict; else `asked`.
+pub fn restore_region(
+    text: &str,
+    arn_region: Option<&str>,
+    asked: Option<&str>,
+) -> Result<Option<String>, RecoveryError> {
+    match (arn_region, asked) {
+        (Some(own), Some(asked)) if own != asked => Err(RecoveryError::RegionMismatch {
+            arn: text.to_owned(),
+            arn_region: own.to_owned(),
+            region: asked.to_owned(),
+        }),
+        (Some(own), _) => Ok(Some(own.to_owned())),
+        (None, asked) => Ok(asked.map(str::to_owned)),
+    }
+}
+
+/// The region an RDS ARN names (`arn:aws:rds:REGION:...`), if `text` is one.
+pub fn arn_region(text: &str) -> Option<&str> {
+    let mut parts = text.splitn(5, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("rds"), Some(region)) if !region.is_empty() => Some(region),
+        _ => None,
+    }
+}
+
+/// The snapshot a restore starts from, as the `check-snapshot` step found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotInfo {
+    /// What the snapshot is of.
+    pub kind: DbKind,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The database it was taken of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+}
+
+/// The outcome of the `check-snapshot` step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotCheck {
+    pub requested: Request,
+    pub snapshot: SnapshotInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_class: Option<String>,
+    pub target: String,
+}
+
+/// Restores a DB snapshot or cluster snapshot into a new database, as a
+/// recovery job (`restore_snapshot`, subject: the snapshot's identifier).
+pub async fn restore_snapshot(
+    rds: &RdsRegion,
+    jobs: &Jobs,
+    options: &SnapshotRestoreOptions,
+    progress: Progress<'_>,
+) -> Result<RecoveryReport, RecoveryError> {
+    let snapshot = SnapshotRef::parse(&options.snapshot)?;
+    let request = Request {
+        source: snapshot.id.clone(),
+        time: None,
+        name: options.name.clone(),
+    };
+    let mut job = open_job(jobs, JobKind::RestoreSnapshot, &snapshot.id, "check-snapshot", &request).await?;
+    let job_id = job.id().to_owned();
+    let check = match job
+        .step("check-snapshot", || {
+            check_snapshot(rds, options, &snapshot, request.clone())
+        })
+        .await
+    {
+        Ok(check) => check,
+        Err(e) => return Err(failed(job, e).await),
+    };
+    let restored = match job
+        .step("restore", || start_snapshot_restore(rds, &check, &job_id))
+        .await
+    {
+        Ok(restored) => restored,
+        Err(e) => return Err(failed(job, e).await),
+    };
+    let restored = match finish_cluster(rds, &mut job, restored, check.instance_class.clone()).await {
+        Ok(restored) => restored,
+        Err(e) => return Err(failed(job, e).await),
+    };
+    let (restored, validation) =
+        match wait_and_validate(rds, &mut job, restored, options.wait, options.checks.as_ref(), progress).await {
+            Ok(done) => done,
+            Err(e) => return Err(failed(job, e).await),
+        };
+    let report = serde_json::json!({
+        "snapshot": check.snapshot,
+        "restored": restored,
+        "validation": validation,
+    });
+    let record = job.finish(Some(report)).await?;
+    Ok(RecoveryReport {
+        job: record,
+        restored,
+        window: None,
+        restore_time: None,
+        validation,
+    })
+}
+
+async fn find_snapshot(rds: &RdsRegion, snapshot: &SnapshotRef) -> Result<(SnapshotInfo, String), RecoveryError> {
+    if snapshot.kind != Some(DbKind::Cluster) {
+        match rds
+            .client
+            .describe_db_snapshots()
+            .db_snapshot_identifier(&snapshot.id)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                if let Some(s) = out.db_snapshots().first() {
+                    let info = SnapshotInfo {
+                        kind: DbKind::DbInstance,
+                        id: snapshot.id.clone(),
+                        arn: s.db_snapshot_arn().map(str::to_owned),
+                        engine: s.engine().map(str::to_owned),
+                        source: s.db_instance_identifier().map(str::to_owned),
+                        created_at: s.snapshot_create_time().map(timestamp),
+                    };
+                    return Ok((info, s.status().unwrap_or("available").to_owned()));
+                }
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(rds.error("DescribeDBSnapshots", &e)),
+        }
+    }
+    if snapshot.kind != Some(DbKind::DbInstance) {
+        match rds
+            .client
+            .describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(&snapshot.id)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                if let Some(s) = out.db_cluster_snapshots().first() {
+                    let info = SnapshotInfo {
+                        kind: DbKind::Cluster,
+                        id: snapshot.id.clone(),
+                        arn: s.db_cluster_snapshot_arn().map(str::to_owned),
+                        engine: s.engine().map(str::to_owned),
+                        source: s.db_cluster_identifier().map(str::to_owned),
+                        created_at: s.snapshot_create_time().map(timestamp),
+                    };
+                    return Ok((info, s.status().unwrap_or("available").to_owned()));
+                }
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(rds.error("DescribeDBClusterSnapshots", &e)),
+        }
+    }
+    Err(RecoveryError::NoSnapshot {
+        id: snapshot.id.clone(),
+        region: rds.region.clone(),
+    })
+}
+
+async fn check_snapshot(
+    rds: &RdsRegion,
+    options: &SnapshotRestoreOptions,
+    snapshot: &SnapshotRef,
+    requested: Request,
+) -> Result<SnapshotCheck, RecoveryError> {
+    let (info, status) = find_snapshot(rds, snapshot).await?;
+    if status != "available" {
+        return Err(RecoveryError::SnapshotNotReady {
+            id: info.id,
+            region: rds.region.clone(),
+            status,
+        });
+    }
+    let instance_class = match (info.kind, &options.instance_class) {
+        (DbKind::DbInstance, _) => None,
+        (DbKind::Cluster, Some(class)) => Some(class.clone()),
+        (DbKind::Cluster, None) => {
+            let cluster = match &info.source {
+                Some(source) => rds.cluster(source).await?,
+                None => None,
+            };
+            let class = match &cluster {
+                Some(cluster) => rds.cluster_instance_class(cluster).await?,
+                None => None,
+            };
+            Some(class.ok_or_else(|| RecoveryError::NoInstanceClass {
+                why: format!(
+                    "the snapshot's cluster {} is not in region {} to copy it from",
+                    info.source.as_deref().unwrap_or("(unknown)"),
+                    rds.region
+                ),
+            })?)
+        }
+    };
+    let target = options
+        .name
+        .clone()
+        .unwrap_or_else(|| pitr::snapshot_restore_name(&info.id, options.now));
+    rds.check_free(&target).await?;
+    Ok(SnapshotCheck {
+        requested,
+        snapshot: info,
+        instance_class,
+        target,
+    })
+}
+
+async fn start_snapshot_restore(
+    rds: &RdsRegion,
+    check: &SnapshotCheck,
+    job_id: &str,
+) -> Result<Restored, RecoveryError> {
+    let snapshot = &check.snapshot;
+    if let Some(restored) = made_by_job(rds, snapshot.kind, &check.target, job_id).await? {
+        return Ok(restored);
+    }
+    match snapshot.kind {
+        DbKind::DbInstance => {
+            let out = rds
+                .client
+                .restore_db_instance_from_db_snapshot()
+                .db_instance_identifier(&check.target)
+                .db_snapshot_identifier(&snapshot.id)
+                .set_tags(Some(tags(job_id, &snapshot.id)))
+                .send()
+                .await
+                .map_err(|e| rds.error("RestoreDBInstanceFromDBSnapshot", &e))?;
+            Ok(restored_instance(out.db_instance(), &check.target, &rds.region))
+        }
+        DbKind::Cluster => {
+            let out = rds
+                .client
+                .restore_db_cluster_from_snapshot()
+                .db_cluster_identifier(&check.target)
+                .snapshot_identifier(&snapshot.id)
+                .set_engine(snapshot.engine.clone())
+                .set_tags(Some(tags(job_id, &snapshot.id)))
+                .send()
+                .await
+                .map_err(|e| rds.error("RestoreDBClusterFromSnapshot", &e))?;
+            Ok(restored_cluster(out.db_cluster(), &check.target, &rds.region))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_references_are_identifiers_or_arns() {
+        assert_eq!(
+            SnapshotRef::parse("nightly-orders").expect("id"),
+            SnapshotRef {
+                id: "nightly-orders".into(),
+                region: None,
+                kind: None
+            }
+        );
+        let arn = "arn:aws:rds:us-west-2:123456789012:snapshot:rds:orders-2026-11-23-03-00";
+        let parsed = SnapshotRef::parse(arn).expect("arn");
+        assert_eq!(parsed.id, "rds:orders-2026-11-23-03-00");
+        assert_eq!(parsed.region.as_deref(), Some("us-west-2"));
+        assert_eq!(parsed.kind, Some(DbKind::DbInstance));
+        assert_eq!(parsed.region(arn, None).expect("region").as_deref(), Some("us-west-2"));
+        assert!(matches!(
+            parsed.region(arn, Some("us-east-1")),
+            Err(RecoveryError::RegionMismatch { .. })
+        ));
+        let cluster = SnapshotRef::parse("arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1").expect("arn");
+        assert_eq!(cluster.kind, Some(DbKind::Cluster));
+        for bad in [
+            "arn:aws:rds:us-east-1:123456789012:db:orders",
+            "arn:aws:s3:::bucket",
+            "arn:aws:rds::123456789012:snapshot:x",
+        ] {
+            assert!(
+                matches!(SnapshotRef::parse(bad), Err(RecoveryError::BadArn { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sample_checks_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/checks.toml");
+        let checks = crate::validate::load(&path).expect("examples/checks.toml");
+        assert!(checks.uses_endpoint());
+        assert_eq!(checks.checks.len(), 3);
+        assert_eq!(
+            checks.url_for("orders-pitr.abc.eu-west-1.rds.amazonaws.com", 5432),
+            "postgres://app@orders-pitr.abc.eu-west-1.rds.amazonaws.com:5432/orders"
+        );
+    }
+
+    #[test]
+    fn resource_ids_and_regions_come_out_of_arns() {
+        let arn = "arn:aws:rds:eu-west-1:123456789012:db:orders";
+        assert_eq!(resource_id(arn), "orders");
+        assert_eq!(resource_id("orders"), "orders");
+        assert_eq!(arn_region(arn), Some("eu-west-1"));
+        assert_eq!(arn_region("orders"), None);
+        assert_eq!(
+            restore_region(arn, arn_region(arn), None).expect("region").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            restore_region("orders", None, Some("us-east-1"))
+                .expect("region")
+                .as_deref(),
+            Some("us-east-1")
+        );
+        assert!(matches!(
+            restore_region(arn, arn_region(arn), Some("us-east-1")),
+            Err(RecoveryError::RegionMismatch { .. })
+        ));
+    }
+}
