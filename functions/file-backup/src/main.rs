@@ -16,7 +16,7 @@ use lifeboat::backup::{run_backup, BackupOptions, BackupSummary};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
 use lifeboat::repo::Repository;
 use lifeboat::storage::Location;
-use lifeboat_lambda::{diagnostic, init_tracing, setting};
+use lifeboat_lambda::{diagnostic, init_tracing, setting, Metrics};
 
 use crate::event::BackupRequest;
 
@@ -90,15 +90,23 @@ impl Function {
         options.concurrency = request.concurrency.unwrap_or(self.settings.concurrency);
         options.idempotency_key = request.idempotency_key;
         options.retention_days = request.retention_days;
-        run_backup(
+        let result = run_backup(
             Arc::new(repo),
             &catalog,
             &self.clients.s3,
             &self.clients.region,
             &options,
         )
-        .await
-        .map_err(|e| diagnostic("Lifeboat.BackupFailed", e))
+        .await;
+        match &result {
+            Ok(summary) if summary.duplicate => {}
+            Ok(summary) => Metrics::new()
+                .put("BackupsCompleted", 1.0, "Count")
+                .put("BytesStored", summary.bytes_stored as f64, "Bytes")
+                .emit(),
+            Err(_) => Metrics::new().put("BackupsFailed", 1.0, "Count").emit(),
+        }
+        result.map_err(|e| diagnostic("Lifeboat.BackupFailed", e))
     }
 }
 

@@ -7,6 +7,18 @@
 //! `{"store": "s3://bucket/prefix", "mode": "quick"|"deep", "sources": [...]}`
 //! or `{"backupId": "bk-..."}`. Without `sources` or `backupId`, every
 //! source with a completed backup in this store is verified.
+//! `{"store": ..., "mode": "sample", "samplePercent": 10}` instead reads that
+//! share of the store's packs whole, continuing where the last sample
+//! stopped (`events/verify-sample.json`; `lifeboat::verify::sample`).
+//!
+//! `{"snapshots": true, "plans": ["db-nightly"]}` instead verifies the
+//! newest completed RDS snapshot of each resource of those plans (all plans
+//! without `plans`) from the plan file (`LIFEBOAT_PLANS` or
+//! `LIFEBOAT_PLANS_TOML`): available, encrypted, copied to every copy region
+//! with that region's key, within the RPO (`lifeboat::snapshot_ops::verify`;
+//! `events/verify-snapshots.json`). `"restoreTest": {"checksToml": "..."}`
+//! (or `"checks": PATH` in the package) also restores each to a temporary
+//! instance and runs the checks' SQL against it.
 //!
 //! Damage found fails the invocation (type `Lifeboat.DamageFound`), so the
 //! function's error alarm fires as well as the alert function's condition.
@@ -17,10 +29,17 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{BackupStatus, Catalog, VerificationType, DEFAULT_TABLE};
+use lifeboat::plan::Plan;
 use lifeboat::repo::Repository;
+use lifeboat::snapshot::load_plans;
+use lifeboat::snapshot_ops::restore_test::RestoreTestOptions;
+use lifeboat::snapshot_ops::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
+use lifeboat::snapshot_ops::{plan_source, select_plans, SnapshotAws, SnapshotVerification};
 use lifeboat::storage::Location;
+use lifeboat::validate;
+use lifeboat::verify::sample::{run_sample, SampleOptions, SampleReport};
 use lifeboat::verify::{run_verify, VerifyOptions, VerifyReport};
-use lifeboat_lambda::{diagnostic, init_tracing, parse_request, setting, Request};
+use lifeboat_lambda::{diagnostic, init_tracing, parse_request, setting, Metrics, Request};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +55,31 @@ struct VerifyRequest {
     backup_id: Option<String>,
     #[serde(default)]
     concurrency: Option<usize>,
+    /// With mode `sample`: the share of the store's packs to read, in percent.
+    #[serde(default)]
+    sample_percent: Option<f64>,
+    /// Verify the plans' RDS snapshots instead of file backups.
+    #[serde(default)]
+    snapshots: bool,
+    /// With `snapshots`: only these plans.
+    #[serde(default)]
+    plans: Vec<String>,
+    /// With `snapshots`: restore-test each newest snapshot.
+    #[serde(default)]
+    restore_test: Option<RestoreTestRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RestoreTestRequest {
+    /// A checks file shipped with the function.
+    #[serde(default)]
+    checks: Option<String>,
+    /// The checks file's text.
+    #[serde(default)]
+    checks_toml: Option<String>,
+    #[serde(default)]
+    instance_class: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,18 +88,28 @@ struct VerifySummary {
     verified: usize,
     damaged: usize,
     reports: Vec<VerifyReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample: Option<SampleReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshots: Option<SnapshotVerifyReport>,
 }
 
 struct Function {
     table: String,
     default_store: Option<String>,
     clients: Clients,
+    /// The plan file's plans, when the function has one (for `snapshots`).
+    plans: Option<Vec<Plan>>,
+    snapshot_aws: SnapshotAws,
 }
 
 impl Function {
     async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<VerifySummary, Diagnostic> {
         let Request { body, .. } = parse_request::<VerifyRequest>(event.payload, "events/verify-scheduled.json")
             .map_err(|e| diagnostic("Lifeboat.BadEvent", e))?;
+        if body.snapshots {
+            return self.snapshots(body.plans, body.restore_test).await;
+        }
         let store = body.store.or_else(|| self.default_store.clone()).ok_or_else(|| {
             diagnostic(
                 "Lifeboat.BadEvent",
@@ -69,6 +123,9 @@ impl Function {
                 .map_err(|e| diagnostic("Lifeboat.Store", e))?,
         );
         let catalog = Catalog::new(self.clients.dynamodb.clone(), &self.table, &self.clients.region);
+        if body.mode == Some(VerificationType::Sample) {
+            return self.sample(repo, &catalog, body.sample_percent, body.concurrency).await;
+        }
         let targets = self.targets(&repo, &catalog, body.backup_id, body.sources).await?;
         let mode = body.mode.unwrap_or(VerificationType::Quick);
         let mut reports = Vec::with_capacity(targets.len());
@@ -82,6 +139,10 @@ impl Function {
             reports.push(report);
         }
         let damaged: Vec<&VerifyReport> = reports.iter().filter(|r| !r.ok).collect();
+        Metrics::new()
+            .put("VerificationsPassed", (reports.len() - damaged.len()) as f64, "Count")
+            .put("VerificationsFailed", damaged.len() as f64, "Count")
+            .emit();
         if !damaged.is_empty() {
             let lines: Vec<String> = damaged
                 .iter()
@@ -97,6 +158,126 @@ impl Function {
             verified: reports.len(),
             damaged: 0,
             reports,
+            sample: None,
+            snapshots: None,
+        })
+    }
+
+    async fn snapshots(
+        &self,
+        plan_names: Vec<String>,
+        restore_test: Option<RestoreTestRequest>,
+    ) -> Result<VerifySummary, Diagnostic> {
+        let plans = self.plans.as_deref().ok_or_else(|| {
+            diagnostic(
+                "Lifeboat.BadEvent",
+                "snapshots asked for, but the function has no plan file: set LIFEBOAT_PLANS or LIFEBOAT_PLANS_TOML",
+            )
+        })?;
+        let plans = select_plans(plans, &plan_names).map_err(|e| diagnostic("Lifeboat.BadEvent", e))?;
+        let restore_test = match restore_test {
+            None => None,
+            Some(request) => {
+                let checks = match (request.checks_toml, request.checks) {
+                    (Some(text), None) => validate::parse(&text),
+                    (None, Some(path)) => validate::load(std::path::Path::new(&path)),
+                    _ => {
+                        return Err(diagnostic(
+                            "Lifeboat.BadEvent",
+                            "restoreTest needs one of checks (a path) or checksToml (the file's text)",
+                        ))
+                    }
+                }
+                .map_err(|e| diagnostic("Lifeboat.BadEvent", e))?;
+                let mut options = RestoreTestOptions::new(checks);
+                if let Some(class) = request.instance_class {
+                    options.instance_class = class;
+                }
+                Some(options)
+            }
+        };
+        let catalog = Catalog::new(self.clients.dynamodb.clone(), &self.table, &self.clients.region);
+        let options = SnapshotVerifyOptions {
+            plans,
+            restore_test,
+            now: jiff::Timestamp::now(),
+        };
+        let report = run_snapshot_verify(&self.snapshot_aws, &catalog.snapshot_checks(), &options)
+            .await
+            .map_err(|e| diagnostic("Lifeboat.VerifyFailed", e))?;
+        let failed: Vec<&SnapshotVerification> = report.verifications.iter().filter(|v| !v.passed()).collect();
+        Metrics::new()
+            .put(
+                "VerificationsPassed",
+                (report.verifications.len() - failed.len()) as f64,
+                "Count",
+            )
+            .put("VerificationsFailed", failed.len() as f64, "Count")
+            .emit();
+        if !failed.is_empty() {
+            let lines: Vec<String> = failed
+                .iter()
+                .map(|v| format!("{}: {}", v.snapshot_id, v.error.as_deref().unwrap_or("failed")))
+                .collect();
+            return Err(diagnostic("Lifeboat.DamageFound", lines.join("\n")));
+        }
+        Ok(VerifySummary {
+            verified: report.verifications.len(),
+            damaged: 0,
+            reports: Vec::new(),
+            sample: None,
+            snapshots: Some(report),
+        })
+    }
+
+    async fn sample(
+        &self,
+        repo: Arc<Repository>,
+        catalog: &Catalog,
+        percent: Option<f64>,
+        concurrency: Option<usize>,
+    ) -> Result<VerifySummary, Diagnostic> {
+        let percent = percent.unwrap_or(10.0);
+        if !(percent > 0.0 && percent <= 100.0) {
+            return Err(diagnostic(
+                "Lifeboat.BadEvent",
+                format!("samplePercent {percent}: give a share above 0 and at most 100"),
+            ));
+        }
+        let options = SampleOptions {
+            percent,
+            concurrency: concurrency.unwrap_or(4).max(1),
+        };
+        let report = run_sample(repo, catalog, &options)
+            .await
+            .map_err(|e| diagnostic("Lifeboat.VerifyFailed", e))?;
+        tracing::info!(store = %report.store, packs = report.packs_checked, of = report.packs_in_store, passes = report.passes, ok = report.ok, "sampled");
+        Metrics::new()
+            .put("VerificationsPassed", f64::from(u8::from(report.ok)), "Count")
+            .put("VerificationsFailed", f64::from(u8::from(!report.ok)), "Count")
+            .emit();
+        if !report.ok {
+            let lines: Vec<String> = report
+                .problems
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}: {} (affects {})",
+                        p.object,
+                        p.kind.describe(),
+                        p.detail,
+                        p.entries.join(", ")
+                    )
+                })
+                .collect();
+            return Err(diagnostic("Lifeboat.DamageFound", lines.join("\n")));
+        }
+        Ok(VerifySummary {
+            verified: 0,
+            damaged: 0,
+            reports: Vec::new(),
+            sample: Some(report),
+            snapshots: None,
         })
     }
 
@@ -145,10 +326,17 @@ impl Function {
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = load_config(None).await?;
+    let clients = Clients::new(&config);
+    let plans = match plan_source(setting("LIFEBOAT_PLANS_TOML"), setting("LIFEBOAT_PLANS"))? {
+        Some(source) => Some(load_plans(&source, &clients.s3, jiff::Timestamp::now()).await?),
+        None => None,
+    };
     let function = Function {
         table: setting("LIFEBOAT_TABLE").unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
         default_store: setting("LIFEBOAT_STORE"),
-        clients: Clients::new(&config),
+        clients,
+        plans,
+        snapshot_aws: SnapshotAws::new(&config),
     };
     if let Some(store) = &function.default_store {
         Location::parse(store).map_err(|e| format!("LIFEBOAT_STORE: {e}"))?;
