@@ -319,6 +319,12 @@ impl<'a> Stack<'a> {
             .collect();
         for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"] {
             for logical in self.resources_of_type(kind) {
+                // A resource whose condition is false is not created.
+                if let Some(condition) = self.resource(logical)["Condition"].as_str() {
+                    if !self.condition(condition) {
+                        continue;
+                    }
+                }
                 let attached = &self.resource(logical)["Properties"];
                 let roles = attached["Roles"].as_array().cloned().unwrap_or_default();
                 let names_role = roles.contains(&json!({"Ref": role})) || attached["RoleName"] == json!({"Ref": role});
@@ -696,6 +702,9 @@ fn policy_evaluation() {
 
 const STACK: &str = "lifeboat";
 const OPERATOR_ROLE: &str = "arn:aws:iam::123456789012:role/lifeboat-operator";
+/// The DR region and key the snapshot function copies to.
+const DR_REGION: &str = "us-west-2";
+const DR_KEY: &str = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 /// Parameters for the resolved template: the plan of
 /// events/file-backup-scheduled.json, the policy of
@@ -713,15 +722,18 @@ fn primary_parameters() -> Vec<(&'static str, &'static str)> {
             "RetentionRules",
             r#"{"keepLast": 3, "daily": 7, "weekly": 5, "monthly": 12, "timezone": "Europe/Berlin"}"#,
         ),
+        ("SnapshotCopyRegion", DR_REGION),
+        ("SnapshotCopyKeyArn", DR_KEY),
     ]
 }
 
 /// The functions the template deploys, each with its role and log group.
-const FUNCTIONS: [(&str, &str, &str); 4] = [
+const FUNCTIONS: [(&str, &str, &str); 5] = [
     ("FileBackupFunction", "FileBackupRole", "FileBackupLogGroup"),
     ("VerifyFunction", "VerifyRole", "VerifyLogGroup"),
     ("RetentionFunction", "RetentionRole", "RetentionLogGroup"),
     ("AlertFunction", "AlertRole", "AlertLogGroup"),
+    ("SnapshotFunction", "SnapshotRole", "SnapshotLogGroup"),
 ];
 
 fn props(resource: &Value) -> &Value {
@@ -1001,6 +1013,7 @@ fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
             "VerifyFunction" => &["LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
             "RetentionFunction" => &["LIFEBOAT_DRY_RUN", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
             "AlertFunction" => &["LIFEBOAT_ALERT_TOPIC_ARN", "LIFEBOAT_TABLE"],
+            "SnapshotFunction" => &["LIFEBOAT_PLANS", "LIFEBOAT_TABLE"],
             other => panic!("no expected settings for {other}"),
         };
         assert_eq!(names, expected, "{function}");
@@ -1021,6 +1034,9 @@ fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
         environment("AlertFunction")["LIFEBOAT_ALERT_TOPIC_ARN"],
         stack.reference("AlertsTopic").as_str()
     );
+    let plans = environment("SnapshotFunction")["LIFEBOAT_PLANS"].clone();
+    assert_eq!(plans, "s3://lifeboat-code/lifeboat/plans.toml");
+    lifeboat::snapshot::PlanSource::parse(plans.as_str().unwrap()).expect("the function reads LIFEBOAT_PLANS");
 
     // The alert function failing means alerts may be lost: alarmed at the
     // first error, straight to the topic.
@@ -1081,12 +1097,18 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
         ("Verify", "VerifyScheduleExpression", "verify-scheduled.json"),
         ("Retention", "RetentionScheduleExpression", "retention-scheduled.json"),
         ("Alert", "AlertScheduleExpression", "alert-scheduled.json"),
+        ("Snapshot", "SnapshotScheduleExpression", "snapshot-scheduled.json"),
     ];
     let mut rules = stack.resources_of_type("AWS::Events::Rule");
     rules.sort();
     let mut expected_rules: Vec<String> = schedules.iter().map(|(f, _, _)| format!("{f}Schedule")).collect();
+    // And one rule for events: RDS's snapshot events, to the snapshot function.
+    expected_rules.push("SnapshotRdsEvents".to_owned());
     expected_rules.sort();
-    assert_eq!(rules, expected_rules, "one schedule per function");
+    assert_eq!(
+        rules, expected_rules,
+        "one schedule per function, and the RDS events rule"
+    );
     let mut rendered_events = BTreeMap::new();
     for (function, expression, sample_name) in schedules {
         let rule_name = format!("{function}Schedule");
@@ -1182,6 +1204,60 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
     let rules: lifeboat::alert::AlertRules = serde_json::from_value(rules).expect("the library reads the rules");
     assert_eq!(rules.sources.len(), 1);
     assert_eq!(rules.sources[0].plan.as_deref(), Some("app-nightly"));
+
+    // snapshot: the sample itself (the plan's name is its detail).
+    let (rendered, sample) = &rendered_events["Snapshot"];
+    assert_eq!(rendered, sample);
+}
+
+/// The RDS events rule sends RDS's snapshot events about Lifeboat's
+/// snapshots (the samples) as they are, and no others.
+#[test]
+fn the_rds_events_rule_matches_lifeboats_snapshot_events() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let pattern = stack.property("SnapshotRdsEvents", "EventPattern");
+    // What EventBridge matches here: source, detail-type, a prefix of
+    // detail.SourceIdentifier.
+    let matches = |event: &Value| {
+        let listed = |field: &Value, value: &Value| field.as_array().is_some_and(|l| l.contains(value));
+        let prefix = pattern["detail"]["SourceIdentifier"][0]["prefix"]
+            .as_str()
+            .expect("a prefix");
+        listed(&pattern["source"], &event["source"])
+            && listed(&pattern["detail-type"], &event["detail-type"])
+            && event["detail"]["SourceIdentifier"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix))
+    };
+    for sample_name in ["rds-db-snapshot-event.json", "rds-cluster-snapshot-event.json"] {
+        let sample = sample_event(sample_name);
+        assert!(matches(&sample), "{sample_name}");
+        let mut automated = sample.clone();
+        automated["detail"]["SourceIdentifier"] = json!("rds:orders-2026-11-23-02-00");
+        assert!(!matches(&automated), "{sample_name}: a snapshot that is not Lifeboat's");
+    }
+    assert!(!matches(&sample_event("snapshot-scheduled.json")));
+    let target = &stack.property("SnapshotRdsEvents", "Targets")[0];
+    assert_eq!(target["Arn"], stack.attribute("SnapshotFunction", "Arn").as_str());
+    assert!(
+        target["InputTransformer"].is_null(),
+        "RDS events are delivered as they are"
+    );
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"],
+        stack.attribute("DeadLetterQueue", "Arn").as_str()
+    );
+    assert_eq!(
+        stack.property("SnapshotRdsEventsPermission", "SourceArn"),
+        stack.attribute("SnapshotRdsEvents", "Arn").as_str()
+    );
+    let queue_policy = stack.property("DeadLetterQueuePolicy", "PolicyDocument");
+    let sources = &queue_policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"];
+    assert!(sources
+        .as_array()
+        .unwrap()
+        .contains(&json!(stack.attribute("SnapshotRdsEvents", "Arn"))));
 }
 
 // ---------------------------------------------------------------------------
@@ -1474,6 +1550,117 @@ fn the_alert_role_reads_the_catalog_and_publishes_to_the_topic() {
     assert_decisions("AlertRole", &policies, &allowed, &denied);
 }
 
+#[test]
+fn the_snapshot_role_snapshots_and_copies_and_nothing_else() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policies = stack.role_policies("SnapshotRole");
+    let r = Resources::of(&stack);
+    let log = log_stream(&stack, "SnapshotLogGroup");
+    let rds = |region: &str, kind: &str, name: &str| format!("arn:aws:rds:{region}:{ACCOUNT_ID}:{kind}:{name}");
+    let db = rds(REGION, "db", "orders-db");
+    let cluster = rds(REGION, "cluster", "orders");
+    let snapshot = rds(REGION, "snapshot", "lifeboat-db-nightly-orders-db-20261123-0200");
+    let cluster_snapshot = rds(REGION, "cluster-snapshot", "lifeboat-db-nightly-orders-20261123-0200");
+    let copy = rds(DR_REGION, "snapshot", "lifeboat-db-nightly-orders-db-20261123-0200");
+    let cluster_copy = rds(
+        DR_REGION,
+        "cluster-snapshot",
+        "lifeboat-db-nightly-orders-20261123-0200",
+    );
+    let plans = "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml";
+
+    // The library's calls (snapshot::load_plans, AwsRds, SnapshotCatalog)
+    // and the runtime's.
+    let allowed = [
+        Request::new("s3:GetObject", plans),
+        Request::new("rds:DescribeDBInstances", &db),
+        Request::new("rds:DescribeDBClusters", &cluster),
+        Request::new("rds:CreateDBSnapshot", &db),
+        Request::new("rds:CreateDBSnapshot", &snapshot),
+        Request::new("rds:CreateDBClusterSnapshot", &cluster),
+        Request::new("rds:CreateDBClusterSnapshot", &cluster_snapshot),
+        Request::new("rds:AddTagsToResource", &snapshot),
+        Request::new("rds:AddTagsToResource", &cluster_snapshot),
+        Request::new("rds:AddTagsToResource", &copy),
+        Request::new("rds:AddTagsToResource", &cluster_copy),
+        Request::new("rds:DescribeDBSnapshots", &snapshot),
+        Request::new("rds:DescribeDBSnapshots", &copy),
+        Request::new("rds:DescribeDBClusterSnapshots", &cluster_snapshot),
+        Request::new("rds:DescribeDBClusterSnapshots", &cluster_copy),
+        Request::new("rds:CopyDBSnapshot", &snapshot),
+        Request::new("rds:CopyDBSnapshot", &copy),
+        Request::new("rds:CopyDBClusterSnapshot", &cluster_snapshot),
+        Request::new("rds:CopyDBClusterSnapshot", &cluster_copy),
+        Request::new("kms:DescribeKey", DR_KEY),
+        Request::new("kms:CreateGrant", DR_KEY).with("kms:GrantIsForAWSResource", "true"),
+        Request::new("dynamodb:PutItem", &r.table),
+        Request::new("dynamodb:Query", &r.table),
+        Request::new("dynamodb:Query", &format!("{}/index/byTime", r.table)),
+        Request::new("dynamodb:Query", &format!("{}/index/bySource", r.table)),
+        Request::new("sqs:SendMessage", &r.queue),
+        Request::new("logs:CreateLogStream", &log),
+        Request::new("logs:PutLogEvents", &log),
+    ];
+    let denied = [
+        // Never deletes, shares or restores; never touches the databases.
+        Request::new("rds:DeleteDBSnapshot", &snapshot),
+        Request::new("rds:DeleteDBSnapshot", &copy),
+        Request::new("rds:DeleteDBClusterSnapshot", &cluster_snapshot),
+        Request::new("rds:ModifyDBSnapshotAttribute", &snapshot),
+        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &snapshot),
+        Request::new("rds:DeleteDBInstance", &db),
+        Request::new("rds:ModifyDBInstance", &db),
+        Request::new("rds:DeleteDBCluster", &cluster),
+        // Only snapshots under Lifeboat's names, only in its two regions.
+        Request::new("rds:CreateDBSnapshot", &rds(REGION, "snapshot", "someone-elses")),
+        Request::new("rds:CopyDBSnapshot", &rds("eu-west-1", "snapshot", "lifeboat-x")),
+        Request::new("rds:DescribeDBInstances", &rds(DR_REGION, "db", "orders-db")),
+        // The DR key only for RDS's grants and DescribeKey; no other key.
+        Request::new("kms:CreateGrant", DR_KEY),
+        Request::new("kms:Decrypt", DR_KEY),
+        Request::new("kms:ScheduleKeyDeletion", DR_KEY),
+        Request::new(
+            "kms:DescribeKey",
+            &format!("arn:aws:kms:{DR_REGION}:{ACCOUNT_ID}:key/ffffffff-0000-4000-8000-000000000000"),
+        ),
+        // Not the store, not the plan file's neighbours, no publishing.
+        Request::new("kms:Decrypt", &r.key),
+        Request::new("s3:GetObject", &r.object("lifeboat/config")),
+        Request::new("s3:PutObject", plans),
+        Request::new(
+            "s3:GetObject",
+            "arn:aws:s3:::lifeboat-code/lifeboat/snapshot/bootstrap.zip",
+        ),
+        Request::new("dynamodb:DeleteItem", &r.table),
+        Request::new("dynamodb:Scan", &r.table),
+        Request::new("dynamodb:DeleteTable", &r.table),
+        Request::new("sns:Publish", &r.topic),
+        Request::new("iam:PassRole", "*"),
+    ];
+    assert_decisions("SnapshotRole", &policies, &allowed, &denied);
+    // One run at a time, so that runs cannot together exceed the copy limit.
+    assert_eq!(stack.property("SnapshotFunction", "ReservedConcurrentExecutions"), 1);
+
+    // Without a copy region, no copies and no DR key at all.
+    let no_copies: Vec<(&str, &str)> = primary_parameters()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("SnapshotCopy"))
+        .collect();
+    let local = Stack::new(&template, STACK, &no_copies);
+    let policies = local.role_policies("SnapshotRole");
+    assert_decisions(
+        "SnapshotRole without copies",
+        &policies,
+        &[Request::new("rds:CreateDBSnapshot", &snapshot)],
+        &[
+            Request::new("rds:CopyDBSnapshot", &copy),
+            Request::new("rds:DescribeDBSnapshots", &copy),
+            Request::new("kms:DescribeKey", DR_KEY),
+        ],
+    );
+}
+
 /// What tells the roles apart: only retention deletes from the store, only
 /// alert publishes, verify never writes, and none of them can destroy the
 /// key or the catalog.
@@ -1496,6 +1683,27 @@ fn the_roles_differ_where_it_matters() {
             decide(&publish) == Decision::Allow,
             role == "AlertRole",
             "{role}: sns:Publish"
+        );
+        // Only the snapshot function makes snapshots; none deletes one.
+        let snapshot =
+            format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:snapshot:lifeboat-db-nightly-orders-db-20261123-0200");
+        let instance = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:db:orders-db");
+        for action in ["rds:CreateDBSnapshot", "rds:CopyDBSnapshot"] {
+            assert_eq!(
+                decide(&Request::new(action, &snapshot)) == Decision::Allow,
+                role == "SnapshotRole",
+                "{role}: {action}"
+            );
+        }
+        assert_eq!(
+            decide(&Request::new("rds:CreateDBSnapshot", &instance)) == Decision::Allow,
+            role == "SnapshotRole",
+            "{role}: rds:CreateDBSnapshot of an instance"
+        );
+        assert_eq!(
+            decide(&Request::new("rds:DeleteDBSnapshot", &snapshot)),
+            Decision::ImplicitDeny,
+            "{role}: rds:DeleteDBSnapshot"
         );
         for request in [
             Request::new("kms:ScheduleKeyDeletion", &r.key),
@@ -1569,8 +1777,14 @@ fn only_the_functions_and_the_operator_use_the_key() {
     let verify = stack.attribute("VerifyRole", "Arn");
     let retention = stack.attribute("RetentionRole", "Arn");
     let alert = stack.attribute("AlertRole", "Arn");
+    let snapshot = stack.attribute("SnapshotRole", "Arn");
     for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"] {
         assert_eq!(decide(&retention, action), Decision::Allow, "retention: {action}");
+        assert_eq!(
+            decide(&snapshot, action),
+            Decision::ImplicitDeny,
+            "snapshot, directly: {action}"
+        );
     }
     for action in ["kms:Decrypt", "kms:DescribeKey"] {
         assert_eq!(decide(&verify, action), Decision::Allow, "verify: {action}");
@@ -1597,7 +1811,7 @@ fn only_the_functions_and_the_operator_use_the_key() {
         };
         assert_eq!(evaluate(&policies, &via_sns), expected, "alert, through SNS: {action}");
     }
-    for function_role in [&role, &verify, &retention, &alert] {
+    for function_role in [&role, &verify, &retention, &alert, &snapshot] {
         for action in [
             "kms:ScheduleKeyDeletion",
             "kms:DisableKey",
@@ -1862,7 +2076,7 @@ async fn the_primary_template_deploys_into_the_emulator() {
         .send()
         .await
         .expect("create code bucket");
-    for function in ["file-backup", "verify", "retention", "alert"] {
+    for function in ["file-backup", "verify", "retention", "alert", "snapshot"] {
         s3.put_object()
             .bucket(&code_bucket)
             .key(format!("lifeboat/{function}/bootstrap.zip"))
@@ -2146,7 +2360,7 @@ async fn scripts_deploy_creates_then_updates_the_stacks() {
             .args(["--parameter", "SourceBucket=lifeboat-demo-data", "--parameter"])
             .arg(format!("TableName={table}"))
             .args(
-                ["file-backup", "verify", "retention", "alert"]
+                ["file-backup", "verify", "retention", "alert", "snapshot"]
                     .iter()
                     .flat_map(|function| ["--package".to_owned(), format!("{function}={}", package.display())]),
             )

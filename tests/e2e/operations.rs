@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use lifeboat_e2e::{invoke_function, workspace_bin};
+use lifeboat_e2e::{aws_env, invoke_function, workspace_bin, LocalInvoke};
 use serde_json::Value;
 
 use crate::support::{
@@ -85,6 +85,56 @@ async fn the_verify_function_checks_every_sources_newest_backup_and_fails_on_dam
     )
     .await;
     assert_eq!(bad.expect_err("bad mode")["errorType"], "Lifeboat.BadEvent");
+}
+
+/// The verify function in sample mode (`events/verify-sample.json`): two
+/// runs of 50% read every pack once; each run writes the dashboard's
+/// verification metrics as Embedded Metric Format lines in its log.
+#[tokio::test]
+async fn the_verify_function_samples_the_store_and_writes_its_metrics() {
+    let store = Store::new().await;
+    let bucket = create_bucket(&store.s3, "src").await;
+    for name in ["one", "two"] {
+        let objects = BTreeMap::from([(format!("{name}/x.bin"), random_bytes(200_000, name))]);
+        put_objects(&store.s3, &bucket, &objects).await;
+        store.ok(&["backup", "files", &format!("s3://{bucket}/{name}")]);
+    }
+    let event = scheduled("verify-sample.json", &store, &[("samplePercent", 50.into())]);
+    let logs = tempfile::tempdir().unwrap();
+    let mut read = Vec::new();
+    for run in 0..2 {
+        let log = logs.path().join(format!("run-{run}.log"));
+        let mut invoke = LocalInvoke::new(&workspace_bin("verify")).log_file(&log);
+        for (key, value) in aws_env() {
+            invoke = invoke.env(key, value);
+        }
+        let answer = invoke
+            .env("LIFEBOAT_TABLE", store.table.clone())
+            .run(&event)
+            .await
+            .expect("verify answered")
+            .unwrap_or_else(|e| panic!("sample failed: {e}"));
+        let sample = &answer["sample"];
+        assert_eq!(sample["ok"], true, "{answer:#}");
+        assert_eq!(sample["packsChecked"], 1, "{answer:#}");
+        assert_eq!(sample["packsInStore"], 2, "{answer:#}");
+        read.push(sample["firstPack"].as_str().unwrap().to_owned());
+
+        let text = std::fs::read_to_string(&log).unwrap();
+        let metrics: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect();
+        assert_eq!(metrics.len(), 1, "one metric line per run:\n{text}");
+        let line = &metrics[0];
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Lifeboat", "{line}");
+        assert_eq!(line["VerificationsPassed"], 1.0, "{line}");
+        assert_eq!(line["VerificationsFailed"], 0.0, "{line}");
+    }
+    read.sort();
+    read.dedup();
+    assert_eq!(read.len(), 2, "the two runs read different packs: {read:?}");
 }
 
 #[tokio::test]

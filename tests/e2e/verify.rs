@@ -403,3 +403,145 @@ async fn an_entry_whose_chunks_do_not_hash_to_its_checksum_fails_deep_verificati
     );
     assert_eq!(deep["checksumValid"], false, "{deep:#}");
 }
+
+/// `lifeboat verify --sample`: repeated runs walk the whole store; a flipped
+/// byte is found by the run whose share holds its pack, named with the
+/// backups and entries it affects, and recorded on the affected backup.
+#[tokio::test]
+async fn sample_verification_walks_the_store_and_names_the_backups_damage_affects() {
+    let store = Store::new().await;
+    let data = create_bucket(&store.s3, "sample-data").await;
+    // Four backups of four sources: one pack each.
+    let mut backups = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let entries = BTreeMap::from([(
+            format!("{name}/file-{name}.bin"),
+            random_bytes(300_000, &format!("sample-{name}")),
+        )]);
+        put_objects(&store.s3, &data, &entries).await;
+        let before = store.packs().await;
+        let summary = store.json(&["backup", "files", &format!("s3://{data}/{name}")]);
+        assert_eq!(summary["status"], "completed", "{summary}");
+        let new: Vec<String> = store
+            .packs()
+            .await
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        assert_eq!(new.len(), 1, "each backup writes one pack: {new:?}");
+        backups.push((
+            summary["backupId"].as_str().expect("backupId").to_owned(),
+            new[0].clone(),
+        ));
+    }
+
+    let sample = |expect_exit: i32| {
+        let output = store.run(&["verify", "--sample", "50", "--output", "json"]);
+        assert_eq!(output.status.code(), Some(expect_exit), "{}", describe(&output));
+        serde_json::from_slice::<Value>(&output.stdout)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{}", describe(&output)))
+    };
+    // Healthy: two runs of 50% read every pack once; no false alarm.
+    let first = sample(0);
+    let second = sample(0);
+    for report in [&first, &second] {
+        assert_eq!(report["ok"], true, "{report:#}");
+        assert_eq!(report["packsInStore"], 4, "{report:#}");
+        assert_eq!(report["packsChecked"], 2, "{report:#}");
+    }
+    assert_eq!(first["walkCompleted"], false, "{first:#}");
+    assert_eq!(second["walkCompleted"], true, "{second:#}");
+    assert_eq!(second["passes"], 1, "{second:#}");
+    assert!(
+        first["lastPack"].as_str() < second["firstPack"].as_str(),
+        "the second run continues after the first: {first:#} {second:#}"
+    );
+
+    // Damage in backup c's pack: flip a byte in the middle of its first blob.
+    let (damaged_id, damaged_pack) = backups[2].clone();
+    let repo = {
+        let storage = Storage::s3(store.s3.clone(), &store.bucket, REGION);
+        let kms = Kms::new(store.kms.clone(), REGION);
+        Repository::open(storage, "lifeboat", &kms, None)
+            .await
+            .expect("open the store")
+    };
+    let index = repo.load_index().await.expect("index");
+    let manifest = repo.get_manifest(&damaged_id, None).await.expect("manifest");
+    let location = index.chunks[&manifest.entries[0].chunks[0]];
+    let object = store
+        .s3
+        .get_object()
+        .bucket(&store.bucket)
+        .key(&damaged_pack)
+        .send()
+        .await
+        .expect("get the pack");
+    let mut bytes = object
+        .body
+        .collect()
+        .await
+        .expect("read the pack")
+        .into_bytes()
+        .to_vec();
+    bytes[(location.offset + location.length / 2) as usize] ^= 0x01;
+    store
+        .s3
+        .put_object()
+        .bucket(&store.bucket)
+        .key(&damaged_pack)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .expect("put the damaged pack");
+
+    // Two more runs cover the store again: exactly one finds the damage.
+    let reports = [
+        store.run(&["verify", "--sample", "50", "--output", "json"]),
+        store.run(&["verify", "--sample", "50", "--output", "json"]),
+    ];
+    let failing: Vec<Value> = reports
+        .iter()
+        .filter(|o| o.status.code() != Some(0))
+        .map(|o| {
+            assert_eq!(o.status.code(), Some(6), "{}", describe(o));
+            serde_json::from_slice(&o.stdout).expect("JSON report")
+        })
+        .collect();
+    assert_eq!(failing.len(), 1, "one of two runs holds the damaged pack");
+    let report = &failing[0];
+    let problems = report["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "failed_authentication", "{report:#}");
+    assert!(
+        problems[0]["object"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&damaged_pack),
+        "{report:#}"
+    );
+    assert_eq!(
+        problems[0]["entries"],
+        serde_json::json!([format!("{damaged_id}:file-c.bin")]),
+        "{report:#}"
+    );
+    assert_eq!(report["affectedBackups"], serde_json::json!([damaged_id]), "{report:#}");
+
+    // Recorded on the affected backup, as a failed sample verification.
+    let items = dynamodb_client()
+        .await
+        .query()
+        .table_name(&store.table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :verify)")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("backup#{damaged_id}")))
+        .expression_attribute_values(":verify", AttributeValue::S("verify#".into()))
+        .send()
+        .await
+        .expect("query the catalog table")
+        .items()
+        .to_vec();
+    assert_eq!(items.len(), 1, "{items:#?}");
+    assert_eq!(items[0]["type"].as_s().expect("type"), "sample");
+    assert_eq!(items[0]["status"].as_s().expect("status"), "failed");
+    assert!(items[0]["error"].as_s().expect("error").contains(&damaged_pack));
+}

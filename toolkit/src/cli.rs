@@ -70,10 +70,15 @@ pub enum Command {
     /// Check that a backup is complete and intact in the store; exit 6 if it is not.
     Verify {
         /// Backup id, or `latest` (with --source).
-        id: String,
+        #[arg(required_unless_present = "sample")]
+        id: Option<String>,
         /// Also download every pack and read every entry back, checking every checksum.
         #[arg(long)]
         deep: bool,
+        /// Check the store instead of one backup: read PERCENT of its packs whole,
+        /// continuing where the last sample stopped, so repeated runs cover all of it.
+        #[arg(long, value_name = "PERCENT", conflicts_with_all = ["id", "deep", "source"], value_parser = percent)]
+        sample: Option<f64>,
         /// The source whose latest backup `latest` means.
         #[arg(long)]
         source: Option<String>,
@@ -105,6 +110,66 @@ pub enum Command {
     /// Backup plans (README, "Backup plans"): check a plan file.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Fail a DR plan's databases over to the DR region: promote or restore, validate, switch DNS
+    /// (README, "Disaster recovery"). Resumes an interrupted failover; asks before acting.
+    Failover {
+        #[command(flatten)]
+        args: DrArgs,
+        /// Act without asking (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Abandon the plan's unfinished job (kept as failed) instead of resuming it; start from a fresh preflight.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Bring a DR plan's databases back to the primary region once it is healthy, and DNS with them.
+    Failback {
+        #[command(flatten)]
+        args: DrArgs,
+        /// Act without asking (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Abandon the plan's unfinished job (kept as failed) instead of resuming it; start from a fresh preflight.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Rehearse a failover in the DR region under drill names, validate, measure, delete it all; DNS untouched.
+    Drill {
+        #[command(flatten)]
+        args: DrArgs,
+    },
+    /// Recovery jobs: restores, failovers, failbacks and drills, with their steps.
+    #[command(subcommand)]
+    Jobs(crate::recovery::JobsCommand),
+    /// Every database the plans protect: last snapshot, DR copies, age against the RPO, next run;
+    /// exit 8 if any is breached.
+    Status(crate::recovery::StatusArgs),
+    /// RDS snapshots of the plans: verify (and restore-test), retention, holds.
+    #[command(subcommand)]
+    Snapshots(crate::snapshots::SnapshotsCommand),
+    /// Database integrity: audit, salvage, consistency (no AWS needed).
+    #[command(flatten)]
+    Integrity(crate::integrity::IntegrityCommand),
+}
+
+/// What `failover`, `failback` and `drill` share.
+#[derive(Args, Debug)]
+pub struct DrArgs {
+    /// The DR plan (TOML), e.g. examples/dr.toml.
+    #[arg(long)]
+    pub plan: std::path::PathBuf,
+    /// Print what would be done and the RPO it would cost; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where to write the report (JOBID.json and JOBID.md).
+    #[arg(long, default_value = ".")]
+    pub report_dir: std::path::PathBuf,
+    /// How often to poll RDS while waiting for an instance.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// How long to wait for one instance before the step fails (a rerun resumes the wait).
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub wait_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,7 +198,7 @@ pub enum BackupCommand {
         #[arg(long)]
         retention_days: Option<u32>,
     },
-    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH,
+    /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH, duckdb:///PATH,
     /// redis://[:PASSWORD@]HOST[:PORT][/DB] for the server's whole RDB snapshot) into the store.
     Dump {
         /// The database's URL; the password may also come from PGPASSWORD or MYSQL_PWD.
@@ -162,6 +227,10 @@ pub enum BackupsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum RestoreCommand {
+    /// Restore an RDS DB instance or Aurora cluster to a point in time, as a new database.
+    Db(crate::recovery::RestoreDbArgs),
+    /// Restore an RDS DB snapshot or DB cluster snapshot into a new database.
+    Snapshot(crate::recovery::RestoreSnapshotArgs),
     /// Restore a file backup to a directory or to s3://bucket/prefix.
     Files {
         /// Backup id, or `latest` (with --source).
@@ -274,4 +343,17 @@ pub struct RetentionArgs {
     /// Print the plan (what would be deleted, why each kept backup stays); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// A share in percent: more than 0, at most 100.
+fn percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of percent"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err(format!("{text}: give a share above 0 and at most 100 (percent)"))
+    }
 }

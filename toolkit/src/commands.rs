@@ -118,6 +118,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Plan(PlanCommand::Check { file, at }) = &cli.command {
         return plan_check(&Renderer::new(cli.global.output), file, at.as_deref());
     }
+    if let Command::Integrity(command) = cli.command {
+        return crate::integrity::run(command, cli.global.output).await;
+    }
     let env = Env::new(cli.global).await?;
     match cli.command {
         Command::Init { create_table } => init(&env, create_table).await,
@@ -137,11 +140,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             concurrency,
         }) => restore_files(&env, &id, &to, include, source.as_deref(), concurrency).await,
         Command::Verify {
+            sample: Some(percent),
+            concurrency,
+            ..
+        } => verify_sample(&env, percent, concurrency).await,
+        Command::Verify {
             id,
             deep,
             source,
             concurrency,
-        } => verify(&env, &id, deep, source.as_deref(), concurrency).await,
+            ..
+        } => {
+            verify(
+                &env,
+                id.as_deref().unwrap_or("latest"),
+                deep,
+                source.as_deref(),
+                concurrency,
+            )
+            .await
+        }
         Command::Backup(BackupCommand::Dump { url, retention_days }) => backup_dump(&env, &url, retention_days).await,
         Command::Restore(RestoreCommand::Dump {
             id,
@@ -163,6 +181,40 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::AuditLog(AuditLogCommand::Verify) => audit_log_verify(&env).await,
         Command::AuditLog(AuditLogCommand::Show { since }) => audit_log_show(&env, since.as_deref()).await,
         Command::Plan(PlanCommand::Check { file, at }) => plan_check(&env.out, &file, at.as_deref()),
+        Command::Failover { args, yes, restart } => {
+            let kind = lifeboat::jobs::JobKind::Failover;
+            crate::dr::switch(&env.catalog, env.global.output, &args, yes, restart, kind).await
+        }
+        Command::Failback { args, yes, restart } => {
+            let kind = lifeboat::jobs::JobKind::Failback;
+            crate::dr::switch(&env.catalog, env.global.output, &args, yes, restart, kind).await
+        }
+        Command::Drill { args } => crate::dr::drill(&env.catalog, env.global.output, &args).await,
+        Command::Integrity(command) => crate::integrity::run(command, env.global.output).await,
+        Command::Restore(RestoreCommand::Db(args)) => {
+            crate::recovery::restore_db(&env.catalog, env.global.region.as_deref(), env.global.output, &args).await
+        }
+        Command::Restore(RestoreCommand::Snapshot(args)) => {
+            crate::recovery::restore_snapshot_command(
+                &env.catalog,
+                env.global.region.as_deref(),
+                env.global.output,
+                &args,
+            )
+            .await
+        }
+        Command::Jobs(crate::recovery::JobsCommand::List { limit }) => {
+            crate::recovery::jobs_list(&env.catalog, env.global.output, limit).await
+        }
+        Command::Jobs(crate::recovery::JobsCommand::Show { id }) => {
+            crate::recovery::jobs_show(&env.catalog, env.global.output, &id).await
+        }
+        Command::Status(args) => {
+            crate::recovery::status(&env.catalog, env.global.region.as_deref(), env.global.output, &args).await
+        }
+        Command::Snapshots(command) => {
+            crate::snapshots::run(&env.catalog, env.global.region.as_deref(), env.global.output, command).await
+        }
     }
 }
 
@@ -323,6 +375,21 @@ fn progress_bar(total: u64, text: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+async fn verify_sample(env: &Env, percent: f64, concurrency: usize) -> Result<ExitCode> {
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let repo = env.open_repo().await?;
+    let options = lifeboat::verify::sample::SampleOptions { percent, concurrency };
+    let report = lifeboat::verify::sample::run_sample(repo, &env.catalog, &options).await?;
+    env.out.verify_sample(&report);
+    if report.ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::DAMAGE))
+    }
 }
 
 async fn verify(env: &Env, id: &str, deep: bool, source: Option<&str>, concurrency: usize) -> Result<ExitCode> {

@@ -4,7 +4,11 @@
 
 mod cli;
 mod commands;
+mod dr;
+mod integrity;
+mod recovery;
 mod render;
+mod snapshots;
 
 use std::process::ExitCode;
 
@@ -20,6 +24,8 @@ pub mod exit {
     pub const KEY_PROBLEM: u8 = 5;
     pub const DAMAGE: u8 = 6;
     pub const TAMPERED: u8 = 7;
+    /// `lifeboat status`: a protected database is past its RPO or misses a DR copy.
+    pub const BREACHED: u8 = 8;
 }
 
 fn main() -> ExitCode {

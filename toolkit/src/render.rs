@@ -349,6 +349,49 @@ impl Renderer {
         }
     }
 
+    pub fn verify_sample(&self, r: &lifeboat::verify::sample::SampleReport) {
+        if !self.is_text() {
+            return json(r);
+        }
+        for p in &r.problems {
+            println!("{}: {}: {}", p.object, p.kind.describe(), p.detail);
+            if !p.entries.is_empty() {
+                let shown: Vec<&str> = p.entries.iter().take(10).map(String::as_str).collect();
+                let more = p.entries.len().saturating_sub(10);
+                let more = if more > 0 {
+                    format!(" … and {more} more")
+                } else {
+                    String::new()
+                };
+                println!("  affects {} entries: {}{more}", p.entries.len(), shown.join(", "));
+            }
+        }
+        let range = match (&r.first_pack, &r.last_pack) {
+            (Some(first), Some(last)) => format!(", {} … {}", short_pack(first), short_pack(last)),
+            _ => String::new(),
+        };
+        let walk = if r.walk_completed {
+            format!("; this run completed walk {} of the store", r.passes)
+        } else {
+            format!("; {} complete walks so far", r.passes)
+        };
+        let checked = format!(
+            "read {} of {} packs whole ({}, {} chunks{range}){walk}",
+            r.packs_checked,
+            r.packs_in_store,
+            bytes(r.bytes_checked),
+            r.chunks_checked
+        );
+        match r.problems.len() {
+            0 => println!("Store {} sample OK: {checked}.", r.store),
+            n => println!(
+                "Store {}: {n} problem(s) found, affecting backups {}: {checked}.",
+                r.store,
+                r.affected_backups.join(", ")
+            ),
+        }
+    }
+
     pub fn audit_records(&self, records: &[AuditRecord]) {
         if !self.is_text() {
             return json(&records);
@@ -454,6 +497,12 @@ fn audit_verification_line(r: &AuditVerification) -> String {
             p.detail
         ),
     }
+}
+
+/// A pack's key shortened to its name's first 12 digits.
+fn short_pack(key: &str) -> &str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.get(..12).unwrap_or(name)
 }
 
 /// A verification report for people: one line per problem (and the entries
