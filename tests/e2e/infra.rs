@@ -488,6 +488,12 @@ mod policy {
     }
 
     fn condition_holds(operator: &str, key: &str, values: &[String], request: &Request) -> bool {
+        // ForAllValues: every value of the key in the request matches (each
+        // request here carries one value); a request without the key matches.
+        let (operator, for_all) = match operator.strip_prefix("ForAllValues:") {
+            Some(operator) => (operator, true),
+            None => (operator, false),
+        };
         let (base, if_exists) = match operator.strip_suffix("IfExists") {
             Some(base) => (base, true),
             None => (operator, false),
@@ -499,7 +505,7 @@ mod policy {
             .map(|(_, v)| v.as_str());
         let Some(actual) = actual else {
             // A key the request lacks: no condition holds but the negated ones.
-            return if_exists || base.contains("Not");
+            return for_all || if_exists || base.contains("Not");
         };
         let equal = || values.iter().any(|v| v == actual);
         let like = || values.iter().any(|v| wildcard(v, actual, false));
@@ -1010,9 +1016,9 @@ fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
                 "LIFEBOAT_STORE",
                 "LIFEBOAT_TABLE",
             ],
-            "VerifyFunction" => &["LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
-            "RetentionFunction" => &["LIFEBOAT_DRY_RUN", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
-            "AlertFunction" => &["LIFEBOAT_ALERT_TOPIC_ARN", "LIFEBOAT_TABLE"],
+            "VerifyFunction" => &["LIFEBOAT_PLANS", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
+            "RetentionFunction" => &["LIFEBOAT_DRY_RUN", "LIFEBOAT_PLANS", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
+            "AlertFunction" => &["LIFEBOAT_ALERT_TOPIC_ARN", "LIFEBOAT_PLANS", "LIFEBOAT_TABLE"],
             "SnapshotFunction" => &["LIFEBOAT_PLANS", "LIFEBOAT_TABLE"],
             other => panic!("no expected settings for {other}"),
         };
@@ -1098,6 +1104,12 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
         ("Retention", "RetentionScheduleExpression", "retention-scheduled.json"),
         ("Alert", "AlertScheduleExpression", "alert-scheduled.json"),
         ("Snapshot", "SnapshotScheduleExpression", "snapshot-scheduled.json"),
+        ("VerifySnapshots", "VerifyScheduleExpression", "verify-snapshots.json"),
+        (
+            "RetentionSnapshots",
+            "RetentionScheduleExpression",
+            "retention-snapshots.json",
+        ),
     ];
     let mut rules = stack.resources_of_type("AWS::Events::Rule");
     rules.sort();
@@ -1117,9 +1129,10 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
         let targets = stack.property(&rule_name, "Targets");
         assert_eq!(targets.as_array().unwrap().len(), 1, "{rule_name}");
         let target = &targets[0];
+        let target_function = function.strip_suffix("Snapshots").unwrap_or(function);
         assert_eq!(
             target["Arn"],
-            stack.attribute(&format!("{function}Function"), "Arn").as_str()
+            stack.attribute(&format!("{target_function}Function"), "Arn").as_str()
         );
         assert_eq!(
             target["DeadLetterConfig"]["Arn"],
@@ -1184,6 +1197,12 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
     let target = &whole.property("RetentionSchedule", "Targets")[0];
     let rendered_whole = render_input(&target["InputTransformer"], sample);
     assert_eq!(rendered_whole["detail"]["source"], "s3://lifeboat-demo-data/");
+
+    // The snapshot plan's verification and retention: the samples, for the stack's plan.
+    for function in ["VerifySnapshots", "RetentionSnapshots"] {
+        let (rendered, sample) = &rendered_events[function];
+        assert_eq!(rendered, sample, "{function}");
+    }
 
     // alert: the sample's shape, with the plan as its one source; the
     // library reads the rules.
@@ -1421,6 +1440,10 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
     let policies = stack.role_policies("VerifyRole");
     let r = Resources::of(&stack);
     let stream = log_stream(&stack, "VerifyLogGroup");
+    let snapshot = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:snapshot:lifeboat-db-nightly-orders-db-20261123-0200");
+    let copy = format!("arn:aws:rds:{DR_REGION}:{ACCOUNT_ID}:snapshot:lifeboat-db-nightly-orders-db-20261123-0200");
+    let cluster_copy =
+        format!("arn:aws:rds:{DR_REGION}:{ACCOUNT_ID}:cluster-snapshot:lifeboat-db-nightly-orders-20261123-0200");
     // Repository::open_at (config, Kms::describe/unwrap), the index and
     // manifests and packs it reads, Catalog::get/list/verifications,
     // record_verification.
@@ -1439,8 +1462,21 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
         Request::new("sqs:SendMessage", &r.queue),
         Request::new("logs:CreateLogStream", &stream),
         Request::new("logs:PutLogEvents", &stream),
+        // Snapshot verification (snapshot_ops::verify): the plan file, the
+        // snapshots and their copies, the copy region's key.
+        Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml"),
+        Request::new("rds:DescribeDBSnapshots", &snapshot),
+        Request::new("rds:DescribeDBSnapshots", &copy),
+        Request::new("rds:DescribeDBClusterSnapshots", &cluster_copy),
+        Request::new("kms:DescribeKey", DR_KEY),
     ];
     let denied = [
+        // Snapshots are read, never deleted or restored (restore tests run
+        // from the toolkit, under the operator's role).
+        Request::new("rds:DeleteDBSnapshot", &snapshot),
+        Request::new("rds:DeleteDBSnapshot", &copy),
+        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &snapshot),
+        Request::new("kms:CreateGrant", DR_KEY),
         // Verification never changes the store.
         Request::new("s3:PutObject", &r.object("lifeboat/packs/0a/0a1b2c")),
         Request::new("s3:PutObject", &r.object("lifeboat/config")),
@@ -1467,6 +1503,10 @@ fn the_retention_role_expires_collects_and_audits() {
     let policies = stack.role_policies("RetentionRole");
     let r = Resources::of(&stack);
     let stream = log_stream(&stack, "RetentionLogGroup");
+    let snapshot = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:snapshot:lifeboat-db-nightly-orders-db-20261123-0200");
+    let copy = format!("arn:aws:rds:{DR_REGION}:{ACCOUNT_ID}:snapshot:lifeboat-db-nightly-orders-db-20261123-0200");
+    let cluster_copy =
+        format!("arn:aws:rds:{DR_REGION}:{ACCOUNT_ID}:cluster-snapshot:lifeboat-db-nightly-orders-20261123-0200");
     // plan_expiry (Catalog::list, list_holds: Scan), apply_expiry
     // (Catalog::get, mark_deleted, the manifest's deletion, the audit
     // trail's head and append: a transaction of Put/Update/ConditionCheck),
@@ -1490,6 +1530,18 @@ fn the_retention_role_expires_collects_and_audits() {
         Request::new("sqs:SendMessage", &r.queue),
         Request::new("logs:CreateLogStream", &stream),
         Request::new("logs:PutLogEvents", &stream),
+        // Snapshot retention (snapshot_ops::retention): the plan file,
+        // Lifeboat's snapshots and their copies, the record moved to its
+        // tombstone in one transaction.
+        Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml"),
+        Request::new("rds:DescribeDBSnapshots", &snapshot),
+        Request::new("rds:DeleteDBSnapshot", &snapshot),
+        Request::new("rds:DeleteDBSnapshot", &copy),
+        Request::new("rds:DeleteDBClusterSnapshot", &cluster_copy),
+        Request::new("dynamodb:DeleteItem", &r.table).with(
+            "dynamodb:LeadingKeys",
+            "snapshot#db-nightly#arn:aws:rds:us-east-1:123456789012:db:orders-db#2026-11-23T02:00:00Z",
+        ),
     ];
     let denied = [
         // Object Lock keeps each version: never deleted, never unlocked.
@@ -1501,8 +1553,19 @@ fn the_retention_role_expires_collects_and_audits() {
         Request::new("s3:DeleteObject", &r.object("elsewhere/x")),
         Request::new("s3:DeleteObject", "arn:aws:s3:::lifeboat-demo-data/app/users/1.json"),
         Request::new("kms:Encrypt", &r.key),
-        // Records are marked deleted, never removed.
-        Request::new("dynamodb:DeleteItem", &r.table),
+        // Backup records are marked deleted, never removed.
+        Request::new("dynamodb:DeleteItem", &r.table)
+            .with("dynamodb:LeadingKeys", "backup#bk-20261123T020000Z-0000abcd"),
+        Request::new("dynamodb:DeleteItem", &r.table).with("dynamodb:LeadingKeys", "audit"),
+        // Never a database, nor a snapshot that is not Lifeboat's.
+        Request::new(
+            "rds:DeleteDBInstance",
+            &format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:db:orders-db"),
+        ),
+        Request::new(
+            "rds:DeleteDBSnapshot",
+            &format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:snapshot:orders-manual"),
+        ),
         Request::new("dynamodb:BatchWriteItem", &r.table),
         Request::new("sns:Publish", &r.topic),
     ];
@@ -1533,6 +1596,8 @@ fn the_alert_role_reads_the_catalog_and_publishes_to_the_topic() {
         Request::new("sqs:SendMessage", &r.queue),
         Request::new("logs:CreateLogStream", &stream),
         Request::new("logs:PutLogEvents", &stream),
+        // The plan file, for the snapshot conditions.
+        Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml"),
     ];
     let denied = [
         Request::new("sns:Publish", "arn:aws:sns:us-east-1:123456789012:another-topic"),
@@ -1700,10 +1765,23 @@ fn the_roles_differ_where_it_matters() {
             role == "SnapshotRole",
             "{role}: rds:CreateDBSnapshot of an instance"
         );
+        // Only retention deletes one (Lifeboat's own, by name); verify and
+        // retention read their state.
         assert_eq!(
-            decide(&Request::new("rds:DeleteDBSnapshot", &snapshot)),
-            Decision::ImplicitDeny,
+            decide(&Request::new("rds:DeleteDBSnapshot", &snapshot)) == Decision::Allow,
+            role == "RetentionRole",
             "{role}: rds:DeleteDBSnapshot"
+        );
+        let foreign = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:snapshot:rds:orders-db-2026-11-23-02-00");
+        assert_eq!(
+            decide(&Request::new("rds:DeleteDBSnapshot", &foreign)),
+            Decision::ImplicitDeny,
+            "{role}: rds:DeleteDBSnapshot of an automated snapshot"
+        );
+        assert_eq!(
+            decide(&Request::new("rds:DescribeDBSnapshots", &snapshot)) == Decision::Allow,
+            matches!(role, "SnapshotRole" | "VerifyRole" | "RetentionRole"),
+            "{role}: rds:DescribeDBSnapshots"
         );
         for request in [
             Request::new("kms:ScheduleKeyDeletion", &r.key),
@@ -1956,14 +2034,41 @@ fn the_operator_and_read_only_policies() {
         (Request::new("dynamodb:UpdateItem", table), Allow, ImplicitDeny),
         (Request::new("dynamodb:DeleteTable", table), ImplicitDeny, ImplicitDeny),
         (Request::new("rds:DescribeDBSnapshots", "*"), Allow, Allow),
+        // Drills and restore tests tear down their own instances, nothing else;
+        // snapshot retention deletes Lifeboat's snapshots only.
         (
-            Request::new("rds:RestoreDBInstanceFromDBSnapshot", snapshot),
+            Request::new(
+                "rds:DeleteDBInstance",
+                "arn:aws:rds:us-west-2:123456789012:db:drill-orders-1a2b3c4d",
+            ),
             Allow,
             ImplicitDeny,
         ),
         (
-            Request::new("rds:DeleteDBSnapshot", snapshot),
+            Request::new(
+                "rds:DeleteDBInstance",
+                "arn:aws:rds:us-east-1:123456789012:db:orders-db",
+            ),
             ImplicitDeny,
+            ImplicitDeny,
+        ),
+        (Request::new("rds:DeleteDBSnapshot", snapshot), Allow, ImplicitDeny),
+        (
+            Request::new(
+                "rds:DeleteDBSnapshot",
+                "arn:aws:rds:us-east-1:123456789012:snapshot:orders-manual",
+            ),
+            ImplicitDeny,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("rds:CreateDBInstanceReadReplica", "*"),
+            Allow,
+            ImplicitDeny,
+        ),
+        (
+            Request::new("rds:RestoreDBInstanceFromDBSnapshot", snapshot),
+            Allow,
             ImplicitDeny,
         ),
         (
