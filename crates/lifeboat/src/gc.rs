@@ -4,7 +4,8 @@
 //! 1. **Mark.** Chunks that no completed backup's manifest references, in
 //!    packs that are mostly such garbage (or packs no index lists), go into
 //!    a candidate list `gc/ID`. Backups that start after the list exists do
-//!    not deduplicate against its chunks (`Index::dedup_chunks`).
+//!    not deduplicate against its chunks, nor against chunks stored only in
+//!    the packs it names (`Index::dedup_chunks`).
 //! 2. **Sweep**, in a later run once the list is older than the grace period
 //!    and every backup created before the list (plus a clock margin) has
 //!    finished: references are recomputed from all completed manifests;
@@ -155,8 +156,10 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
         dry_run: options.dry_run,
         ..GcReport::default()
     };
-    let mut records = store_backups(repo, catalog).await?;
+    // The index (with the candidate lists) before the records: a backup that
+    // began before a list existed is then among the records read.
     let index = repo.load_index().await?;
+    let mut records = store_backups(repo, catalog).await?;
     for (key, list) in &index.candidate_lists {
         let created = parse_time(&list.created_at).unwrap_or(options.now);
         if created + options.grace > options.now {

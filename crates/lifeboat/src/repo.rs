@@ -92,12 +92,17 @@ impl Index {
         }
     }
 
-    /// The chunks a new backup may deduplicate against: all but candidates.
+    /// The chunks a new backup may deduplicate against: all but candidates,
+    /// and but those stored only in a candidate pack (a pack a list names as
+    /// a whole, e.g. one no index listed when it was marked: its chunks are
+    /// not on the list one by one, and the sweep may delete them).
     pub fn dedup_chunks(&self) -> impl Iterator<Item = ChunkId> + '_ {
         self.chunks
-            .keys()
-            .filter(|id| !self.candidate_chunks.contains(id))
-            .copied()
+            .iter()
+            .filter(|(id, location)| {
+                !self.candidate_chunks.contains(id) && !self.candidate_packs.contains(&location.pack)
+            })
+            .map(|(id, _)| *id)
     }
 }
 
@@ -366,5 +371,31 @@ pub fn storage_for(location: &crate::storage::Location, s3: &aws_sdk_s3::Client,
     match location {
         crate::storage::Location::S3 { bucket, prefix } => (Storage::s3(s3.clone(), bucket, region), prefix.clone()),
         crate::storage::Location::Dir(path) => (Storage::dir(path), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backups_never_deduplicate_against_candidates_or_chunks_of_candidate_packs() {
+        let location = |pack: u8| ChunkLocation {
+            pack: PackId([pack; 32]),
+            offset: 0,
+            length: 1,
+            raw_length: 1,
+        };
+        let mut index = Index::default();
+        index.chunks.insert(ChunkId([1; 32]), location(1));
+        index.chunks.insert(ChunkId([2; 32]), location(1));
+        index.chunks.insert(ChunkId([3; 32]), location(2));
+        index.chunks.insert(ChunkId([4; 32]), location(3));
+        // Chunk 2 is listed one by one; pack 2 is listed as a whole.
+        index.candidate_chunks.insert(ChunkId([2; 32]));
+        index.candidate_packs.insert(PackId([2; 32]));
+        let mut usable: Vec<ChunkId> = index.dedup_chunks().collect();
+        usable.sort();
+        assert_eq!(usable, vec![ChunkId([1; 32]), ChunkId([4; 32])]);
     }
 }
