@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use lifeboat::catalog::Catalog;
 use lifeboat::failover::report::{seconds_words, DrReport, Outcome};
-use lifeboat::failover::wait::WaitPolicy;
 use lifeboat::failover::{
     inspect_drill, inspect_failback, inspect_failover, plan, run_drill, run_failback, run_failover, Action,
     DrInspection, DrOptions, DrRun, Regions,
 };
 use lifeboat::jobs::JobKind;
+use lifeboat::rds::wait::WaitPolicy;
 
 use crate::cli::{DrArgs, Output};
 

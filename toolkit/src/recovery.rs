@@ -12,10 +12,12 @@ use clap::{Args, Subcommand};
 use lifeboat::aws::load_config;
 use lifeboat::catalog::Catalog;
 use lifeboat::jobs::{JobRecord, StepStatus};
-use lifeboat::pitr::{RestoreTime, WaitPolicy};
+use lifeboat::pitr::RestoreTime;
+use lifeboat::rds::wait::WaitPolicy;
+use lifeboat::rds::Rds;
 use lifeboat::recovery::{
-    arn_region, restore_region, restore_snapshot, restore_to_point_in_time, PitrOptions, RdsRegion, RecoveryError,
-    RecoveryReport, SnapshotRef, SnapshotRestoreOptions,
+    arn_region, restore_region, restore_snapshot, restore_to_point_in_time, PitrOptions, RecoveryError, RecoveryReport,
+    SnapshotRef, SnapshotRestoreOptions,
 };
 use lifeboat::status::{age_words, kind_words, protection_status, Health, StatusReport};
 use serde::Serialize;
@@ -116,6 +118,7 @@ fn wait_policy(args: &WaitArgs, validating: bool) -> Result<Option<WaitPolicy>> 
     let policy = WaitPolicy {
         interval: args.poll_interval,
         timeout: args.wait_timeout,
+        ..WaitPolicy::default()
     };
     Ok((args.wait || validating).then_some(policy))
 }
@@ -153,7 +156,7 @@ pub async fn restore_db(
         now: jiff::Timestamp::now(),
     };
     let region = restore_region(&args.id, arn_region(&args.id), asked_region)?;
-    let rds = RdsRegion::from_config(&load_config(region.as_deref()).await?);
+    let rds = Rds::new(&load_config(region.as_deref()).await?);
     let mut progress = progress(output);
     let result = restore_to_point_in_time(&rds, &catalog.jobs(), &options, &mut progress).await;
     conclude(output, result)
@@ -179,7 +182,7 @@ pub async fn restore_snapshot_command(
         checks,
         now: jiff::Timestamp::now(),
     };
-    let rds = RdsRegion::from_config(&config);
+    let rds = Rds::new(&config);
     let mut progress = progress(output);
     let result = restore_snapshot(&rds, &catalog.jobs(), &options, &mut progress).await;
     conclude(output, result)

@@ -42,6 +42,8 @@ pub mod jobs;
 #[cfg(feature = "aws")]
 pub mod keys;
 #[cfg(feature = "aws")]
+pub mod rds;
+#[cfg(feature = "aws")]
 pub mod recovery;
 #[cfg(feature = "aws")]
 pub mod repo;

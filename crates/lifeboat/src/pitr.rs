@@ -1,6 +1,5 @@
 //! Point-in-time recovery, the pure part: a database's restorable window,
-//! whether a requested time lies in it, the names restores get, and the loop
-//! that waits for a restored database to become available.
+//! whether a requested time lies in it, and the names restores get.
 //!
 //! RDS itself refuses a time outside the window, but only after the restore
 //! was requested, and an emulator does not refuse at all; Lifeboat computes
@@ -13,13 +12,10 @@
 //! database was created. A retention period of 0 means no automated backups,
 //! so no point-in-time recovery at all.
 //!
-//! No AWS type and no clock here: "now" is a parameter, and the waiting loop
-//! asks a [`StatusProbe`] and sleeps through a function it is given, so unit
-//! tests drive it with scripted status sequences.
+//! No AWS type and no clock here: "now" is a parameter. Waiting for the
+//! restored database is `crate::rds::wait`.
 
 use std::fmt;
-use std::future::Future;
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -251,143 +247,6 @@ pub fn valid_identifier(name: &str) -> bool {
         && !name.contains("--")
 }
 
-// ---------------------------------------------------------------------------
-// Waiting for a restore
-// ---------------------------------------------------------------------------
-
-/// Asks for the current status of what is being waited for (an RDS DB
-/// instance's `DBInstanceStatus`, a cluster's `Status`).
-pub trait StatusProbe {
-    type Error: fmt::Display;
-    fn status(&mut self) -> impl Future<Output = Result<String, Self::Error>> + Send;
-}
-
-/// How often to look and for how long.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WaitPolicy {
-    pub interval: Duration,
-    pub timeout: Duration,
-}
-
-impl Default for WaitPolicy {
-    /// Every 15 s for up to 2 h (a large restore takes that long).
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(15),
-            timeout: Duration::from_secs(2 * 60 * 60),
-        }
-    }
-}
-
-/// What a [`StatusProbe`] answers when RDS does not know the database.
-pub const NOT_FOUND: &str = "not-found";
-
-/// Looks at a database RDS does not know that are put down to RDS's eventual
-/// consistency right after a create call; one more and the wait fails.
-pub const NOT_FOUND_LOOKS_TOLERATED: u32 = 3;
-
-/// Statuses from which a restore never becomes available by itself.
-const TERMINAL_FAILURES: &[&str] = &[
-    "failed",
-    "incompatible-restore",
-    "incompatible-parameters",
-    "incompatible-network",
-    "incompatible-option-group",
-    "incompatible-credentials",
-    "inaccessible-encryption-credentials",
-    "inaccessible-encryption-credentials-recoverable",
-    "restore-error",
-    "storage-full",
-    "deleting",
-    "deleted",
-];
-
-/// What [`wait_until_available`] reports each time the status changes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatusChange {
-    pub status: String,
-    /// Time spent waiting so far (the sum of the pauses between looks).
-    pub waited: Duration,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum WaitError {
-    #[error("{what} became {status:?} after {}: RDS will not finish this restore; see its events (`aws rds describe-events --source-identifier ...`), delete it, and restore again", humantime::format_duration(*waited))]
-    Failed {
-        what: String,
-        status: String,
-        waited: Duration,
-    },
-    #[error("{what} was still {status:?} after {}: it may yet become available; look again later (or rerun the restore, which resumes its job)", humantime::format_duration(*waited))]
-    TimedOut {
-        what: String,
-        status: String,
-        waited: Duration,
-    },
-    #[error("cannot read the status of {what}: {message}")]
-    Probe { what: String, message: String },
-}
-
-/// Looks at `probe` until it says `available`, telling `on_change` each new
-/// status; fails at once on a status RDS does not come back from, and after
-/// `policy.timeout` of waiting. `sleep` does the pausing (tokio's sleep in
-/// production, nothing in tests).
-pub async fn wait_until_available<P, S, F>(
-    what: &str,
-    probe: &mut P,
-    policy: &WaitPolicy,
-    mut sleep: S,
-    mut on_change: impl FnMut(&StatusChange),
-) -> Result<Duration, WaitError>
-where
-    P: StatusProbe,
-    S: FnMut(Duration) -> F,
-    F: Future<Output = ()>,
-{
-    let mut waited = Duration::ZERO;
-    let mut last: Option<String> = None;
-    let mut not_found = 0;
-    loop {
-        let status = probe.status().await.map_err(|e| WaitError::Probe {
-            what: what.to_owned(),
-            message: e.to_string(),
-        })?;
-        if last.as_deref() != Some(status.as_str()) {
-            on_change(&StatusChange {
-                status: status.clone(),
-                waited,
-            });
-        }
-        if status == "available" {
-            return Ok(waited);
-        }
-        if status == NOT_FOUND {
-            not_found += 1;
-        }
-        if TERMINAL_FAILURES.contains(&status.as_str()) || not_found > NOT_FOUND_LOOKS_TOLERATED {
-            return Err(WaitError::Failed {
-                what: what.to_owned(),
-                status,
-                waited,
-            });
-        }
-        if waited >= policy.timeout {
-            return Err(WaitError::TimedOut {
-                what: what.to_owned(),
-                status,
-                waited,
-            });
-        }
-        let pause = policy
-            .interval
-            .min(policy.timeout - waited)
-            .max(Duration::from_millis(1));
-        sleep(pause).await;
-        waited += pause;
-        last = Some(status);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,126 +434,5 @@ mod tests {
         assert!(!valid_identifier("ends-"));
         assert!(!valid_identifier("two--hyphens"));
         assert!(!valid_identifier("9lives"));
-    }
-
-    /// A probe that answers from a script; the last answer repeats.
-    struct Scripted {
-        answers: Vec<Result<&'static str, &'static str>>,
-        asked: usize,
-    }
-
-    impl StatusProbe for Scripted {
-        type Error = String;
-        fn status(&mut self) -> impl Future<Output = Result<String, String>> + Send {
-            let answer = self.answers[self.asked.min(self.answers.len() - 1)];
-            self.asked += 1;
-            std::future::ready(answer.map(str::to_owned).map_err(str::to_owned))
-        }
-    }
-
-    fn run_script(
-        answers: Vec<Result<&'static str, &'static str>>,
-        timeout_secs: u64,
-    ) -> (Result<Duration, WaitError>, Vec<String>, usize) {
-        let mut probe = Scripted { answers, asked: 0 };
-        let policy = WaitPolicy {
-            interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(timeout_secs),
-        };
-        let mut seen = Vec::new();
-        let result = block_on(wait_until_available(
-            "DB instance orders-pitr",
-            &mut probe,
-            &policy,
-            |_| std::future::ready(()),
-            |change| seen.push(format!("{}@{}", change.status, change.waited.as_secs())),
-        ));
-        (result, seen, probe.asked)
-    }
-
-    /// The loop only awaits ready futures here, so polling drives it to the end.
-    fn block_on<F: Future>(future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        loop {
-            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-                return output;
-            }
-        }
-    }
-
-    #[test]
-    fn waits_through_creating_and_modifying_to_available() {
-        let (result, seen, asked) = run_script(
-            vec![
-                Ok("creating"),
-                Ok("creating"),
-                Ok("modifying"),
-                Ok("backing-up"),
-                Ok("available"),
-            ],
-            3600,
-        );
-        assert_eq!(result, Ok(Duration::from_secs(40)));
-        assert_eq!(seen, ["creating@0", "modifying@20", "backing-up@30", "available@40"]);
-        assert_eq!(asked, 5);
-    }
-
-    #[test]
-    fn available_at_once_needs_one_look() {
-        let (result, seen, asked) = run_script(vec![Ok("available")], 60);
-        assert_eq!(result, Ok(Duration::ZERO));
-        assert_eq!(seen, ["available@0"]);
-        assert_eq!(asked, 1);
-    }
-
-    #[test]
-    fn a_failed_or_incompatible_restore_stops_the_wait() {
-        for terminal in ["failed", "incompatible-restore", "incompatible-parameters"] {
-            let (result, seen, _) = run_script(vec![Ok("creating"), Ok(terminal)], 3600);
-            match result {
-                Err(WaitError::Failed { status, waited, .. }) => {
-                    assert_eq!(status, terminal);
-                    assert_eq!(waited, Duration::from_secs(10));
-                }
-                other => panic!("{terminal}: {other:?}"),
-            }
-            assert_eq!(seen.last().map(String::as_str), Some(format!("{terminal}@10").as_str()));
-        }
-    }
-
-    #[test]
-    fn a_database_rds_does_not_know_yet_is_waited_for_a_few_looks() {
-        let (result, seen, _) = run_script(
-            vec![Ok(NOT_FOUND), Ok(NOT_FOUND), Ok("creating"), Ok("available")],
-            3600,
-        );
-        assert_eq!(result, Ok(Duration::from_secs(30)));
-        assert_eq!(seen, ["not-found@0", "creating@20", "available@30"]);
-        let (result, _, asked) = run_script(vec![Ok(NOT_FOUND)], 3600);
-        assert!(
-            matches!(&result, Err(WaitError::Failed { status, .. }) if status == NOT_FOUND),
-            "{result:?}"
-        );
-        assert_eq!(asked, NOT_FOUND_LOOKS_TOLERATED as usize + 1);
-    }
-
-    #[test]
-    fn a_restore_that_stays_creating_times_out() {
-        let (result, _, asked) = run_script(vec![Ok("creating")], 35);
-        match result {
-            Err(error @ WaitError::TimedOut { .. }) => {
-                assert!(error.to_string().contains("still \"creating\" after 35s"), "{error}");
-            }
-            other => panic!("{other:?}"),
-        }
-        // Looks at 0, 10, 20, 30 and 35 s.
-        assert_eq!(asked, 5);
-    }
-
-    #[test]
-    fn a_status_that_cannot_be_read_stops_the_wait() {
-        let (result, _, _) = run_script(vec![Ok("creating"), Err("throttled")], 3600);
-        assert!(matches!(result, Err(WaitError::Probe { message, .. }) if message == "throttled"));
     }
 }

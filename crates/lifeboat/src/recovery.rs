@@ -21,11 +21,10 @@ use aws_sdk_rds::types::{DbCluster, DbInstance, Tag};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::error_code;
 use crate::jobs::{Job, JobError, JobKind, JobRecord, Jobs, StepError};
-use crate::pitr::{
-    self, check_time, restore_window, RestoreTime, RestoreWindow, StatusProbe, WaitPolicy, WindowError, WindowFacts,
-};
+use crate::pitr::{self, check_time, restore_window, RestoreTime, RestoreWindow, WindowError, WindowFacts};
+use crate::rds::wait::{wait_for, Goal, StatusChange, WaitError, WaitPolicy};
+use crate::rds::{timestamp, ClusterStatus, Rds, RdsError, ResourceKind};
 use crate::validate::{Checks, ValidateError, ValidationReport};
 
 /// Tag put on every database a restore creates: the job that made it.
@@ -62,19 +61,15 @@ pub enum RecoveryError {
     #[error(transparent)]
     Window(#[from] WindowError),
     #[error(transparent)]
-    Wait(#[from] pitr::WaitError),
+    Wait(#[from] WaitError),
     #[error("restored {what} has no endpoint yet, so the checks cannot reach it")]
     NoEndpoint { what: String },
     #[error("validation failed: {message}")]
     ChecksFailed { message: String },
     #[error(transparent)]
     Validate(#[from] ValidateError),
-    #[error("RDS {action} in region {region} failed: {message}")]
-    Rds {
-        action: &'static str,
-        region: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Rds(#[from] RdsError),
     #[error("recording the recovery job: {0}")]
     Job(#[from] JobError),
     #[error("recovery job {} failed at step {step}: {message}", job.id)]
@@ -87,192 +82,92 @@ pub enum RecoveryError {
     },
 }
 
-/// The RDS client of the region a restore happens in.
-#[derive(Clone, Debug)]
-pub struct RdsRegion {
-    pub client: aws_sdk_rds::Client,
-    pub region: String,
+/// The automated backups' restore window of an instance, when RDS reports one.
+async fn automated_backup_window(
+    rds: &Rds,
+    id: &str,
+) -> Result<Option<(Option<Timestamp>, Option<Timestamp>)>, RecoveryError> {
+    let answer = rds
+        .client()
+        .describe_db_instance_automated_backups()
+        .db_instance_identifier(id)
+        .send()
+        .await;
+    let out = match answer {
+        Ok(out) => out,
+        Err(e) => {
+            let error = rds.fail("DescribeDBInstanceAutomatedBackups", &format!("DB instance {id}"), &e);
+            if error.is_not_found() {
+                return Ok(None);
+            }
+            return Err(error.into());
+        }
+    };
+    Ok(out
+        .db_instance_automated_backups()
+        .iter()
+        .filter_map(|b| b.restore_window())
+        .map(|w| {
+            (
+                w.earliest_time().and_then(timestamp),
+                w.latest_time().and_then(timestamp),
+            )
+        })
+        .next())
 }
 
-impl RdsRegion {
-    pub fn new(client: aws_sdk_rds::Client, region: &str) -> Self {
-        Self {
-            client,
-            region: region.to_owned(),
-        }
+/// Fails if a DB instance or cluster called `name` exists.
+async fn check_free(rds: &Rds, name: &str) -> Result<(), RecoveryError> {
+    if !pitr::valid_identifier(name) {
+        return Err(RecoveryError::BadName { name: name.to_owned() });
     }
-
-    /// The client of `config`'s region.
-    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(
-            aws_sdk_rds::Client::new(config),
-            &config.region().map(|r| r.to_string()).unwrap_or_default(),
-        )
+    let taken = if rds.describe_instance(name).await?.is_some() {
+        Some("DB instance")
+    } else if rds.describe_cluster(name).await?.is_some() {
+        Some("Aurora cluster")
+    } else {
+        None
+    };
+    match taken {
+        Some(what) => Err(RecoveryError::TargetExists {
+            what: what.to_owned(),
+            name: name.to_owned(),
+            region: rds.region().to_owned(),
+        }),
+        None => Ok(()),
     }
+}
 
-    fn error<E, R>(&self, action: &'static str, error: &aws_sdk_rds::error::SdkError<E, R>) -> RecoveryError
-    where
-        E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let (code, message) = error_code(error);
-        RecoveryError::Rds {
-            action,
-            region: self.region.clone(),
-            message: match code {
-                Some(code) => format!("{code}: {message}"),
-                None => message,
-            },
-        }
+/// The class of a cluster's writer (else any member).
+async fn cluster_instance_class(rds: &Rds, cluster: &DbCluster) -> Result<Option<String>, RecoveryError> {
+    if let Some(class) = cluster.db_cluster_instance_class() {
+        return Ok(Some(class.to_owned()));
     }
-
-    async fn instance(&self, id: &str) -> Result<Option<DbInstance>, RecoveryError> {
-        match self
-            .client
-            .describe_db_instances()
-            .db_instance_identifier(id)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.db_instances().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error("DescribeDBInstances", &e)),
-        }
-    }
-
-    async fn cluster(&self, id: &str) -> Result<Option<DbCluster>, RecoveryError> {
-        match self
-            .client
-            .describe_db_clusters()
-            .db_cluster_identifier(id)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.db_clusters().first().cloned()),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error("DescribeDBClusters", &e)),
-        }
-    }
-
-    /// The automated backups' restore window of an instance, when RDS reports one.
-    async fn automated_backup_window(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Option<Timestamp>, Option<Timestamp>)>, RecoveryError> {
-        let out = match self
-            .client
-            .describe_db_instance_automated_backups()
-            .db_instance_identifier(id)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.error("DescribeDBInstanceAutomatedBackups", &e)),
-        };
-        Ok(out
-            .db_instance_automated_backups()
-            .iter()
-            .filter_map(|b| b.restore_window())
-            .map(|w| (w.earliest_time().map(timestamp), w.latest_time().map(timestamp)))
-            .next())
-    }
-
-    /// Fails if a DB instance or cluster called `name` exists.
-    async fn check_free(&self, name: &str) -> Result<(), RecoveryError> {
-        if !pitr::valid_identifier(name) {
-            return Err(RecoveryError::BadName { name: name.to_owned() });
-        }
-        let taken = if self.instance(name).await?.is_some() {
-            Some("DB instance")
-        } else if self.cluster(name).await?.is_some() {
-            Some("Aurora cluster")
-        } else {
-            None
-        };
-        match taken {
-            Some(what) => Err(RecoveryError::TargetExists {
-                what: what.to_owned(),
-                name: name.to_owned(),
-                region: self.region.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// The class of a cluster's writer (else any member).
-    async fn cluster_instance_class(&self, cluster: &DbCluster) -> Result<Option<String>, RecoveryError> {
-        if let Some(class) = cluster.db_cluster_instance_class() {
-            return Ok(Some(class.to_owned()));
-        }
-        let mut members: Vec<_> = cluster.db_cluster_members().iter().collect();
-        members.sort_by_key(|m| !m.is_cluster_writer().unwrap_or(false));
-        for member in members {
-            if let Some(id) = member.db_instance_identifier() {
-                if let Some(class) = self
-                    .instance(id)
-                    .await?
-                    .and_then(|i| i.db_instance_class().map(str::to_owned))
-                {
-                    return Ok(Some(class));
-                }
+    let mut members: Vec<_> = cluster.db_cluster_members().iter().collect();
+    members.sort_by_key(|m| !m.is_cluster_writer().unwrap_or(false));
+    for member in members {
+        if let Some(id) = member.db_instance_identifier() {
+            if let Some(class) = rds
+                .describe_instance(id)
+                .await?
+                .and_then(|i| i.db_instance_class().map(str::to_owned))
+            {
+                return Ok(Some(class));
             }
         }
-        Ok(None)
     }
-}
-
-fn is_not_found<E, R>(error: &aws_sdk_rds::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    matches!(
-        error_code(error).0.as_deref(),
-        Some(
-            "DBInstanceNotFound"
-                | "DBInstanceNotFoundFault"
-                | "DBClusterNotFoundFault"
-                | "DBClusterNotFound"
-                | "DBSnapshotNotFound"
-                | "DBSnapshotNotFoundFault"
-                | "DBClusterSnapshotNotFoundFault"
-                | "DBInstanceAutomatedBackupNotFound"
-                | "DBInstanceAutomatedBackupNotFoundFault"
-        )
-    )
-}
-
-fn timestamp(at: &aws_sdk_rds::primitives::DateTime) -> Timestamp {
-    Timestamp::new(at.secs(), i32::try_from(at.subsec_nanos()).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)
+    Ok(None)
 }
 
 fn sdk_time(at: Timestamp) -> aws_sdk_rds::primitives::DateTime {
     aws_sdk_rds::primitives::DateTime::from_secs_and_nanos(at.as_second(), at.subsec_nanosecond().unsigned_abs())
 }
 
-/// What a restore works on or makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DbKind {
-    DbInstance,
-    Cluster,
-}
-
-impl DbKind {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::DbInstance => "DB instance",
-            Self::Cluster => "Aurora cluster",
-        }
-    }
-}
-
 /// The database a restore copies, as the `check-window` step found it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceDb {
-    pub kind: DbKind,
+    pub kind: ResourceKind,
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
@@ -315,7 +210,7 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Restored {
-    pub kind: DbKind,
+    pub kind: ResourceKind,
     pub id: String,
     pub region: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,7 +356,7 @@ fn tags(job_id: &str, from: &str) -> Vec<Tag> {
 /// Restores a DB instance or Aurora cluster to a point in time, as a
 /// recovery job (`restore_db`, subject: the source's identifier).
 pub async fn restore_to_point_in_time(
-    rds: &RdsRegion,
+    rds: &Rds,
     jobs: &Jobs,
     options: &PitrOptions,
     progress: Progress<'_>,
@@ -521,12 +416,12 @@ fn resource_id(text: &str) -> String {
 }
 
 async fn check_pitr(
-    rds: &RdsRegion,
+    rds: &Rds,
     options: &PitrOptions,
     source_id: &str,
     requested: Request,
 ) -> Result<PitrCheck, RecoveryError> {
-    let (source, facts) = if let Some(instance) = rds.instance(source_id).await? {
+    let (source, facts) = if let Some(instance) = rds.describe_instance(source_id).await? {
         if let Some(cluster) = instance.db_cluster_identifier() {
             return Err(RecoveryError::ClusterMember {
                 instance: source_id.to_owned(),
@@ -536,13 +431,13 @@ async fn check_pitr(
         let facts = WindowFacts {
             resource: format!("DB instance {source_id}"),
             retention_days: instance.backup_retention_period().unwrap_or(0),
-            automated_backup_window: rds.automated_backup_window(source_id).await?,
+            automated_backup_window: automated_backup_window(rds, source_id).await?,
             earliest_restorable: None,
-            latest_restorable: instance.latest_restorable_time().map(timestamp),
-            created_at: instance.instance_create_time().map(timestamp),
+            latest_restorable: instance.latest_restorable_time().and_then(timestamp),
+            created_at: instance.instance_create_time().and_then(timestamp),
         };
         let source = SourceDb {
-            kind: DbKind::DbInstance,
+            kind: ResourceKind::DbInstance,
             id: source_id.to_owned(),
             arn: instance.db_instance_arn().map(str::to_owned),
             engine: instance.engine().map(str::to_owned),
@@ -558,21 +453,21 @@ async fn check_pitr(
                 .collect(),
         };
         (source, facts)
-    } else if let Some(cluster) = rds.cluster(source_id).await? {
+    } else if let Some(cluster) = rds.describe_cluster(source_id).await? {
         let facts = WindowFacts {
             resource: format!("Aurora cluster {source_id}"),
             retention_days: cluster.backup_retention_period().unwrap_or(0),
             automated_backup_window: None,
-            earliest_restorable: cluster.earliest_restorable_time().map(timestamp),
-            latest_restorable: cluster.latest_restorable_time().map(timestamp),
-            created_at: cluster.cluster_create_time().map(timestamp),
+            earliest_restorable: cluster.earliest_restorable_time().and_then(timestamp),
+            latest_restorable: cluster.latest_restorable_time().and_then(timestamp),
+            created_at: cluster.cluster_create_time().and_then(timestamp),
         };
         let instance_class = match &options.instance_class {
             Some(class) => Some(class.clone()),
-            None => rds.cluster_instance_class(&cluster).await?,
+            None => cluster_instance_class(rds, &cluster).await?,
         };
         let source = SourceDb {
-            kind: DbKind::Cluster,
+            kind: ResourceKind::Cluster,
             id: source_id.to_owned(),
             arn: cluster.db_cluster_arn().map(str::to_owned),
             engine: cluster.engine().map(str::to_owned),
@@ -588,12 +483,12 @@ async fn check_pitr(
     } else {
         return Err(RecoveryError::NoSource {
             id: source_id.to_owned(),
-            region: rds.region.clone(),
+            region: rds.region().to_owned(),
         });
     };
     let window = restore_window(&facts, options.now)?;
     let restore_time = check_time(&facts.resource, &window, options.time)?;
-    if source.kind == DbKind::Cluster && source.instance_class.is_none() {
+    if source.kind == ResourceKind::Cluster && source.instance_class.is_none() {
         return Err(RecoveryError::NoInstanceClass {
             why: format!("cluster {source_id} has no instance to copy the class from"),
         });
@@ -602,7 +497,7 @@ async fn check_pitr(
         .name
         .clone()
         .unwrap_or_else(|| pitr::pitr_name(source_id, restore_time));
-    rds.check_free(&target).await?;
+    check_free(rds, &target).await?;
     Ok(PitrCheck {
         requested,
         source,
@@ -616,8 +511,8 @@ async fn check_pitr(
 /// interrupted after RDS accepted the restore but before the step was
 /// recorded resumes with it instead of failing on "already exists".
 async fn made_by_job(
-    rds: &RdsRegion,
-    kind: DbKind,
+    rds: &Rds,
+    kind: ResourceKind,
     target: &str,
     job_id: &str,
 ) -> Result<Option<Restored>, RecoveryError> {
@@ -626,20 +521,20 @@ async fn made_by_job(
             .any(|t| t.key() == Some(JOB_TAG) && t.value() == Some(job_id))
     };
     Ok(match kind {
-        DbKind::DbInstance => rds
-            .instance(target)
+        ResourceKind::DbInstance => rds
+            .describe_instance(target)
             .await?
             .filter(|i| ours(i.tag_list()))
-            .map(|i| restored_instance(Some(&i), target, &rds.region)),
-        DbKind::Cluster => rds
-            .cluster(target)
+            .map(|i| restored_instance(Some(&i), target, rds.region())),
+        ResourceKind::Cluster => rds
+            .describe_cluster(target)
             .await?
             .filter(|c| ours(c.tag_list()))
-            .map(|c| restored_cluster(Some(&c), target, &rds.region)),
+            .map(|c| restored_cluster(Some(&c), target, rds.region())),
     })
 }
 
-async fn start_pitr(rds: &RdsRegion, check: &PitrCheck, job_id: &str) -> Result<Restored, RecoveryError> {
+async fn start_pitr(rds: &Rds, check: &PitrCheck, job_id: &str) -> Result<Restored, RecoveryError> {
     let source = &check.source;
     if let Some(restored) = made_by_job(rds, source.kind, &check.target, job_id).await? {
         return Ok(restored);
@@ -647,9 +542,9 @@ async fn start_pitr(rds: &RdsRegion, check: &PitrCheck, job_id: &str) -> Result<
     let latest = check.requested.time.as_deref() == Some("latest");
     let security_groups = (!source.security_groups.is_empty()).then(|| source.security_groups.clone());
     match source.kind {
-        DbKind::DbInstance => {
+        ResourceKind::DbInstance => {
             let mut call = rds
-                .client
+                .client()
                 .restore_db_instance_to_point_in_time()
                 .source_db_instance_identifier(&source.id)
                 .target_db_instance_identifier(&check.target)
@@ -661,15 +556,18 @@ async fn start_pitr(rds: &RdsRegion, check: &PitrCheck, job_id: &str) -> Result<
             } else {
                 call.restore_time(sdk_time(check.restore_time))
             };
-            let out = call
-                .send()
-                .await
-                .map_err(|e| rds.error("RestoreDBInstanceToPointInTime", &e))?;
-            Ok(restored_instance(out.db_instance(), &check.target, &rds.region))
+            let out = call.send().await.map_err(|e| {
+                rds.fail(
+                    "RestoreDBInstanceToPointInTime",
+                    &format!("DB instance {} from {}", check.target, source.id),
+                    &e,
+                )
+            })?;
+            Ok(restored_instance(out.db_instance(), &check.target, rds.region()))
         }
-        DbKind::Cluster => {
+        ResourceKind::Cluster => {
             let mut call = rds
-                .client
+                .client()
                 .restore_db_cluster_to_point_in_time()
                 .source_db_cluster_identifier(&source.id)
                 .db_cluster_identifier(&check.target)
@@ -681,18 +579,21 @@ async fn start_pitr(rds: &RdsRegion, check: &PitrCheck, job_id: &str) -> Result<
             } else {
                 call.restore_to_time(sdk_time(check.restore_time))
             };
-            let out = call
-                .send()
-                .await
-                .map_err(|e| rds.error("RestoreDBClusterToPointInTime", &e))?;
-            Ok(restored_cluster(out.db_cluster(), &check.target, &rds.region))
+            let out = call.send().await.map_err(|e| {
+                rds.fail(
+                    "RestoreDBClusterToPointInTime",
+                    &format!("Aurora cluster {} from {}", check.target, source.id),
+                    &e,
+                )
+            })?;
+            Ok(restored_cluster(out.db_cluster(), &check.target, rds.region()))
         }
     }
 }
 
 fn restored_instance(instance: Option<&DbInstance>, id: &str, region: &str) -> Restored {
     Restored {
-        kind: DbKind::DbInstance,
+        kind: ResourceKind::DbInstance,
         id: id.to_owned(),
         region: region.to_owned(),
         arn: instance.and_then(|i| i.db_instance_arn()).map(str::to_owned),
@@ -707,7 +608,7 @@ fn restored_instance(instance: Option<&DbInstance>, id: &str, region: &str) -> R
 
 fn restored_cluster(cluster: Option<&DbCluster>, id: &str, region: &str) -> Restored {
     Restored {
-        kind: DbKind::Cluster,
+        kind: ResourceKind::Cluster,
         id: id.to_owned(),
         region: region.to_owned(),
         arn: cluster.and_then(|c| c.db_cluster_arn()).map(str::to_owned),
@@ -734,12 +635,12 @@ fn cluster_endpoint(cluster: &DbCluster) -> Option<Endpoint> {
 
 /// For a restored cluster, the `create-instance` step: its first instance.
 async fn finish_cluster(
-    rds: &RdsRegion,
+    rds: &Rds,
     job: &mut Job,
     restored: Restored,
     instance_class: Option<String>,
 ) -> Result<Restored, StepError<RecoveryError>> {
-    if restored.kind != DbKind::Cluster {
+    if restored.kind != ResourceKind::Cluster {
         return Ok(restored);
     }
     let job_id = job.id().to_owned();
@@ -747,16 +648,18 @@ async fn finish_cluster(
         let class = instance_class.ok_or_else(|| RecoveryError::NoInstanceClass {
             why: format!("no class recorded for cluster {}", restored.id),
         })?;
-        let cluster = rds.cluster(&restored.id).await?.ok_or_else(|| RecoveryError::Rds {
-            action: "DescribeDBClusters",
-            region: rds.region.clone(),
-            message: format!("restored cluster {} is gone", restored.id),
-        })?;
+        let cluster = rds
+            .describe_cluster(&restored.id)
+            .await?
+            .ok_or_else(|| RecoveryError::NoSource {
+                id: restored.id.clone(),
+                region: rds.region().to_owned(),
+            })?;
         let engine = cluster.engine().unwrap_or_default().to_owned();
         let instance = pitr::cluster_instance_name(&restored.id);
-        let existing = rds.instance(&instance).await?;
+        let existing = rds.describe_instance(&instance).await?;
         if existing.is_none() {
-            rds.client
+            rds.client()
                 .create_db_instance()
                 .db_instance_identifier(&instance)
                 .db_cluster_identifier(&restored.id)
@@ -765,7 +668,13 @@ async fn finish_cluster(
                 .set_tags(Some(tags(&job_id, &restored.id)))
                 .send()
                 .await
-                .map_err(|e| rds.error("CreateDBInstance", &e))?;
+                .map_err(|e| {
+                    rds.fail(
+                        "CreateDBInstance",
+                        &format!("DB instance {instance} in cluster {}", restored.id),
+                        &e,
+                    )
+                })?;
         }
         Ok(Restored {
             instance: Some(instance),
@@ -777,7 +686,7 @@ async fn finish_cluster(
 
 /// The `wait` step (with a policy or checks) and the `validate` step (with checks).
 async fn wait_and_validate(
-    rds: &RdsRegion,
+    rds: &Rds,
     job: &mut Job,
     restored: Restored,
     wait: Option<WaitPolicy>,
@@ -817,107 +726,42 @@ async fn wait_and_validate(
 
 /// Waits for the restored database (a cluster: then its instance) and reads its endpoint.
 async fn wait_available(
-    rds: &RdsRegion,
+    rds: &Rds,
     restored: Restored,
     policy: &WaitPolicy,
     progress: Progress<'_>,
 ) -> Result<Restored, RecoveryError> {
-    let sleep = |pause: Duration| tokio::time::sleep(pause);
-    let what = restored.describe();
-    let mut note = |change: &pitr::StatusChange| {
+    let mut note = |what: &str, change: &StatusChange| {
         progress(&format!(
             "{what}: {} (waited {})",
             change.status,
             humantime::format_duration(Duration::from_secs(change.waited.as_secs()))
         ))
     };
-    match restored.kind {
-        DbKind::DbInstance => {
-            let mut probe = InstanceProbe {
-                rds: rds.clone(),
-                id: restored.id.clone(),
-            };
-            pitr::wait_until_available(&what, &mut probe, policy, sleep, &mut note).await?;
-            let instance = rds.instance(&restored.id).await?;
-            Ok(Restored {
-                status: "available".into(),
-                endpoint: instance
-                    .as_ref()
-                    .and_then(instance_endpoint)
-                    .or(restored.endpoint.clone()),
-                ..restored
+    let what = restored.describe();
+    let seen = match restored.kind {
+        ResourceKind::DbInstance => wait_for(rds, &restored.id, Goal::Available, *policy, |c| note(&what, c)).await?,
+        ResourceKind::Cluster => {
+            let seen = wait_for(&ClusterStatus(rds), &restored.id, Goal::Available, *policy, |c| {
+                note(&what, c)
             })
-        }
-        DbKind::Cluster => {
-            let mut probe = ClusterProbe {
-                rds: rds.clone(),
-                id: restored.id.clone(),
-            };
-            pitr::wait_until_available(&what, &mut probe, policy, sleep, &mut note).await?;
+            .await?;
             if let Some(instance) = &restored.instance {
                 let what = format!("DB instance {instance}");
-                let mut note = |change: &pitr::StatusChange| {
-                    progress(&format!(
-                        "{what}: {} (waited {})",
-                        change.status,
-                        humantime::format_duration(Duration::from_secs(change.waited.as_secs()))
-                    ))
-                };
-                let mut probe = InstanceProbe {
-                    rds: rds.clone(),
-                    id: instance.clone(),
-                };
-                pitr::wait_until_available(&what, &mut probe, policy, sleep, &mut note).await?;
+                wait_for(rds, instance, Goal::Available, *policy, |c| note(&what, c)).await?;
             }
-            let cluster = rds.cluster(&restored.id).await?;
-            Ok(Restored {
-                status: "available".into(),
-                endpoint: cluster
-                    .as_ref()
-                    .and_then(cluster_endpoint)
-                    .or(restored.endpoint.clone()),
-                ..restored
-            })
+            seen
         }
-    }
-}
-
-struct InstanceProbe {
-    rds: RdsRegion,
-    id: String,
-}
-
-impl StatusProbe for InstanceProbe {
-    type Error = RecoveryError;
-    fn status(&mut self) -> impl std::future::Future<Output = Result<String, RecoveryError>> + Send {
-        let (rds, id) = (self.rds.clone(), self.id.clone());
-        async move {
-            Ok(rds
-                .instance(&id)
-                .await?
-                .and_then(|i| i.db_instance_status().map(str::to_owned))
-                .unwrap_or_else(|| pitr::NOT_FOUND.to_owned()))
-        }
-    }
-}
-
-struct ClusterProbe {
-    rds: RdsRegion,
-    id: String,
-}
-
-impl StatusProbe for ClusterProbe {
-    type Error = RecoveryError;
-    fn status(&mut self) -> impl std::future::Future<Output = Result<String, RecoveryError>> + Send {
-        let (rds, id) = (self.rds.clone(), self.id.clone());
-        async move {
-            Ok(rds
-                .cluster(&id)
-                .await?
-                .and_then(|c| c.status().map(str::to_owned))
-                .unwrap_or_else(|| pitr::NOT_FOUND.to_owned()))
-        }
-    }
+    };
+    let endpoint = match (seen.endpoint, seen.port) {
+        (Some(host), Some(port)) => Some(Endpoint { host, port }),
+        _ => restored.endpoint.clone(),
+    };
+    Ok(Restored {
+        status: "available".into(),
+        endpoint,
+        ..restored
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -930,7 +774,7 @@ impl StatusProbe for ClusterProbe {
 pub struct SnapshotRef {
     pub id: String,
     pub region: Option<String>,
-    pub kind: Option<DbKind>,
+    pub kind: Option<ResourceKind>,
 }
 
 impl SnapshotRef {
@@ -948,8 +792,8 @@ impl SnapshotRef {
             return Err(bad());
         }
         let kind = match parts[5] {
-            "snapshot" => DbKind::DbInstance,
-            "cluster-snapshot" => DbKind::Cluster,
+            "snapshot" => ResourceKind::DbInstance,
+            "cluster-snapshot" => ResourceKind::Cluster,
             _ => return Err(bad()),
         };
         Ok(Self {
@@ -997,7 +841,7 @@ pub fn arn_region(text: &str) -> Option<&str> {
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotInfo {
     /// What the snapshot is of.
-    pub kind: DbKind,
+    pub kind: ResourceKind,
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
@@ -1024,7 +868,7 @@ pub struct SnapshotCheck {
 /// Restores a DB snapshot or cluster snapshot into a new database, as a
 /// recovery job (`restore_snapshot`, subject: the snapshot's identifier).
 pub async fn restore_snapshot(
-    rds: &RdsRegion,
+    rds: &Rds,
     jobs: &Jobs,
     options: &SnapshotRestoreOptions,
     progress: Progress<'_>,
@@ -1077,65 +921,32 @@ pub async fn restore_snapshot(
     })
 }
 
-async fn find_snapshot(rds: &RdsRegion, snapshot: &SnapshotRef) -> Result<(SnapshotInfo, String), RecoveryError> {
-    if snapshot.kind != Some(DbKind::Cluster) {
-        match rds
-            .client
-            .describe_db_snapshots()
-            .db_snapshot_identifier(&snapshot.id)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                if let Some(s) = out.db_snapshots().first() {
-                    let info = SnapshotInfo {
-                        kind: DbKind::DbInstance,
-                        id: snapshot.id.clone(),
-                        arn: s.db_snapshot_arn().map(str::to_owned),
-                        engine: s.engine().map(str::to_owned),
-                        source: s.db_instance_identifier().map(str::to_owned),
-                        created_at: s.snapshot_create_time().map(timestamp),
-                    };
-                    return Ok((info, s.status().unwrap_or("available").to_owned()));
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(rds.error("DescribeDBSnapshots", &e)),
-        }
-    }
-    if snapshot.kind != Some(DbKind::DbInstance) {
-        match rds
-            .client
-            .describe_db_cluster_snapshots()
-            .db_cluster_snapshot_identifier(&snapshot.id)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                if let Some(s) = out.db_cluster_snapshots().first() {
-                    let info = SnapshotInfo {
-                        kind: DbKind::Cluster,
-                        id: snapshot.id.clone(),
-                        arn: s.db_cluster_snapshot_arn().map(str::to_owned),
-                        engine: s.engine().map(str::to_owned),
-                        source: s.db_cluster_identifier().map(str::to_owned),
-                        created_at: s.snapshot_create_time().map(timestamp),
-                    };
-                    return Ok((info, s.status().unwrap_or("available").to_owned()));
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(rds.error("DescribeDBClusterSnapshots", &e)),
-        }
-    }
-    Err(RecoveryError::NoSnapshot {
+async fn find_snapshot(rds: &Rds, snapshot: &SnapshotRef) -> Result<(SnapshotInfo, String), RecoveryError> {
+    let (kind, state) =
+        rds.find_snapshot(&snapshot.id, snapshot.kind)
+            .await?
+            .ok_or_else(|| RecoveryError::NoSnapshot {
+                id: snapshot.id.clone(),
+                region: rds.region().to_owned(),
+            })?;
+    let info = SnapshotInfo {
+        kind,
         id: snapshot.id.clone(),
-        region: rds.region.clone(),
-    })
+        arn: state.arn,
+        engine: state.engine,
+        source: state.source,
+        created_at: state.created_at,
+    };
+    let status = if state.status.is_empty() {
+        "available".to_owned()
+    } else {
+        state.status
+    };
+    Ok((info, status))
 }
 
 async fn check_snapshot(
-    rds: &RdsRegion,
+    rds: &Rds,
     options: &SnapshotRestoreOptions,
     snapshot: &SnapshotRef,
     requested: Request,
@@ -1144,27 +955,27 @@ async fn check_snapshot(
     if status != "available" {
         return Err(RecoveryError::SnapshotNotReady {
             id: info.id,
-            region: rds.region.clone(),
+            region: rds.region().to_owned(),
             status,
         });
     }
     let instance_class = match (info.kind, &options.instance_class) {
-        (DbKind::DbInstance, _) => None,
-        (DbKind::Cluster, Some(class)) => Some(class.clone()),
-        (DbKind::Cluster, None) => {
+        (ResourceKind::DbInstance, _) => None,
+        (ResourceKind::Cluster, Some(class)) => Some(class.clone()),
+        (ResourceKind::Cluster, None) => {
             let cluster = match &info.source {
-                Some(source) => rds.cluster(source).await?,
+                Some(source) => rds.describe_cluster(source).await?,
                 None => None,
             };
             let class = match &cluster {
-                Some(cluster) => rds.cluster_instance_class(cluster).await?,
+                Some(cluster) => cluster_instance_class(rds, cluster).await?,
                 None => None,
             };
             Some(class.ok_or_else(|| RecoveryError::NoInstanceClass {
                 why: format!(
                     "the snapshot's cluster {} is not in region {} to copy it from",
                     info.source.as_deref().unwrap_or("(unknown)"),
-                    rds.region
+                    rds.region()
                 ),
             })?)
         }
@@ -1173,7 +984,7 @@ async fn check_snapshot(
         .name
         .clone()
         .unwrap_or_else(|| pitr::snapshot_restore_name(&info.id, options.now));
-    rds.check_free(&target).await?;
+    check_free(rds, &target).await?;
     Ok(SnapshotCheck {
         requested,
         snapshot: info,
@@ -1182,31 +993,33 @@ async fn check_snapshot(
     })
 }
 
-async fn start_snapshot_restore(
-    rds: &RdsRegion,
-    check: &SnapshotCheck,
-    job_id: &str,
-) -> Result<Restored, RecoveryError> {
+async fn start_snapshot_restore(rds: &Rds, check: &SnapshotCheck, job_id: &str) -> Result<Restored, RecoveryError> {
     let snapshot = &check.snapshot;
     if let Some(restored) = made_by_job(rds, snapshot.kind, &check.target, job_id).await? {
         return Ok(restored);
     }
     match snapshot.kind {
-        DbKind::DbInstance => {
+        ResourceKind::DbInstance => {
             let out = rds
-                .client
+                .client()
                 .restore_db_instance_from_db_snapshot()
                 .db_instance_identifier(&check.target)
                 .db_snapshot_identifier(&snapshot.id)
                 .set_tags(Some(tags(job_id, &snapshot.id)))
                 .send()
                 .await
-                .map_err(|e| rds.error("RestoreDBInstanceFromDBSnapshot", &e))?;
-            Ok(restored_instance(out.db_instance(), &check.target, &rds.region))
+                .map_err(|e| {
+                    rds.fail(
+                        "RestoreDBInstanceFromDBSnapshot",
+                        &format!("DB instance {} from {}", check.target, snapshot.id),
+                        &e,
+                    )
+                })?;
+            Ok(restored_instance(out.db_instance(), &check.target, rds.region()))
         }
-        DbKind::Cluster => {
+        ResourceKind::Cluster => {
             let out = rds
-                .client
+                .client()
                 .restore_db_cluster_from_snapshot()
                 .db_cluster_identifier(&check.target)
                 .snapshot_identifier(&snapshot.id)
@@ -1214,8 +1027,14 @@ async fn start_snapshot_restore(
                 .set_tags(Some(tags(job_id, &snapshot.id)))
                 .send()
                 .await
-                .map_err(|e| rds.error("RestoreDBClusterFromSnapshot", &e))?;
-            Ok(restored_cluster(out.db_cluster(), &check.target, &rds.region))
+                .map_err(|e| {
+                    rds.fail(
+                        "RestoreDBClusterFromSnapshot",
+                        &format!("Aurora cluster {} from {}", check.target, snapshot.id),
+                        &e,
+                    )
+                })?;
+            Ok(restored_cluster(out.db_cluster(), &check.target, rds.region()))
         }
     }
 }
@@ -1238,14 +1057,14 @@ mod tests {
         let parsed = SnapshotRef::parse(arn).expect("arn");
         assert_eq!(parsed.id, "rds:orders-2026-11-23-03-00");
         assert_eq!(parsed.region.as_deref(), Some("us-west-2"));
-        assert_eq!(parsed.kind, Some(DbKind::DbInstance));
+        assert_eq!(parsed.kind, Some(ResourceKind::DbInstance));
         assert_eq!(parsed.region(arn, None).expect("region").as_deref(), Some("us-west-2"));
         assert!(matches!(
             parsed.region(arn, Some("us-east-1")),
             Err(RecoveryError::RegionMismatch { .. })
         ));
         let cluster = SnapshotRef::parse("arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1").expect("arn");
-        assert_eq!(cluster.kind, Some(DbKind::Cluster));
+        assert_eq!(cluster.kind, Some(ResourceKind::Cluster));
         for bad in [
             "arn:aws:rds:us-east-1:123456789012:db:orders",
             "arn:aws:s3:::bucket",

@@ -46,14 +46,14 @@
 //! - [`SnapshotCatalog::open_work`]`(plan)`: what is still in progress.
 //!
 //! The keys are in `records.rs` and ARCHITECTURE.md ("The catalog table").
-//! The RDS calls are behind the [`Rds`] trait ([`AwsRds`] in production), so
+//! The RDS calls are behind the [`SnapshotApi`] trait ([`crate::rds::Rds`] in production), so
 //! tests can script the states the emulator never shows.
 //!
 //! A plan's `sources` that are database URLs are dumped on its schedule
 //! too ([`run_plan_dumps`], `dumps.rs`), once per scheduled run.
 
+mod api;
 mod dumps;
-mod rds;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,8 +61,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+pub use crate::rds::{DbResource, RdsError, ResourceKind, SnapshotState};
+pub use api::SnapshotApi;
 pub use dumps::run_plan_dumps;
-pub use rds::{AwsRds, DbResource, Rds, RdsError, ResourceKind, SnapshotState};
 pub use records::{
     Claim, CopyRecord, CopyStatus, DumpClaim, OpenWork, SnapshotCatalog, SnapshotHistory, SnapshotRecord,
     SnapshotStatus,
@@ -389,7 +390,7 @@ fn copy_label(copy: &CopyRecord) -> String {
 /// file): snapshots of everything it selects for the run at `scheduled` (to
 /// the minute), then [`advance`] of every plan's open work (copies to one
 /// region count against one limit, whichever plan they belong to).
-pub async fn run_scheduled<R: Rds>(
+pub async fn run_scheduled<R: SnapshotApi>(
     rds: &R,
     catalog: &SnapshotCatalog,
     plans: &[Plan],
@@ -412,7 +413,7 @@ pub async fn run_scheduled<R: Rds>(
 /// Advances the open work of `plans` (on an RDS snapshot event, or a run
 /// with nothing new to snapshot): completes available snapshots, queues and
 /// starts their copies, completes finished copies.
-pub async fn advance<R: Rds>(
+pub async fn advance<R: SnapshotApi>(
     rds: &R,
     catalog: &SnapshotCatalog,
     plans: &[Plan],
@@ -428,7 +429,10 @@ pub async fn advance<R: Rds>(
 
 /// What a plan selects: resources found, and failures for named ones that
 /// could not be found (resource as written, the error).
-async fn select<R: Rds>(rds: &R, plan: &Plan) -> Result<(Vec<DbResource>, Vec<(Resource, String)>), SnapshotError> {
+async fn select<R: SnapshotApi>(
+    rds: &R,
+    plan: &Plan,
+) -> Result<(Vec<DbResource>, Vec<(Resource, String)>), SnapshotError> {
     let listed = if plan.tags.is_empty() {
         Vec::new()
     } else {
@@ -466,7 +470,7 @@ async fn select<R: Rds>(rds: &R, plan: &Plan) -> Result<(Vec<DbResource>, Vec<(R
     Ok((selected, missing))
 }
 
-async fn take_snapshots<R: Rds>(
+async fn take_snapshots<R: SnapshotApi>(
     rds: &R,
     catalog: &SnapshotCatalog,
     plan: &Plan,
@@ -574,7 +578,7 @@ async fn take_snapshots<R: Rds>(
 }
 
 /// Every plan's open snapshots, then every open copy, by destination region.
-async fn advance_plans<R: Rds>(
+async fn advance_plans<R: SnapshotApi>(
     rds: &R,
     catalog: &SnapshotCatalog,
     plans: &[Plan],
@@ -602,7 +606,7 @@ async fn advance_plans<R: Rds>(
 }
 
 /// Checks one in-progress snapshot; when it completed, returns its new copies.
-async fn advance_snapshot<R: Rds>(
+async fn advance_snapshot<R: SnapshotApi>(
     rds: &R,
     catalog: &SnapshotCatalog,
     plan: &Plan,
@@ -736,7 +740,7 @@ async fn fail_copy(
 
 /// One destination region's copies: finished ones completed, queued ones
 /// started while fewer than [`MAX_COPIES_IN_FLIGHT`] are in flight.
-async fn advance_copies<R: Rds>(
+async fn advance_copies<R: SnapshotApi>(
     rds: &R,
     catalog: &SnapshotCatalog,
     plans: &[Plan],
@@ -1074,7 +1078,10 @@ mod tests {
         );
         let text = "[[plan]]\nname = \"p\"\nschedule = \"cron(0 2 * * ? *)\"\nrpo = \"26h\"\ntier = \"critical\"\nsources = [\"oracle://db/x\"]\nretention = { daily = 7 }";
         let errors = parse_plans(text, at("2026-11-23T00:00:00Z")).unwrap_err();
-        assert!(errors.to_string().contains("nor a database URL"), "{errors}");
+        assert!(
+            errors.to_string().contains("nor a Secrets Manager secret ARN"),
+            "{errors}"
+        );
     }
 
     #[test]
@@ -1093,15 +1100,5 @@ mod tests {
         for bad in ["s3://bucket", "s3:///key", "", "https://x/plans.toml"] {
             assert!(PlanSource::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn rds_errors_are_classified() {
-        assert!(RdsError::new(Some("Throttling"), "x").is_retryable());
-        assert!(RdsError::new(None, "timeout").is_retryable());
-        assert!(!RdsError::new(Some("KMSKeyNotAccessibleFault"), "x").is_retryable());
-        assert!(RdsError::new(Some("DBInstanceNotFound"), "x").is_not_found());
-        assert!(RdsError::new(Some("DBClusterSnapshotAlreadyExistsFault"), "x").is_already_exists());
-        assert_eq!(RdsError::new(Some("Code"), "text").to_string(), "Code: text");
     }
 }

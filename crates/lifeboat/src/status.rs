@@ -19,14 +19,15 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::aws::error_code;
 use crate::catalog::Catalog;
 use crate::plan::{duration_words, Plan, Resource, Tier};
-use crate::snapshot::{select_by_tags, AwsRds, DbResource, Rds, RdsError, ResourceKind, TAG_PLAN};
+use crate::rds::{timestamp, Rds};
+use crate::snapshot::{select_by_tags, DbResource, RdsError, ResourceKind, SnapshotApi, TAG_PLAN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -322,18 +323,6 @@ pub fn protected_by(plan: &Plan, region: &str, listed: &[DbResource]) -> Vec<Pro
     out
 }
 
-fn rds_in(config: &SdkConfig, region: &str) -> aws_sdk_rds::Client {
-    aws_sdk_rds::Client::from_conf(
-        aws_sdk_rds::config::Builder::from(config)
-            .region(Region::new(region.to_owned()))
-            .build(),
-    )
-}
-
-fn timestamp(at: &aws_sdk_rds::primitives::DateTime) -> Timestamp {
-    Timestamp::new(at.secs(), i32::try_from(at.subsec_nanos()).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// A snapshot as listed, before its tags are checked.
 struct Listed {
     snapshot: SeenSnapshot,
@@ -343,7 +332,7 @@ struct Listed {
 
 /// The plan's manual snapshots of a database in one region.
 async fn plan_snapshots(
-    rds: &aws_sdk_rds::Client,
+    rds: &Rds,
     region: &str,
     plan: &str,
     protected: &Protected,
@@ -362,6 +351,7 @@ async fn plan_snapshots(
     match protected.kind {
         ResourceKind::DbInstance => {
             let mut pages = rds
+                .client()
                 .describe_db_snapshots()
                 .db_instance_identifier(&protected.id)
                 .snapshot_type("manual")
@@ -372,7 +362,9 @@ async fn plan_snapshots(
                 for s in page.db_snapshots() {
                     let (Some(id), Some(at)) = (
                         s.db_snapshot_identifier(),
-                        s.original_snapshot_create_time().or(s.snapshot_create_time()),
+                        s.original_snapshot_create_time()
+                            .or(s.snapshot_create_time())
+                            .and_then(timestamp),
                     ) else {
                         continue;
                     };
@@ -380,7 +372,7 @@ async fn plan_snapshots(
                         snapshot: SeenSnapshot {
                             id: id.to_owned(),
                             status: s.status().unwrap_or_default().to_owned(),
-                            created_at: timestamp(at),
+                            created_at: at,
                         },
                         arn: s.db_snapshot_arn().map(str::to_owned),
                         tags: tag_pairs(s.tag_list()),
@@ -390,6 +382,7 @@ async fn plan_snapshots(
         }
         ResourceKind::Cluster => {
             let mut pages = rds
+                .client()
                 .describe_db_cluster_snapshots()
                 .db_cluster_identifier(&protected.id)
                 .snapshot_type("manual")
@@ -398,14 +391,17 @@ async fn plan_snapshots(
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| failed(error_code(&e).1))?;
                 for s in page.db_cluster_snapshots() {
-                    let (Some(id), Some(at)) = (s.db_cluster_snapshot_identifier(), s.snapshot_create_time()) else {
+                    let (Some(id), Some(at)) = (
+                        s.db_cluster_snapshot_identifier(),
+                        s.snapshot_create_time().and_then(timestamp),
+                    ) else {
                         continue;
                     };
                     found.push(Listed {
                         snapshot: SeenSnapshot {
                             id: id.to_owned(),
                             status: s.status().unwrap_or_default().to_owned(),
-                            created_at: timestamp(at),
+                            created_at: at,
                         },
                         arn: s.db_cluster_snapshot_arn().map(str::to_owned),
                         tags: tag_pairs(s.tag_list()),
@@ -426,6 +422,7 @@ async fn plan_snapshots(
         if tags.is_empty() && snapshot.id.starts_with(&format!("lifeboat-{plan}-")) {
             if let Some(arn) = &arn {
                 let listed = rds
+                    .client()
                     .list_tags_for_resource()
                     .resource_name(arn)
                     .send()
@@ -449,7 +446,7 @@ pub async fn protection_status(
     plans: &[Plan],
     now: Timestamp,
 ) -> Result<StatusReport, StatusError> {
-    let primary = AwsRds::new(config);
+    let primary = Rds::new(config);
     let region = primary.region().to_owned();
     let selects_databases = |p: &Plan| !p.tags.is_empty() || !p.resources.is_empty();
     let listed = if plans.iter().any(selects_databases) {
@@ -468,17 +465,16 @@ pub async fn protection_status(
             plans_without_databases.push(plan.name.clone());
         }
         for db in protected {
-            let home = rds_in(config, &db.region);
+            let home = primary.in_region(&db.region);
             let exists = if db.region == region {
                 listed.iter().any(|r| r.id == db.id && r.kind == db.kind)
             } else {
-                let other = AwsRds::new(&config.to_builder().region(Region::new(db.region.clone())).build());
-                other.find_resource(&db.id, Some(db.kind)).await.is_ok()
+                home.find_resource(&db.id, Some(db.kind)).await.is_ok()
             };
             let snapshots = plan_snapshots(&home, &db.region, &plan.name, &db).await?;
             let mut copies = BTreeMap::new();
             for copy in &plan.copy_regions {
-                let there = rds_in(config, &copy.region);
+                let there = primary.in_region(&copy.region);
                 copies.insert(
                     copy.region.clone(),
                     plan_snapshots(&there, &copy.region, &plan.name, &db).await?,

@@ -22,13 +22,14 @@ use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
 use lifeboat::expire::{apply_expiry, plan_expiry, ExpirySummary};
 use lifeboat::gc::{collect_garbage, GcOptions, GcReport};
 use lifeboat::plan::Plan;
+use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
 use lifeboat::retention::{RetentionPlan, RetentionPolicy};
 use lifeboat::snapshot::load_plans;
 use lifeboat::snapshot_ops::retention::{
     apply_snapshot_retention, plan_snapshot_expiry, SnapshotExpirySummary, SnapshotRetentionPlan,
 };
-use lifeboat::snapshot_ops::{plan_source, select_plans, SnapshotAws};
+use lifeboat::snapshot_ops::{plan_source, select_plans};
 use lifeboat::storage::Location;
 use lifeboat_lambda::{diagnostic, init_tracing, parse_request, setting, Request};
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,7 @@ struct Function {
     clients: Clients,
     /// The plan file's plans, when the function has one (for `snapshots`).
     plans: Option<Vec<Plan>>,
-    snapshot_aws: SnapshotAws,
+    snapshot_aws: Rds,
 }
 
 impl Function {
@@ -249,7 +250,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         force_dry_run,
         clients,
         plans,
-        snapshot_aws: SnapshotAws::new(&config),
+        snapshot_aws: Rds::new(&config),
     };
     if let Some(store) = &function.default_store {
         Location::parse(store).map_err(|e| format!("LIFEBOAT_STORE: {e}"))?;

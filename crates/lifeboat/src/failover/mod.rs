@@ -22,13 +22,11 @@
 //!   touched), validate, measure, and delete everything it created, whatever
 //!   happened. DNS is left alone.
 //!
-//! Waiting is behind [`wait::StatusSource`], unit-tested with scripted
-//! status sequences.
+//! RDS calls and waiting are `crate::rds`'s; Route 53 is [`dns`].
 
-pub mod cloud;
+pub mod dns;
 pub mod plan;
 pub mod report;
-pub mod wait;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -37,25 +35,21 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use self::cloud::{Dns, Instance, Rds, RecordSwitch, ReplicaRequest, RestoreRequest, Snapshot};
+use self::dns::{Dns, RecordSwitch};
 use self::plan::{DrDatabase, DrPlan, Strategy};
 use self::report::{seconds_between, DatabaseReport, DrReport, Outcome, Rpo};
-use self::wait::{wait_for, Goal, Observed, WaitError, WaitPolicy};
 use crate::catalog::now_rfc3339;
 use crate::jobs::{Job, JobError, JobKind, JobRecord, Jobs, StepError};
+use crate::rds::wait::{wait_for, Goal, Observed, WaitError, WaitPolicy};
+use crate::rds::{Instance, Rds, RdsError, ReplicaRequest, RestoreRequest};
 use crate::validate::{self, ValidationReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FailoverError {
     #[error(transparent)]
     Plan(#[from] plan::DrPlanError),
-    #[error("RDS in {region}, {action} on {what}: {message}")]
-    Rds {
-        region: String,
-        action: String,
-        what: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Rds(#[from] RdsError),
     #[error("Route 53, {action} on {what}: {message}")]
     Route53 {
         action: String,
@@ -87,6 +81,51 @@ pub enum FailoverError {
     Interrupted,
     #[error("cannot load the AWS configuration for region {region}: {message}")]
     Config { region: String, message: String },
+}
+
+/// The tag naming the drill job that created an instance.
+pub const DRILL_TAG: &str = "lifeboat:drill";
+/// The tag naming the DR plan an instance was created for.
+pub const PLAN_TAG: &str = "lifeboat:plan";
+
+/// A snapshot a restore can start from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub id: String,
+    /// When the data was captured: the original snapshot's creation time
+    /// (a copy's own creation time is later, and says nothing about data).
+    pub taken_at: String,
+}
+
+/// The newest available snapshot of `primary` in `rds`'s region.
+async fn newest_snapshot(rds: &Rds, primary: &str) -> Result<Option<Snapshot>, FailoverError> {
+    Ok(rds.newest_snapshot(primary).await?.map(|(id, taken)| Snapshot {
+        id,
+        taken_at: taken.to_string(),
+    }))
+}
+
+/// Drill instances of `plan` still in `rds`'s region: `(instance, drill job id)`.
+async fn drill_instances(rds: &Rds, plan: &str) -> Result<Vec<(String, String)>, FailoverError> {
+    let mut found = Vec::new();
+    for instance in rds.instances().await? {
+        let tag = |key: &str| {
+            instance
+                .tag_list()
+                .iter()
+                .find(|t| t.key() == Some(key))
+                .and_then(|t| t.value())
+        };
+        let (Some(id), Some(job)) = (instance.db_instance_identifier(), tag(DRILL_TAG)) else {
+            continue;
+        };
+        if id.starts_with("drill-") && tag(PLAN_TAG) == Some(plan) && instance.db_instance_status() != Some("deleting")
+        {
+            found.push((id.to_owned(), job.to_owned()));
+        }
+    }
+    Ok(found)
 }
 
 /// The clients of a plan's two regions and Route 53.
@@ -285,7 +324,7 @@ async fn record_states(
 
 fn all_point_at_targets(records: &[RecordState]) -> bool {
     records.iter().all(|r| match (&r.current, &r.target) {
-        (Some(current), Some(target)) => cloud::same_name(current, target),
+        (Some(current), Some(target)) => dns::same_name(current, target),
         _ => false,
     })
 }
@@ -353,7 +392,7 @@ pub async fn inspect_failover(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> 
                 },
                 None,
             ),
-            (Strategy::Snapshot, None) => match regions.dr.newest_snapshot(&db.primary_instance).await? {
+            (Strategy::Snapshot, None) => match newest_snapshot(&regions.dr, &db.primary_instance).await? {
                 Some(snapshot) => {
                     let rpo = snapshot_rpo(&snapshot, now);
                     (Action::Restore { snapshot }, Some(rpo))
@@ -413,7 +452,7 @@ pub async fn inspect_failback(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> 
                     && records.iter().all(|r| {
                         r.current
                             .as_deref()
-                            .is_some_and(|c| dr_endpoint.as_deref().is_some_and(|e| cloud::same_name(c, e)))
+                            .is_some_and(|c| dr_endpoint.as_deref().is_some_and(|e| dns::same_name(c, e)))
                     }))
         });
         let action = match (&existing, &writer) {
@@ -470,7 +509,7 @@ pub async fn inspect_failback(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> 
 pub async fn inspect_drill(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<DrInspection, FailoverError> {
     let now = Timestamp::now();
     let mut leftovers = Vec::new();
-    for (instance, job) in regions.dr.drill_instances(&plan.name).await? {
+    for (instance, job) in drill_instances(&regions.dr, &plan.name).await? {
         let deletable = match jobs.get(&job).await {
             Ok(record) => record.status != crate::jobs::JobStatus::Running,
             Err(JobError::Unknown { .. }) => true,
@@ -485,7 +524,7 @@ pub async fn inspect_drill(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Res
     let mut databases = Vec::new();
     for db in &plan.databases {
         let (action, rpo) = match db.strategy {
-            Strategy::Snapshot => match regions.dr.newest_snapshot(&db.primary_instance).await? {
+            Strategy::Snapshot => match newest_snapshot(&regions.dr, &db.primary_instance).await? {
                 Some(snapshot) => {
                     let rpo = snapshot_rpo(&snapshot, now);
                     (Action::DrillRestore { snapshot }, Some(rpo))
@@ -830,12 +869,45 @@ pub async fn run_failover(
     options: DrOptions,
     interrupted: impl Future<Output = ()>,
 ) -> Result<DrRun, FailoverError> {
-    let mut job = open_job(jobs, JobKind::Failover, plan, options.restart).await?;
+    run_switch(JobKind::Failover, regions, jobs, plan, inspection, options, interrupted).await
+}
+
+/// Fails back every database of `plan` to the primary region.
+pub async fn run_failback(
+    regions: &Regions,
+    jobs: &Jobs,
+    plan: &DrPlan,
+    inspection: &DrInspection,
+    options: DrOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<DrRun, FailoverError> {
+    run_switch(JobKind::Failback, regions, jobs, plan, inspection, options, interrupted).await
+}
+
+/// A failover or a failback as a job: its steps, stopped where they stand
+/// when `interrupted` completes first, and the report.
+async fn run_switch(
+    kind: JobKind,
+    regions: &Regions,
+    jobs: &Jobs,
+    plan: &DrPlan,
+    inspection: &DrInspection,
+    options: DrOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<DrRun, FailoverError> {
+    let mut job = open_job(jobs, kind, plan, options.restart).await?;
     if !job.resumed() && inspection.nothing_to_do() {
         return conclude(job, plan, inspection, None, true).await;
     }
+    let steps = async {
+        if kind == JobKind::Failback {
+            failback_steps(&mut job, regions, plan, inspection, options).await
+        } else {
+            failover_steps(&mut job, regions, plan, inspection, options).await
+        }
+    };
     let result = tokio::select! {
-        result = failover_steps(&mut job, regions, plan, inspection, options) => result,
+        result = steps => result,
         () = interrupted => Err(FailoverError::Interrupted),
     };
     let (inspection, error) = match result {
@@ -903,6 +975,7 @@ async fn failover_steps(
                                 subnet_group: db.subnet_group.as_deref(),
                                 security_groups: &db.security_groups,
                                 tags: &[("lifeboat:failover", &plan.name)],
+                                ..RestoreRequest::default()
                             })
                             .await?;
                         None
@@ -927,7 +1000,7 @@ async fn failover_steps(
             _ => Goal::Available,
         };
         let seen: Observed = step(job, &format!("{}/wait", db.name), || async {
-            Ok(wait_for(&regions.dr, &db.dr_instance, goal, options.wait).await?)
+            Ok(wait_for(&regions.dr, &db.dr_instance, goal, options.wait, |_| {}).await?)
         })
         .await?;
         if db.checks.is_some() {
@@ -941,30 +1014,6 @@ async fn failover_steps(
         }
     }
     Ok(inspection)
-}
-
-/// Fails back every database of `plan` to the primary region.
-pub async fn run_failback(
-    regions: &Regions,
-    jobs: &Jobs,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-    interrupted: impl Future<Output = ()>,
-) -> Result<DrRun, FailoverError> {
-    let mut job = open_job(jobs, JobKind::Failback, plan, options.restart).await?;
-    if !job.resumed() && inspection.nothing_to_do() {
-        return conclude(job, plan, inspection, None, true).await;
-    }
-    let result = tokio::select! {
-        result = failback_steps(&mut job, regions, plan, inspection, options) => result,
-        () = interrupted => Err(FailoverError::Interrupted),
-    };
-    let (inspection, error) = match result {
-        Ok(recorded) => (recorded, None),
-        Err(e) => (inspection.clone(), Some(e)),
-    };
-    conclude(job, plan, &inspection, error, true).await
 }
 
 async fn failback_steps(
@@ -1024,7 +1073,14 @@ async fn failback_steps(
     }
     for db in &active {
         step(job, &format!("{}/wait-replica", db.name), || async {
-            Ok(wait_for(&regions.primary, &db.failback_instance, Goal::Available, options.wait).await?)
+            Ok(wait_for(
+                &regions.primary,
+                &db.failback_instance,
+                Goal::Available,
+                options.wait,
+                |_| {},
+            )
+            .await?)
         })
         .await?;
         step(job, &format!("{}/promote", db.name), || async {
@@ -1039,7 +1095,7 @@ async fn failback_steps(
             settle_polls: options.settle_polls,
         };
         let seen: Observed = step(job, &format!("{}/wait", db.name), || async {
-            Ok(wait_for(&regions.primary, &db.failback_instance, goal, options.wait).await?)
+            Ok(wait_for(&regions.primary, &db.failback_instance, goal, options.wait, |_| {}).await?)
         })
         .await?;
         if db.checks.is_some() {
@@ -1090,7 +1146,7 @@ pub async fn run_drill(
     if !deletable.is_empty() {
         let cleaned = step(&mut job, "cleanup", || async {
             for leftover in &deletable {
-                regions.dr.delete_without_snapshot(&leftover.instance).await?;
+                regions.dr.delete_instance(&leftover.instance).await?;
             }
             Ok(deletable.iter().map(|l| l.instance.clone()).collect::<Vec<_>>())
         })
@@ -1108,7 +1164,7 @@ pub async fn run_drill(
     let mut teardown_error = None;
     for (database, instance) in &created {
         let outcome = step(&mut job, &format!("{database}/teardown"), || async {
-            regions.dr.delete_without_snapshot(instance).await?;
+            regions.dr.delete_instance(instance).await?;
             Ok(format!("drill instance {instance} deleted (no final snapshot)"))
         })
         .await;
@@ -1139,10 +1195,7 @@ async fn drill_steps(
             continue;
         };
         let instance = state.instance.clone();
-        let tags = [
-            (cloud::DRILL_TAG, tag_value.as_str()),
-            (cloud::PLAN_TAG, plan.name.as_str()),
-        ];
+        let tags = [(DRILL_TAG, tag_value.as_str()), (PLAN_TAG, plan.name.as_str())];
         created.push((db.name.clone(), instance.clone()));
         match &state.action {
             Action::DrillRestore { snapshot } => {
@@ -1156,6 +1209,7 @@ async fn drill_steps(
                             subnet_group: db.subnet_group.as_deref(),
                             security_groups: &db.security_groups,
                             tags: &tags,
+                            ..RestoreRequest::default()
                         })
                         .await?;
                     Ok(ActionDone {
@@ -1200,7 +1254,7 @@ async fn drill_steps(
                 })
                 .await?;
                 step(job, &format!("{}/wait-replica", db.name), || async {
-                    Ok(wait_for(&regions.dr, &instance, Goal::Available, options.wait).await?)
+                    Ok(wait_for(&regions.dr, &instance, Goal::Available, options.wait, |_| {}).await?)
                 })
                 .await?;
                 step(job, &format!("{}/promote", db.name), || async {
@@ -1223,7 +1277,7 @@ async fn drill_steps(
             _ => Goal::Available,
         };
         let seen: Observed = step(job, &format!("{}/wait", db.name), || async {
-            Ok(wait_for(&regions.dr, &instance, goal, options.wait).await?)
+            Ok(wait_for(&regions.dr, &instance, goal, options.wait, |_| {}).await?)
         })
         .await?;
         if db.checks.is_some() {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::cloud::RecordSwitch;
+use super::dns::RecordSwitch;
 use super::plan::Strategy;
 use crate::jobs::{JobKind, StepRecord, StepStatus};
 use crate::validate::ValidationReport;

@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use super::rds::ResourceKind;
 use crate::catalog::{dynamo_error, CatalogError};
+use crate::rds::ResourceKind;
 
 const BY_SOURCE: &str = "bySource";
 const BY_TIME: &str = "byTime";

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{restore_phase, InstanceState, RestorePhase, RestoreTestOutcome, SnapshotAws};
+use super::{InstanceState, RestoreTestOutcome};
+use crate::rds::wait::{phase, Phase};
+use crate::rds::{Rds, RestoreRequest};
 use crate::snapshot::{RdsError, ResourceKind, SnapshotHistory};
 use crate::validate::{self, Checks};
 
@@ -58,7 +60,7 @@ pub fn restore_test_instance(resource_id: &str, scheduled_time: &str) -> String 
 /// deletes the instance whatever happened. Never fails: what went wrong is
 /// in the outcome.
 pub async fn run_restore_test(
-    aws: &SnapshotAws,
+    aws: &Rds,
     history: &SnapshotHistory,
     options: &RestoreTestOptions,
 ) -> RestoreTestOutcome {
@@ -81,11 +83,16 @@ pub async fn run_restore_test(
         return outcome;
     }
     let started = Instant::now();
-    let tags = [(TAG_RESTORE_TEST.to_owned(), snapshot.snapshot_id.clone())];
-    let restored = match aws
-        .restore_instance(&snapshot.snapshot_id, &instance, &options.instance_class, &tags)
-        .await
-    {
+    let tags = [(TAG_RESTORE_TEST, snapshot.snapshot_id.as_str())];
+    let request = RestoreRequest {
+        instance: &instance,
+        snapshot: &snapshot.snapshot_id,
+        instance_class: Some(&options.instance_class),
+        publicly_accessible: Some(false),
+        tags: &tags,
+        ..RestoreRequest::default()
+    };
+    let restored = match aws.restore_snapshot(&request).await {
         Ok(()) => wait_available(aws, &instance, options).await,
         Err(error) => Err(format!(
             "restoring {} to {instance} failed: {error}",
@@ -127,15 +134,18 @@ pub async fn run_restore_test(
 }
 
 /// Where a restore test reads its temporary instance's state: RDS in
-/// production ([`SnapshotAws`]), scripted status sequences in tests.
+/// production ([`Rds`]), scripted status sequences in tests.
 pub trait InstanceStatus {
     /// The instance's status and endpoint; `None` if it does not exist (yet).
     fn status(&self, instance: &str) -> impl Future<Output = Result<Option<InstanceState>, RdsError>> + Send;
 }
 
-impl InstanceStatus for SnapshotAws {
+impl InstanceStatus for Rds {
     async fn status(&self, instance: &str) -> Result<Option<InstanceState>, RdsError> {
-        self.instance(instance).await
+        Ok(self
+            .instance(instance)
+            .await?
+            .map(|i| (i.status, i.endpoint.zip(i.port))))
     }
 }
 
@@ -158,16 +168,16 @@ pub async fn wait_available<S: InstanceStatus>(
             }
             Err(error) => return Err(format!("describing {instance} failed: {error}")),
         };
-        match restore_phase(&status) {
-            RestorePhase::Ready => return Ok(endpoint),
-            RestorePhase::Failed => return Err(format!("{instance} ended {status:?} instead of available")),
-            RestorePhase::Waiting if started.elapsed() >= options.timeout => {
+        match phase(&status) {
+            Phase::Ready => return Ok(endpoint),
+            Phase::Failed => return Err(format!("{instance} ended {status:?} instead of available")),
+            Phase::Waiting if started.elapsed() >= options.timeout => {
                 return Err(format!(
                     "{instance} was still {status:?} after {} s",
                     options.timeout.as_secs()
                 ))
             }
-            RestorePhase::Waiting => tokio::time::sleep(options.poll_interval).await,
+            Phase::Waiting => tokio::time::sleep(options.poll_interval).await,
         }
     }
 }

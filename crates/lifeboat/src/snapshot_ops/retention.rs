@@ -8,10 +8,11 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{in_progress, moment, SnapshotAws, SnapshotChecks, SnapshotOpsError};
+use super::{in_progress, moment, SnapshotChecks, SnapshotOpsError};
 use crate::audit::{AuditEvent, AuditTrail};
 use crate::format::BackupType;
 use crate::plan::Plan;
+use crate::rds::Rds;
 use crate::retention::{plan_retention, BackupInfo, BackupState, RetentionError, RetentionPolicy};
 use crate::snapshot::{CopyStatus, ResourceKind, SnapshotHistory, SnapshotStatus};
 
@@ -214,7 +215,7 @@ impl SnapshotExpirySummary {
 /// live record names a deleted snapshot), then the snapshot in its region
 /// and each copy region, then an audit record (`snapshot.deleted`).
 pub async fn apply_snapshot_retention(
-    aws: &SnapshotAws,
+    aws: &Rds,
     checks: &SnapshotChecks,
     audit: &AuditTrail,
     plan: &SnapshotRetentionPlan,
@@ -240,7 +241,8 @@ pub async fn apply_snapshot_retention(
             };
             for region in &doomed.regions {
                 match aws
-                    .delete_snapshot(region, doomed.resource_kind, &doomed.snapshot_id)
+                    .in_region(region)
+                    .delete_snapshot(doomed.resource_kind, &doomed.snapshot_id)
                     .await
                 {
                     Ok(true) => deletion.deleted_in.push(region.clone()),
