@@ -17,13 +17,13 @@ use jiff::{SignedDuration, Timestamp};
 use lifeboat::catalog::Catalog;
 use lifeboat::plan::{parse_plans, Plan};
 use lifeboat::snapshot::{
-    advance, run_scheduled, snapshot_name, time_text, AwsRds, CopyStatus, ResourceKind, SnapshotRecord, SnapshotStatus,
+    advance, run_scheduled, snapshot_name, time_text, CopyStatus, ResourceKind, SnapshotRecord, SnapshotStatus,
 };
 use lifeboat::snapshot_ops::ProblemKind;
 use lifeboat_e2e::{aws_env, invoke_function, sdk_config_in, unique, workspace_bin};
 use serde_json::{json, Value};
 
-use crate::support::{describe, sample_event};
+use crate::support::{describe, sample_event, Engine, TestDb};
 
 const PRIMARY: &str = "eu-central-1";
 const DR: &str = "us-west-2";
@@ -120,7 +120,7 @@ tier = "critical"
     /// copies finish: the snapshot completed with its DR copy completed.
     async fn snapshot(&self, plans: &str, scheduled: Timestamp) -> SnapshotRecord {
         let plans: Vec<Plan> = parse_plans(plans, scheduled).expect("the plan parses");
-        let rds = AwsRds::new(&self.primary);
+        let rds = lifeboat::rds::Rds::new(&self.primary);
         let records = self.catalog.snapshots();
         let summary = run_scheduled(&rds, &records, &plans, "db-nightly", scheduled, Timestamp::now())
             .await
@@ -289,32 +289,12 @@ async fn verification_passes_then_names_a_wrongly_keyed_or_missing_dr_copy() {
     assert_eq!(kinds, [(DR, ProblemKind::Missing)], "{stored:?}");
 }
 
-/// `psql` as the local superuser; panics with its output if it fails.
-fn psql(database: &str, sql: &str) {
-    let output = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("run psql");
-    assert!(output.status.success(), "psql {sql}: {}", describe(&output));
-}
-
 #[tokio::test]
 async fn a_failing_restore_test_is_recorded_and_its_instance_deleted_a_passing_one_passes() {
     let setup = Setup::new().await;
-    let database = unique("rt").replace('-', "_");
-    psql("postgres", &format!("CREATE DATABASE {database}"));
-    psql(&database, "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)");
+    let db = TestDb::create(Engine::Postgres, "rt");
+    let database = db.name.clone();
+    db.sql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)");
 
     let (instance, _) = setup.instance().await;
     let plans = setup.plan_text(&instance, &setup.dr_key, "keep_days = 7");
@@ -405,7 +385,7 @@ at_least = 1
         &["snapshots", "verify", "--plans", &plan_file, "--restore-test", &passing],
         0,
     );
-    psql("postgres", &format!("DROP DATABASE {database}"));
+    drop(db);
     let verification = &report["verifications"][0];
     assert_eq!(verification["status"], "passed", "{report}");
     assert_eq!(verification["restoreTestPassed"], true, "{report}");
@@ -775,4 +755,195 @@ async fn missing_and_failed_dr_copies_are_alerted_once_through_sns_then_resolved
     let delivered = drain(&sqs, &queue).await;
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert_eq!(delivered[0].1["status"], "resolved", "{delivered:?}");
+}
+
+/// A plan's `[plan.restore_test]` against the local database `database`:
+/// orders present, no order without its customer, and (`failing`) exactly
+/// 99 orders, which does not hold.
+fn restore_test_block(database: &str, failing: bool) -> String {
+    let mut block = format!(
+        r#"[plan.restore_test]
+url = "postgres://postgres@127.0.0.1:5432/{database}"
+every = "7d"
+timeout = "30m"
+[[plan.restore_test.check]]
+name = "orders present"
+sql = "SELECT count(*) FROM orders"
+at_least = 1
+[[plan.restore_test.check]]
+name = "no orphaned orders"
+sql = "SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL"
+equals = 0
+"#
+    );
+    if failing {
+        block.push_str(
+            r#"[[plan.restore_test.check]]
+name = "all 99 orders"
+sql = "SELECT count(*) FROM orders"
+equals = 99
+"#,
+        );
+    }
+    block
+}
+
+impl Setup {
+    /// Whether a DB instance exists in the primary region.
+    async fn instance_exists(&self, id: &str) -> bool {
+        self.rds
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .is_ok_and(|o| !o.db_instances().is_empty())
+    }
+}
+
+/// The scheduled restore tests (`[plan.restore_test]`), driven as the stack
+/// drives them: the verify function invoked with
+/// events/verify-restore-tests.json. One test function, so that one
+/// scenario's orphan sweep never meets another's instance mid-test.
+#[tokio::test]
+async fn scheduled_restore_tests_pass_or_record_the_failed_assertion_and_always_delete() {
+    let db = TestDb::create(Engine::Postgres, "srt");
+    let database = db.name.clone();
+    db.sql(
+        "CREATE TABLE customers (id int PRIMARY KEY); CREATE TABLE orders (id int, customer_id int); \
+         INSERT INTO customers VALUES (1), (2); INSERT INTO orders VALUES (1, 1), (2, 2)",
+    );
+    let event = sample_event("verify-restore-tests.json");
+
+    // A passing test: restored, checked, recorded with its RTO sample, deleted.
+    let setup = Setup::new().await;
+    let (instance, _) = setup.instance().await;
+    let plans = setup.plan_text(&instance, &setup.dr_key, "keep_days = 7") + &restore_test_block(&database, false);
+    let record = setup.snapshot(&plans, days_ago(0)).await;
+    let summary = setup
+        .invoke("verify", &plans, &event, &[])
+        .await
+        .unwrap_or_else(|e| panic!("a passing restore test failed the invocation: {e}"));
+    let report = &summary["restoreTests"];
+    let temporary = report["started"][0].as_str().expect("a test started").to_owned();
+    assert!(temporary.starts_with("lifeboat-rt-"), "{summary}");
+    let verification = &report["finished"][0];
+    assert_eq!(verification["snapshotId"], record.snapshot_id.as_str(), "{summary}");
+    assert_eq!(verification["status"], "passed", "{summary}");
+    assert_eq!(verification["restoreTestPassed"], true, "{summary}");
+    let results = verification["restoreTest"]["validation"]["results"]
+        .as_array()
+        .expect("check results");
+    assert_eq!(results.len(), 2, "{summary}");
+    let checks = setup.catalog.snapshot_checks();
+    let stored = checks.verifications(&record, 10).await.expect("read verifications");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].restore_test_passed, Some(true), "{stored:?}");
+    assert!(stored[0].rto_seconds.is_some_and(|s| s >= 0.0), "{stored:?}");
+    assert!(!setup.instance_exists(&temporary).await, "{temporary} was left behind");
+
+    // An instance tagged as a scheduled restore test's that no test owns.
+    let orphan = unique("lifeboat-rt-orphan");
+    setup
+        .rds
+        .restore_db_instance_from_db_snapshot()
+        .db_snapshot_identifier(&record.snapshot_id)
+        .db_instance_identifier(&orphan)
+        .tags(
+            aws_sdk_rds::types::Tag::builder()
+                .key(lifeboat::snapshot_ops::restore_test::TAG_RESTORE_TEST)
+                .value(&record.snapshot_id)
+                .build(),
+        )
+        .tags(
+            aws_sdk_rds::types::Tag::builder()
+                .key(lifeboat::snapshot_ops::scheduled::TAG_SCHEDULED)
+                .value("db-nightly")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("restore an orphan");
+    assert!(setup.instance_exists(&orphan).await);
+
+    // The next run, well before `every` (7 days) has passed: no new test,
+    // but the orphan is swept.
+    let summary = setup
+        .invoke("verify", &plans, &event, &[])
+        .await
+        .unwrap_or_else(|e| panic!("the second run failed: {e}"));
+    let report = &summary["restoreTests"];
+    assert_eq!(report["started"], json!([]), "{summary}");
+    assert_eq!(report["finished"], json!([]), "{summary}");
+    assert_eq!(report["orphansDeleted"], json!([orphan]), "{summary}");
+    assert!(
+        !setup.instance_exists(&orphan).await,
+        "the orphan {orphan} is still there"
+    );
+    let stored = checks.verifications(&record, 10).await.expect("read verifications");
+    assert_eq!(stored.len(), 1, "a second test ran: {stored:?}");
+
+    // A failing assertion: recorded with the query and the values, and the
+    // temporary instance deleted all the same.
+    let setup = Setup::new().await;
+    let (instance, _) = setup.instance().await;
+    let plans = setup.plan_text(&instance, &setup.dr_key, "keep_days = 7") + &restore_test_block(&database, true);
+    let record = setup.snapshot(&plans, days_ago(0)).await;
+    let outcome = setup.invoke("verify", &plans, &event, &[]).await;
+    let message = error_message(&outcome);
+    assert_eq!(
+        outcome.as_ref().err().map(|e| e["errorType"].clone()),
+        Some(json!("Lifeboat.DamageFound"))
+    );
+    assert!(
+        message.contains("all 99 orders") && message.contains("returned 2, expected exactly 99"),
+        "{message}"
+    );
+    let stored = setup
+        .catalog
+        .snapshot_checks()
+        .verifications(&record, 10)
+        .await
+        .expect("read verifications");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].restore_test_passed, Some(false), "{stored:?}");
+    assert!(
+        stored[0]
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::RestoreTestFailed),
+        "{stored:?}"
+    );
+    let test = stored[0].restore_test.as_ref().expect("the restore test's outcome");
+    assert!(test.cleaned_up, "{test:?}");
+    let passed: Vec<bool> = test
+        .validation
+        .as_ref()
+        .map(|v| v.results.iter().map(|r| r.passed).collect())
+        .unwrap_or_default();
+    assert_eq!(passed, [true, true, false], "{test:?}");
+    assert!(stored[0].rto_seconds.is_some(), "{stored:?}");
+    let temporary =
+        lifeboat::snapshot_ops::restore_test::restore_test_instance(&record.resource_id, &record.scheduled_time);
+    assert_eq!(test.instance, temporary);
+    assert!(!setup.instance_exists(&temporary).await, "{temporary} was left behind");
+
+    // The toolkit runs the same state machine to completion.
+    let setup = Setup::new().await;
+    let (instance, _) = setup.instance().await;
+    let plans = setup.plan_text(&instance, &setup.dr_key, "keep_days = 7") + &restore_test_block(&database, false);
+    let record = setup.snapshot(&plans, days_ago(0)).await;
+    let plan_file = setup.write("plans.toml", &plans);
+    let args = ["snapshots", "verify", "--plans", plan_file.as_str(), "--restore-tests"];
+    let report = setup.lifeboat_json(&args, 0);
+    drop(db);
+    assert_eq!(
+        report["finished"][0]["snapshotId"],
+        record.snapshot_id.as_str(),
+        "{report}"
+    );
+    assert_eq!(report["finished"][0]["restoreTestPassed"], true, "{report}");
+    let temporary = report["started"][0].as_str().expect("a test started").to_owned();
+    assert!(!setup.instance_exists(&temporary).await, "{temporary} was left behind");
+    let again = setup.lifeboat_json(&args, 0);
+    assert_eq!(again["started"], json!([]), "{again}");
 }

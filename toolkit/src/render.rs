@@ -110,6 +110,15 @@ impl Renderer {
             .collect();
             println!("  retention        {} ({})", rules.join(", "), r.timezone);
             println!("  rpo              {}", plan.rpo);
+            if let Some(test) = &plan.restore_test {
+                println!(
+                    "  restore test     every {} on {} (timeout {}): {}",
+                    test.every,
+                    test.instance_class,
+                    test.timeout,
+                    test.checks.join(", ")
+                );
+            }
             println!();
         }
         if check.ok() {

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -12,12 +13,14 @@ use lifeboat::audit::AuditEvent;
 use lifeboat::aws::load_config;
 use lifeboat::catalog::{Catalog, HoldRecord};
 use lifeboat::plan::{parse_plans, Plan};
+use lifeboat::rds::Rds;
 use lifeboat::snapshot_ops::restore_test::RestoreTestOptions;
 use lifeboat::snapshot_ops::retention::{
     apply_snapshot_retention, plan_snapshot_expiry, SnapshotExpirySummary, SnapshotRetentionPlan,
 };
+use lifeboat::snapshot_ops::scheduled::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions, RestoreTestsReport};
+use lifeboat::snapshot_ops::select_plans;
 use lifeboat::snapshot_ops::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
-use lifeboat::snapshot_ops::{select_plans, SnapshotAws};
 use serde::Serialize;
 
 use crate::cli::Output;
@@ -71,6 +74,13 @@ pub struct VerifyArgs {
     /// The temporary instance's class.
     #[arg(long, default_value = "db.t3.micro")]
     pub instance_class: String,
+    /// Instead, run the scheduled restore tests of the plans that ask for them
+    /// ([plan.restore_test]) to completion, as the verify function does every 15 minutes: start
+    /// each resource's test that is due (its last older than the plan's `every`), wait for it,
+    /// run the plan's checks, record the verification with its RTO sample, delete the instance;
+    /// resume tests in progress; delete orphaned lifeboat-rt-… instances.
+    #[arg(long, conflicts_with = "restore_test")]
+    pub restore_tests: bool,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +132,9 @@ pub async fn run(
 async fn verify(catalog: &Catalog, region: Option<&str>, output: Output, args: &VerifyArgs) -> Result<ExitCode> {
     let now = parse_at(args.plans.at.as_deref())?;
     let plans = load_plans(&args.plans, now)?;
+    if args.restore_tests {
+        return restore_tests(catalog, region, output, plans, &args.plans).await;
+    }
     let restore_test = match &args.restore_test {
         Some(path) => {
             let mut options = RestoreTestOptions::new(lifeboat::validate::load(path)?);
@@ -136,8 +149,41 @@ async fn verify(catalog: &Catalog, region: Option<&str>, output: Output, args: &
         restore_test,
         now,
     };
-    let report = run_snapshot_verify(&SnapshotAws::new(&config), &catalog.snapshot_checks(), &options).await?;
+    let report = run_snapshot_verify(&Rds::new(&config), &catalog.snapshot_checks(), &options).await?;
     render_verify(output, &report);
+    if report.ok() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::DAMAGE))
+    }
+}
+
+async fn restore_tests(
+    catalog: &Catalog,
+    region: Option<&str>,
+    output: Output,
+    plans: Vec<Plan>,
+    args: &PlanArgs,
+) -> Result<ExitCode> {
+    if plans.iter().all(|p| p.restore_test.is_none()) {
+        bail!(
+            "no plan chosen from {} has a [plan.restore_test] table: add one (README, \"Backup plans\"), or use --restore-test CHECKS",
+            args.plans.display()
+        );
+    }
+    let config = load_config(region).await?;
+    let options = RestoreTestsOptions {
+        plans,
+        until: None,
+        poll_interval: Duration::from_secs(30),
+    };
+    let report = run_restore_tests(
+        &RdsRestoreTests(Rds::new(&config)),
+        &catalog.snapshot_checks(),
+        &options,
+    )
+    .await?;
+    render_restore_tests(output, &report);
     if report.ok() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -155,7 +201,7 @@ async fn retention(catalog: &Catalog, region: Option<&str>, output: Output, args
         return Ok(ExitCode::SUCCESS);
     }
     let config = load_config(region).await?;
-    let summary = apply_snapshot_retention(&SnapshotAws::new(&config), &checks, &catalog.audit_trail(), &plan).await?;
+    let summary = apply_snapshot_retention(&Rds::new(&config), &checks, &catalog.audit_trail(), &plan).await?;
     render_expiry(output, &plan, &summary);
     if summary.ok() {
         Ok(ExitCode::SUCCESS)
@@ -251,6 +297,33 @@ fn render_verify(output: Output, report: &SnapshotVerifyReport) {
                 if test.passed { "passed" } else { "failed" }
             );
         }
+    }
+}
+
+fn render_restore_tests(output: Output, report: &RestoreTestsReport) {
+    if output == Output::Json {
+        json(report);
+        return;
+    }
+    for id in &report.orphans_deleted {
+        println!("Deleted {id}: a restore test instance no test owned.");
+    }
+    if report.started.is_empty() && report.finished.is_empty() && report.cleanup_failed.is_empty() {
+        println!("No restore test is due (each resource's last is younger than its plan's `every`).");
+    }
+    if !report.finished.is_empty() {
+        render_verify(
+            output,
+            &SnapshotVerifyReport {
+                verifications: report.finished.clone(),
+            },
+        );
+    }
+    for note in &report.cleanup_failed {
+        println!("NOT deleted: {note} (the next run tries again)");
+    }
+    for note in &report.skipped {
+        println!("Skipped {note}");
     }
 }
 

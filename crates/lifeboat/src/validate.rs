@@ -88,9 +88,11 @@ struct ChecksFile {
     check: Vec<CheckFile>,
 }
 
+/// One `[[check]]` table as written (also a plan's
+/// `[[plan.restore_test.check]]`, `crate::plan`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckFile {
+pub(crate) struct CheckFile {
     name: String,
     sql: String,
     equals: Option<i64>,
@@ -105,13 +107,17 @@ pub fn parse_named(text: &str, path: Option<&str>) -> Result<Checks, ValidateErr
         message,
     };
     let file: ChecksFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
-    if file.check.is_empty() {
-        return Err(invalid(
-            "no [[check]] table: add at least one check (name, sql, and equals / at_least / at_most)".into(),
-        ));
+    checks_from(file.url, file.check).map_err(invalid)
+}
+
+/// Validates a URL and its checks as a checks file writes them; what is
+/// wrong in words otherwise.
+pub(crate) fn checks_from(url: String, check: Vec<CheckFile>) -> Result<Checks, String> {
+    if check.is_empty() {
+        return Err("no [[check]] table: add at least one check (name, sql, and equals / at_least / at_most)".into());
     }
-    let mut checks = Vec::with_capacity(file.check.len());
-    for (i, c) in file.check.into_iter().enumerate() {
+    let mut checks = Vec::with_capacity(check.len());
+    for (i, c) in check.into_iter().enumerate() {
         let name = c.name.trim().to_owned();
         let at = if name.is_empty() {
             format!("check #{}", i + 1)
@@ -119,23 +125,23 @@ pub fn parse_named(text: &str, path: Option<&str>) -> Result<Checks, ValidateErr
             format!("check {name:?}")
         };
         if name.is_empty() {
-            return Err(invalid(format!("{at} has an empty name")));
+            return Err(format!("{at} has an empty name"));
         }
         if c.sql.trim().is_empty() {
-            return Err(invalid(format!("{at} has an empty sql")));
+            return Err(format!("{at} has an empty sql"));
         }
         if c.equals.is_none() && c.at_least.is_none() && c.at_most.is_none() {
-            return Err(invalid(format!(
+            return Err(format!(
                 "{at} says nothing about the result: give equals, at_least or at_most"
-            )));
+            ));
         }
         if let (Some(lo), Some(hi)) = (c.at_least, c.at_most) {
             if lo > hi {
-                return Err(invalid(format!("{at}: at_least {lo} is above at_most {hi}")));
+                return Err(format!("{at}: at_least {lo} is above at_most {hi}"));
             }
         }
         if checks.iter().any(|k: &Check| k.name == name) {
-            return Err(invalid(format!("{at} appears twice: check names must be unique")));
+            return Err(format!("{at} appears twice: check names must be unique"));
         }
         checks.push(Check {
             name,
@@ -145,16 +151,16 @@ pub fn parse_named(text: &str, path: Option<&str>) -> Result<Checks, ValidateErr
             at_most: c.at_most,
         });
     }
-    let checks = Checks { url: file.url, checks };
+    let checks = Checks { url, checks };
     // The URL must parse once its placeholders are filled in.
     let engine = DatabaseUrl::parse(&checks.url_for("localhost", 1))
-        .map_err(|e| invalid(format!("url: {e}")))?
+        .map_err(|e| format!("url: {e}"))?
         .engine;
     if !matches!(engine, Engine::Postgresql | Engine::Mysql) {
-        return Err(invalid(format!(
+        return Err(format!(
             "url: checks run against PostgreSQL or MySQL/MariaDB, not {}",
             engine.as_str()
-        )));
+        ));
     }
     Ok(checks)
 }

@@ -20,21 +20,33 @@
 //! (or `"checks": PATH` in the package) also restores each to a temporary
 //! instance and runs the checks' SQL against it.
 //!
+//! `{"restoreTests": true}` (scheduled every 15 minutes,
+//! `events/verify-restore-tests.json`) advances the scheduled restore tests
+//! of the plans that ask for them (`[plan.restore_test]`;
+//! `lifeboat::snapshot_ops::scheduled`): starts those that are due, polls
+//! those in progress while the invocation's deadline leaves time (less
+//! [`RESTORE_TESTS_MARGIN`]), records finished ones, deletes their
+//! instances, and sweeps orphaned `lifeboat:restore-test` instances. A test
+//! that outlasts the invocation resumes in the next.
+//!
 //! Damage found fails the invocation (type `Lifeboat.DamageFound`), so the
 //! function's error alarm fires as well as the alert function's condition.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{BackupStatus, Catalog, VerificationType, DEFAULT_TABLE};
 use lifeboat::plan::Plan;
+use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
 use lifeboat::snapshot::load_plans;
 use lifeboat::snapshot_ops::restore_test::RestoreTestOptions;
+use lifeboat::snapshot_ops::scheduled::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions, RestoreTestsReport};
 use lifeboat::snapshot_ops::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
-use lifeboat::snapshot_ops::{plan_source, select_plans, SnapshotAws, SnapshotVerification};
+use lifeboat::snapshot_ops::{plan_source, select_plans, SnapshotVerification};
 use lifeboat::storage::Location;
 use lifeboat::validate;
 use lifeboat::verify::sample::{run_sample, SampleOptions, SampleReport};
@@ -67,7 +79,16 @@ struct VerifyRequest {
     /// With `snapshots`: restore-test each newest snapshot.
     #[serde(default)]
     restore_test: Option<RestoreTestRequest>,
+    /// Advance the plans' scheduled restore tests instead.
+    #[serde(default)]
+    restore_tests: bool,
 }
+
+/// Time kept free before the invocation's deadline for a test's checks,
+/// delete and record after the last poll.
+const RESTORE_TESTS_MARGIN: Duration = Duration::from_secs(90);
+/// Time between polls of a restoring instance.
+const RESTORE_TESTS_POLL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -92,6 +113,8 @@ struct VerifySummary {
     sample: Option<SampleReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshots: Option<SnapshotVerifyReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restore_tests: Option<RestoreTestsReport>,
 }
 
 struct Function {
@@ -100,13 +123,17 @@ struct Function {
     clients: Clients,
     /// The plan file's plans, when the function has one (for `snapshots`).
     plans: Option<Vec<Plan>>,
-    snapshot_aws: SnapshotAws,
+    snapshot_aws: Rds,
 }
 
 impl Function {
     async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<VerifySummary, Diagnostic> {
+        let deadline = event.context.deadline;
         let Request { body, .. } = parse_request::<VerifyRequest>(event.payload, "events/verify-scheduled.json")
             .map_err(|e| diagnostic("Lifeboat.BadEvent", e))?;
+        if body.restore_tests {
+            return self.restore_tests(body.plans, deadline).await;
+        }
         if body.snapshots {
             return self.snapshots(body.plans, body.restore_test).await;
         }
@@ -160,6 +187,71 @@ impl Function {
             reports,
             sample: None,
             snapshots: None,
+            restore_tests: None,
+        })
+    }
+
+    fn plans(&self, names: &[String], asked: &str) -> Result<Vec<Plan>, Diagnostic> {
+        let plans = self.plans.as_deref().ok_or_else(|| {
+            diagnostic(
+                "Lifeboat.BadEvent",
+                format!(
+                    "{asked} asked for, but the function has no plan file: set LIFEBOAT_PLANS or LIFEBOAT_PLANS_TOML"
+                ),
+            )
+        })?;
+        select_plans(plans, names).map_err(|e| diagnostic("Lifeboat.BadEvent", e))
+    }
+
+    async fn restore_tests(&self, plan_names: Vec<String>, deadline_ms: u64) -> Result<VerifySummary, Diagnostic> {
+        let plans = self.plans(&plan_names, "restoreTests")?;
+        let deadline = i64::try_from(deadline_ms)
+            .ok()
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .unwrap_or_else(jiff::Timestamp::now);
+        let margin = jiff::SignedDuration::try_from(RESTORE_TESTS_MARGIN).unwrap_or_default();
+        let options = RestoreTestsOptions {
+            plans,
+            until: Some(deadline - margin),
+            poll_interval: RESTORE_TESTS_POLL,
+        };
+        let environment = RdsRestoreTests(self.snapshot_aws.clone());
+        let catalog = Catalog::new(self.clients.dynamodb.clone(), &self.table, &self.clients.region);
+        let report = run_restore_tests(&environment, &catalog.snapshot_checks(), &options)
+            .await
+            .map_err(|e| diagnostic("Lifeboat.VerifyFailed", e))?;
+        let failed: Vec<&SnapshotVerification> = report.finished.iter().filter(|v| !v.passed()).collect();
+        Metrics::new()
+            .put(
+                "RestoreTestsPassed",
+                (report.finished.len() - failed.len()) as f64,
+                "Count",
+            )
+            .put("RestoreTestsFailed", failed.len() as f64, "Count")
+            .put("RestoreTestCleanupsFailed", report.cleanup_failed.len() as f64, "Count")
+            .emit();
+        for verification in &report.finished {
+            if let Some(seconds) = verification.rto_seconds {
+                Metrics::with_dimension("Plan", &verification.plan)
+                    .put("RestoreTestRtoSeconds", seconds, "Seconds")
+                    .emit();
+            }
+        }
+        if !report.ok() {
+            let lines: Vec<String> = failed
+                .iter()
+                .map(|v| format!("{}: {}", v.snapshot_id, v.error.as_deref().unwrap_or("failed")))
+                .chain(report.cleanup_failed.iter().map(|c| format!("not deleted: {c}")))
+                .collect();
+            return Err(diagnostic("Lifeboat.DamageFound", lines.join("\n")));
+        }
+        Ok(VerifySummary {
+            verified: report.finished.len(),
+            damaged: 0,
+            reports: Vec::new(),
+            sample: None,
+            snapshots: None,
+            restore_tests: Some(report),
         })
     }
 
@@ -168,13 +260,7 @@ impl Function {
         plan_names: Vec<String>,
         restore_test: Option<RestoreTestRequest>,
     ) -> Result<VerifySummary, Diagnostic> {
-        let plans = self.plans.as_deref().ok_or_else(|| {
-            diagnostic(
-                "Lifeboat.BadEvent",
-                "snapshots asked for, but the function has no plan file: set LIFEBOAT_PLANS or LIFEBOAT_PLANS_TOML",
-            )
-        })?;
-        let plans = select_plans(plans, &plan_names).map_err(|e| diagnostic("Lifeboat.BadEvent", e))?;
+        let plans = self.plans(&plan_names, "snapshots")?;
         let restore_test = match restore_test {
             None => None,
             Some(request) => {
@@ -227,6 +313,7 @@ impl Function {
             reports: Vec::new(),
             sample: None,
             snapshots: Some(report),
+            restore_tests: None,
         })
     }
 
@@ -278,6 +365,7 @@ impl Function {
             reports: Vec::new(),
             sample: Some(report),
             snapshots: None,
+            restore_tests: None,
         })
     }
 
@@ -336,7 +424,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         default_store: setting("LIFEBOAT_STORE"),
         clients,
         plans,
-        snapshot_aws: SnapshotAws::new(&config),
+        snapshot_aws: Rds::new(&config),
     };
     if let Some(store) = &function.default_store {
         Location::parse(store).map_err(|e| format!("LIFEBOAT_STORE: {e}"))?;

@@ -12,6 +12,11 @@
 //!   assertions (`crate::validate`) against it, records the measured restore
 //!   time (an RTO sample) and `restoreTestPassed`, and deletes the instance
 //!   (no final snapshot) whatever happened.
+//! - [`scheduled`]: the plans' `[plan.restore_test]`: the same restore test
+//!   as a resumable state machine in the catalog, advanced by each verify
+//!   function invocation (every 15 minutes) and run to completion by the
+//!   toolkit; tests that are due start, tests in progress resume, failed
+//!   deletes are retried, orphaned instances are swept.
 //! - [`retention`]: a plan's retention policy (`crate::retention`, in the
 //!   plan's time zone) over each resource's snapshot history; never the
 //!   newest completed or newest verified snapshot, a held one, or one still
@@ -27,6 +32,7 @@
 //! |---|---|---|
 //! | snapshot verification | the snapshot's `pk` (`snapshot#PLAN#RESOURCE#TIME`) | `verify#STARTEDAT` |
 //! | hold on a snapshot | `hold#SNAPSHOTID` | `hold` (a `HoldRecord` whose `backupId` is the snapshot's identifier) |
+//! | restore test state | `restore-test` | `state#RESOURCE` (a [`scheduled::RestoreTestState`]) |
 //! | deleted snapshot (tombstone) | `snapshot-deleted#PLAN#RESOURCE#TIME` | `snapshot` (`status = deleted`, `deletedAt`, the record as `snapshot`, its `copies`) |
 //!
 //! Retention moves a deleted snapshot's record (and its copy items) to its
@@ -35,9 +41,9 @@
 //! under the old `pk`, read by nothing but this module).
 
 pub mod alerts;
-mod cloud;
 pub mod restore_test;
 pub mod retention;
+pub mod scheduled;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -46,13 +52,14 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-pub use cloud::{restore_phase, InstanceState, RestorePhase, SnapshotAws};
-
 use crate::audit::AuditError;
 use crate::catalog::{dynamo_error, CatalogError, HoldRecord, VerificationStatus};
 use crate::plan::Plan;
 use crate::snapshot::{PlanSource, RdsError, SnapshotCatalog, SnapshotHistory, SnapshotRecord, SnapshotStatus};
 use crate::validate::ValidateError;
+
+/// An instance's status and endpoint (host, port), as RDS describes it.
+pub type InstanceState = (String, Option<(String, u16)>);
 
 const VERIFY_SK_PREFIX: &str = "verify#";
 const HOLD_SK: &str = "hold";
@@ -525,6 +532,24 @@ pub fn plan_source(inline: Option<String>, location: Option<String>) -> Result<O
         (Some(_), Some(_)) => Err("both LIFEBOAT_PLANS and LIFEBOAT_PLANS_TOML are set: set one".to_owned()),
         (None, None) => Ok(None),
     }
+}
+
+/// The newest completed snapshot of each (plan, resource), by plan and resource.
+pub fn newest_completed(histories: &[SnapshotHistory]) -> Vec<&SnapshotHistory> {
+    let mut newest: std::collections::BTreeMap<(&str, &str), &SnapshotHistory> = std::collections::BTreeMap::new();
+    for history in histories {
+        if history.snapshot.status != SnapshotStatus::Completed {
+            continue;
+        }
+        let key = (history.snapshot.plan.as_str(), history.snapshot.resource.as_str());
+        let better = newest
+            .get(&key)
+            .is_none_or(|h| h.snapshot.scheduled_time < history.snapshot.scheduled_time);
+        if better {
+            newest.insert(key, history);
+        }
+    }
+    newest.into_values().collect()
 }
 
 /// Whether a snapshot, or any of its copies, is still being made.

@@ -8,11 +8,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use super::restore_test::{run_restore_test, RestoreTestOptions};
+use super::scheduled::{RestoreTestState, TestPhase};
 use super::{
-    moment, ProblemKind, SnapshotAws, SnapshotChecks, SnapshotOpsError, SnapshotProblem, SnapshotVerification,
+    moment, newest_completed, ProblemKind, SnapshotChecks, SnapshotOpsError, SnapshotProblem, SnapshotVerification,
 };
 use crate::plan::{duration_words, Plan};
-use crate::snapshot::{CopyStatus, SnapshotHistory, SnapshotState, SnapshotStatus};
+use crate::rds::Rds;
+use crate::snapshot::{CopyStatus, SnapshotHistory, SnapshotState};
 
 /// What RDS showed for one snapshot: per region, its state (`None`: no
 /// such snapshot there), and the ARN each copy region's key resolves to.
@@ -149,33 +151,39 @@ impl SnapshotVerifyReport {
 /// Verifies the newest completed snapshot of every resource of the plans
 /// (and restore-tests it when asked), recording each result.
 pub async fn run_snapshot_verify(
-    aws: &SnapshotAws,
+    aws: &Rds,
     checks: &SnapshotChecks,
     options: &SnapshotVerifyOptions,
 ) -> Result<SnapshotVerifyReport, SnapshotOpsError> {
     let histories = checks.histories(&options.plans).await?;
-    let mut newest: BTreeMap<(String, String), &SnapshotHistory> = BTreeMap::new();
-    for history in &histories {
-        if history.snapshot.status != SnapshotStatus::Completed {
-            continue;
-        }
-        let key = (history.snapshot.plan.clone(), history.snapshot.resource.clone());
-        let better = newest
-            .get(&key)
-            .is_none_or(|h| h.snapshot.scheduled_time < history.snapshot.scheduled_time);
-        if better {
-            newest.insert(key, history);
-        }
-    }
+    // A scheduled restore test's instance that could not be deleted stays a
+    // problem of its resource until it is gone (`super::scheduled`).
+    let undeleted: Vec<RestoreTestState> = checks
+        .restore_test_states()
+        .await?
+        .into_iter()
+        .filter(|s| s.phase == TestPhase::Deleting && s.delete_error.is_some())
+        .collect();
     let mut report = SnapshotVerifyReport::default();
-    for ((plan_name, _), history) in newest {
-        let Some(plan) = options.plans.iter().find(|p| p.name == plan_name) else {
+    for history in newest_completed(&histories) {
+        let Some(plan) = options.plans.iter().find(|p| p.name == history.snapshot.plan) else {
             continue;
         };
         let started_at = moment(Timestamp::now());
         let observed = observe(aws, history, plan).await?;
         let mut problems = check_snapshot(history, plan, &observed);
         problems.extend(check_rpo(history, plan, options.now));
+        for state in undeleted.iter().filter(|s| s.resource == history.snapshot.resource) {
+            problems.push(SnapshotProblem {
+                region: state.snapshot.as_ref().map_or_else(String::new, |s| s.region.clone()),
+                kind: ProblemKind::RestoreTestFailed,
+                detail: format!(
+                    "the restore test's temporary instance {} is not deleted ({}): the verify function's restore test runs try again; delete it by hand if this stays",
+                    state.instance.as_deref().unwrap_or("?"),
+                    state.delete_error.as_deref().unwrap_or_default()
+                ),
+            });
+        }
         let regions = observed.states.keys().cloned().collect();
         let mut verification =
             SnapshotVerification::new(&history.snapshot, regions, problems, started_at, String::new());
@@ -213,7 +221,7 @@ pub async fn run_snapshot_verify(
 
 /// Reads the snapshot in its region and each copy region, and resolves the
 /// plan's copy keys.
-async fn observe(aws: &SnapshotAws, history: &SnapshotHistory, plan: &Plan) -> Result<Observed, SnapshotOpsError> {
+pub(super) async fn observe(aws: &Rds, history: &SnapshotHistory, plan: &Plan) -> Result<Observed, SnapshotOpsError> {
     let snapshot = &history.snapshot;
     let rds_failed = |region: &str, error| SnapshotOpsError::Rds {
         action: format!("describing snapshot {}", snapshot.snapshot_id),
@@ -222,7 +230,8 @@ async fn observe(aws: &SnapshotAws, history: &SnapshotHistory, plan: &Plan) -> R
     };
     let mut observed = Observed::default();
     let state = aws
-        .describe(&snapshot.region, snapshot.resource_kind, &snapshot.snapshot_id)
+        .in_region(&snapshot.region)
+        .snapshot(snapshot.resource_kind, &snapshot.snapshot_id)
         .await
         .map_err(|e| rds_failed(&snapshot.region, e))?;
     observed.states.insert(snapshot.region.clone(), state);
@@ -232,14 +241,15 @@ async fn observe(aws: &SnapshotAws, history: &SnapshotHistory, plan: &Plan) -> R
             .copy_in(region)
             .map_or(snapshot.snapshot_id.as_str(), |c| c.snapshot_id.as_str());
         let state = aws
-            .describe(region, snapshot.resource_kind, id)
+            .in_region(region)
+            .snapshot(snapshot.resource_kind, id)
             .await
             .map_err(|e| rds_failed(region, e))?;
         observed.states.insert(region.to_owned(), state);
         // A key KMS cannot describe is compared as written (and then fails
         // the check if RDS names it otherwise).
-        let key = match aws.key_arn(region, &copy_region.kms_key).await {
-            Ok(arn) => arn,
+        let key = match aws.key(region, &copy_region.kms_key).await {
+            Ok((arn, _, _)) => arn,
             Err(error) => {
                 tracing::warn!(region, key = %copy_region.kms_key, error = %error, "describing the plan's copy key failed");
                 copy_region.kms_key.clone()
@@ -254,7 +264,7 @@ async fn observe(aws: &SnapshotAws, history: &SnapshotHistory, plan: &Plan) -> R
 mod tests {
     use super::*;
     use crate::plan::parse_plans;
-    use crate::snapshot::{CopyRecord, ResourceKind, SnapshotRecord};
+    use crate::snapshot::{CopyRecord, ResourceKind, SnapshotRecord, SnapshotStatus};
 
     const DR_KEY: &str = "arn:aws:kms:us-west-2:111122223333:key/dr-key";
 
@@ -323,7 +333,7 @@ tier = "critical"
             status: status.into(),
             arn: None,
             kms_key_id: key.map(str::to_owned),
-            engine: None,
+            ..SnapshotState::default()
         })
     }
 
