@@ -5,7 +5,6 @@
 //! drops them.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -13,111 +12,7 @@ use lifeboat_e2e::{unique, workspace_bin};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::support::{describe, Store};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
-    Postgres,
-    Mariadb,
-}
-
-/// A database of its own on the shared server, dropped at the end.
-struct Db {
-    server: Server,
-    name: String,
-}
-
-impl Db {
-    fn new(server: Server, prefix: &str) -> Self {
-        let db = Self {
-            server,
-            name: unique(prefix).replace('-', "_"),
-        };
-        db.run_sql(db.maintenance(), &format!("CREATE DATABASE {}", db.name));
-        db
-    }
-
-    fn maintenance(&self) -> &'static str {
-        match self.server {
-            Server::Postgres => "postgres",
-            Server::Mariadb => "information_schema",
-        }
-    }
-
-    fn url(&self) -> String {
-        match self.server {
-            Server::Postgres => format!("postgres://postgres@127.0.0.1:5432/{}", self.name),
-            Server::Mariadb => format!("mysql://root@127.0.0.1:3306/{}", self.name),
-        }
-    }
-
-    fn try_sql(&self, database: &str, sql: &str) -> std::io::Result<Output> {
-        let mut command = match self.server {
-            Server::Postgres => {
-                let mut c = Command::new("psql");
-                c.args([
-                    "-X",
-                    "-q",
-                    "-t",
-                    "-A",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                ])
-                .args(["-d", database]);
-                c
-            }
-            Server::Mariadb => {
-                let mut c = Command::new("mariadb");
-                c.args([
-                    "--batch",
-                    "--skip-column-names",
-                    "--protocol=TCP",
-                    "-h",
-                    "127.0.0.1",
-                    "-u",
-                    "root",
-                ])
-                .arg(database);
-                c
-            }
-        };
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(sql.as_bytes())?;
-        }
-        child.wait_with_output()
-    }
-
-    fn run_sql(&self, database: &str, sql: &str) -> String {
-        let output = self.try_sql(database, sql).expect("run the database client");
-        assert!(output.status.success(), "SQL failed: {sql:.200}\n{}", describe(&output));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.run_sql(&self.name, sql)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let sql = match self.server {
-            Server::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            Server::Mariadb => format!("DROP DATABASE IF EXISTS {}", self.name),
-        };
-        if !self.try_sql(self.maintenance(), &sql).is_ok_and(|o| o.status.success()) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
+use crate::support::{describe, Engine, Store, TestDb};
 
 /// Runs `lifeboat ARGS` (no AWS: these commands need none) with extra environment.
 fn lifeboat(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -381,7 +276,7 @@ impl Drop for Role {
 fn audit_finds_foreign_key_orphans_in_postgres_and_mariadb_and_passes_clean_databases() {
     let role = Role(unique("lbauditor").replace('-', "_"));
     // PostgreSQL: clean, then an orphan hidden behind a NOT VALID constraint.
-    let pg = Db::new(Server::Postgres, "lbaudit");
+    let pg = TestDb::create(Engine::Postgres, "lbaudit");
     pg.sql(
         "CREATE TABLE customers (id serial PRIMARY KEY, name text);
          CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers(id));
@@ -465,7 +360,7 @@ fn audit_finds_foreign_key_orphans_in_postgres_and_mariadb_and_passes_clean_data
     );
 
     // MariaDB: clean, then an orphan written with FOREIGN_KEY_CHECKS=0.
-    let my = Db::new(Server::Mariadb, "lbaudit");
+    let my = TestDb::create(Engine::Mariadb, "lbaudit");
     my.sql(
         "CREATE TABLE customers (id int PRIMARY KEY) ENGINE=InnoDB;
          CREATE TABLE orders (id int PRIMARY KEY, customer_id int, FOREIGN KEY (customer_id) REFERENCES customers(id)) ENGINE=InnoDB;
@@ -644,7 +539,7 @@ fn a_corrupted_sqlite_file_is_audited_as_damaged_and_salvaged_with_its_losses_na
 
 #[test]
 fn consistency_rules_pass_when_sets_match_and_name_the_differing_ids() {
-    let pg = Db::new(Server::Postgres, "lbcons");
+    let pg = TestDb::create(Engine::Postgres, "lbcons");
     pg.sql("CREATE TABLE users (id int PRIMARY KEY, email text); INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 500) g;");
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = dir.path().join("cache.db");
@@ -653,7 +548,7 @@ fn consistency_rules_pass_when_sets_match_and_name_the_differing_ids() {
         "CREATE TABLE users (user_id INTEGER PRIMARY KEY);
          WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 500) INSERT INTO users SELECT g FROM s;",
     );
-    let my = Db::new(Server::Mariadb, "lbcons");
+    let my = TestDb::create(Engine::Mariadb, "lbcons");
     my.sql("CREATE TABLE accounts (user_id int PRIMARY KEY); INSERT INTO accounts SELECT seq FROM seq_1_to_500;");
     let rules = dir.path().join("rules.toml");
     std::fs::write(
@@ -898,4 +793,340 @@ fn salvage_skips_damaged_pages_at_both_ends_of_a_table() {
         expected["customers"],
         "customers differ"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Audits on real damage: throw-away servers whose files the test corrupts
+// ---------------------------------------------------------------------------
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// Runs a server program as the tests' user, or as `postgres` when that is
+/// root (initdb and postgres refuse to run as root).
+fn as_server_user(program: &Path, args: &[&str]) -> Output {
+    let mut command = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
+}
+
+/// A throw-away PostgreSQL cluster (initdb) on a free port, stopped and
+/// removed when dropped.
+struct ScratchPostgres {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl ScratchPostgres {
+    fn start() -> Self {
+        // The newest installed server's programs (Debian keeps them off PATH).
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server programs under /usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|v| v.parse::<u32>().ok()))
+            .max()
+            .map(|v| Path::new("/usr/lib/postgresql").join(v.to_string()).join("bin"))
+            .expect("an installed PostgreSQL version");
+        let dir = tempfile::tempdir().expect("a directory");
+        if running_as_root() {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .output()
+                .expect("run chown");
+            assert!(chown.status.success(), "chown: {}", describe(&chown));
+        }
+        let data = dir.path().join("data");
+        let data_text = data.to_str().expect("a path");
+        let init = as_server_user(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data_text,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        );
+        assert!(init.status.success(), "initdb: {}", describe(&init));
+        let server = Self {
+            bin,
+            port: free_port(),
+            dir,
+        };
+        server.pg_ctl("start");
+        server
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut args = vec!["-D", data.to_str().expect("a path"), "-w", "-m", "fast"];
+        if action == "start" {
+            args.extend(["-o", &options, "-l", log.to_str().expect("a path")]);
+        }
+        args.push(action);
+        let output = as_server_user(&self.bin.join("pg_ctl"), &args);
+        assert!(
+            output.status.success(),
+            "pg_ctl {action}: {}\n{}",
+            describe(&output),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        let output = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(output.status.success(), "{sql}: {}", describe(&output));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = as_server_user(
+            &self.bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"],
+        );
+    }
+}
+
+/// Swaps two line pointers of a btree leaf page: its keys are then out of
+/// order, which amcheck's bt_index_check must notice.
+fn swap_leaf_items(index_file: &Path, block: u64) {
+    const PAGE: u64 = 8192;
+    let mut bytes = std::fs::read(index_file).expect("read the index file");
+    assert!(
+        bytes.len() as u64 >= (block + 1) * PAGE,
+        "the index has no block {block}"
+    );
+    let page = (block * PAGE) as usize;
+    // Page header: 24 bytes, then 4-byte line pointers. On a leaf that is
+    // not the rightmost, item 1 is the high key; items 3 and 4 are data.
+    let (third, fourth) = (page + 24 + 2 * 4, page + 24 + 3 * 4);
+    let pointer = |at: usize| bytes[at..at + 4].to_vec();
+    let (a, b) = (pointer(third), pointer(fourth));
+    assert_ne!(a, b);
+    bytes[third..third + 4].copy_from_slice(&b);
+    bytes[fourth..fourth + 4].copy_from_slice(&a);
+    std::fs::write(index_file, bytes).expect("write the index file");
+}
+
+#[test]
+fn amcheck_names_a_really_corrupted_btree_index_as_critical() {
+    let server = ScratchPostgres::start();
+    server.sql(
+        "CREATE TABLE boats (id int PRIMARY KEY, name text NOT NULL);
+         CREATE INDEX boats_by_name ON boats (name);
+         INSERT INTO boats SELECT g, 'boat ' || g FROM generate_series(1, 5000) g;
+         CHECKPOINT;",
+    );
+    let clean = lifeboat_json(&["audit", &server.url()], 0);
+    assert!(findings(&clean).is_empty(), "{clean}");
+
+    let file = server
+        .data()
+        .join(server.sql("SELECT pg_relation_filepath('boats_pkey')"));
+    server.pg_ctl("stop");
+    swap_leaf_items(&file, 1);
+    server.pg_ctl("start");
+
+    let report = lifeboat_json(&["audit", &server.url()], 6);
+    let damaged: Vec<Value> = findings(&report)
+        .into_iter()
+        .filter(|f| f["check"] == "amcheck")
+        .collect();
+    assert_eq!(damaged.len(), 1, "only the damaged index: {report}");
+    let finding = &damaged[0];
+    assert_eq!(finding["severity"], "critical", "{report}");
+    assert_eq!(finding["object"], "boats_pkey", "{report}");
+    let message = finding["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("bt_index_check") && message.contains("boats_pkey"),
+        "{message}"
+    );
+    assert!(
+        finding["action"]
+            .as_str()
+            .is_some_and(|a| a.contains("REINDEX INDEX boats_pkey")),
+        "{report}"
+    );
+    let markdown = lifeboat(&["audit", &server.url(), "--format", "markdown"], &[]);
+    assert_eq!(markdown.status.code(), Some(6), "{}", describe(&markdown));
+    assert!(String::from_utf8_lossy(&markdown.stdout).contains("boats_pkey"));
+}
+
+/// A throw-away MariaDB server (mariadb-install-db into a temporary
+/// directory, its own port and socket), shut down when dropped.
+struct ScratchMariadb {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: std::process::Child,
+}
+
+impl ScratchMariadb {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory");
+        let data = dir.path().join("data");
+        let user = String::from_utf8(Command::new("id").arg("-un").output().expect("run id").stdout)
+            .expect("a user name")
+            .trim()
+            .to_owned();
+        let install = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--user={user}"))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(install.status.success(), "mariadb-install-db: {}", describe(&install));
+        let port = free_port();
+        let server = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--port={port}"))
+            .arg(format!("--user={user}"))
+            .args(["--bind-address=127.0.0.1", "--skip-log-bin"])
+            .arg(format!("--log-error={}", dir.path().join("error.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        let scratch = Self { dir, port, server };
+        for _ in 0..100 {
+            if scratch.try_sql("SELECT 1").is_some() {
+                return scratch;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!(
+            "mariadbd did not start: {}",
+            std::fs::read_to_string(scratch.dir.path().join("error.log")).unwrap_or_default()
+        );
+    }
+
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let output = Command::new("mariadb")
+            .args([
+                "--batch",
+                "--skip-column-names",
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
+            .arg(format!("--port={}", self.port))
+            .args(["-e", sql])
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql).unwrap_or_else(|| panic!("SQL failed: {sql}"))
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for ScratchMariadb {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn check_table_names_a_really_damaged_mariadb_table_as_critical() {
+    let server = ScratchMariadb::start();
+    server.sql(
+        "CREATE DATABASE harbour;
+         USE harbour;
+         CREATE TABLE harbour.boats (id int PRIMARY KEY, name varchar(100) NOT NULL) ENGINE=MyISAM;
+         CREATE TABLE harbour.crew (id int PRIMARY KEY, name varchar(100) NOT NULL) ENGINE=Aria;
+         INSERT INTO harbour.boats SELECT seq, CONCAT('boat ', seq) FROM seq_1_to_5000;
+         INSERT INTO harbour.crew SELECT seq, CONCAT('sailor ', seq) FROM seq_1_to_500;
+         FLUSH TABLES;",
+    );
+    let url = server.url("harbour");
+    let clean = lifeboat_json(&["audit", &url], 0);
+    assert!(findings(&clean).is_empty(), "{clean}");
+
+    // Garbage over rows in the middle of the data file, the table closed.
+    let file = server.dir.path().join("data/harbour/boats.MYD");
+    let mut bytes = std::fs::read(&file).expect("read the data file");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(0xff);
+    std::fs::write(&file, bytes).expect("write the data file");
+
+    let report = lifeboat_json(&["audit", &url], 6);
+    let damaged: Vec<Value> = findings(&report)
+        .into_iter()
+        .filter(|f| f["check"] == "check_table" && f["severity"] == "critical")
+        .collect();
+    assert!(!damaged.is_empty(), "{report}");
+    for finding in &damaged {
+        assert_eq!(finding["object"], "harbour.boats", "only the damaged table: {report}");
+        assert!(
+            finding["action"].as_str().is_some_and(|a| a.contains("REPAIR TABLE")),
+            "{report}"
+        );
+    }
 }

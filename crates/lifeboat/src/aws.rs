@@ -31,6 +31,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub rds: aws_sdk_rds::Client,
     pub route53: aws_sdk_route53::Client,
+    /// Database connections kept as secrets (`crate::dump::resolve_database`).
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
     pub region: String,
 }
 
@@ -42,6 +44,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             rds: aws_sdk_rds::Client::new(config),
             route53: aws_sdk_route53::Client::new(config),
+            secretsmanager: aws_sdk_secretsmanager::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }

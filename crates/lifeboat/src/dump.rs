@@ -26,7 +26,8 @@
 //!
 //! Passwords travel in the environment (`PGPASSWORD`, `MYSQL_PWD`), never
 //! in a program's arguments, and never into the catalog: a dump's source name
-//! is its URL without the password.
+//! is its URL without the password. A connection may also be kept in a
+//! Secrets Manager secret, named by its ARN (`dump/secret.rs`).
 
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -45,7 +46,10 @@ use crate::repo::{RepoError, Repository};
 use crate::restore::fetch_chunk;
 
 mod duckdb;
+mod secret;
 mod tar;
+
+pub use secret::resolve_database;
 
 /// Most of a program's standard error kept for an error message.
 const STDERR_LIMIT: usize = 4096;
@@ -138,6 +142,8 @@ impl Engine {
 pub enum DumpError {
     #[error("database URL {url:?}: {message} (expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or sqlite:///PATH or duckdb:///PATH or redis://[:PASSWORD@]HOST[:PORT][/DB])")]
     BadUrl { url: String, message: String },
+    #[error("Secrets Manager secret {arn}: {message}")]
+    Secret { arn: String, message: String },
     #[error("{tool} was not found on PATH: install {tools}, or add their directory to PATH")]
     ToolMissing { tool: String, tools: &'static str },
     #[error("could not run {tool}: {message}")]
@@ -677,6 +683,13 @@ fn hint(stderr: &str, url: &DatabaseUrl) -> String {
             url.engine.as_str(),
             url.host,
             url.port
+        )
+    } else if lower.contains("unsupported version") && lower.contains("file header") {
+        "the dump was made by a newer pg_dump than this pg_restore: restore with a pg_restore of at least the dumping pg_dump's major version (the database tools layer's is PostgreSQL 17; scripts/build-db-tools-layer)".to_owned()
+    } else if lower.contains("transaction_timeout") {
+        format!(
+            "pg_restore 17 and newer set transaction_timeout, which servers before PostgreSQL 17 do not know, so they cannot restore into {}:{}: restore into a PostgreSQL 17 or newer server, or write the dump to a file (`lifeboat restore dump ID --to FILE`), convert it with `pg_restore -f - FILE`, drop its `SET transaction_timeout` line and run the rest with psql",
+            url.host, url.port
         )
     } else if url.engine == Engine::Sqlite {
         format!("check that {} is a readable SQLite database file", url.database)

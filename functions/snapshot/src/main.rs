@@ -9,8 +9,11 @@
 //! or a path in the package) or `LIFEBOAT_PLANS_TOML` (its text). A plan
 //! file with problems fails the init, listing every problem. Plans whose
 //! `sources` name databases are dumped into `LIFEBOAT_STORE` (required
-//! then; `LIFEBOAT_KMS_KEY` optional), once per scheduled run; the dump
-//! programs (`pg_dump`, `mariadb-dump`, `sqlite3`) must be on the `PATH`.
+//! then; `LIFEBOAT_KMS_KEY` optional), once per scheduled run; a source may
+//! be a Secrets Manager secret's ARN holding the connection. The dump
+//! programs (`pg_dump`, `mariadb-dump`, `sqlite3`) must be on the `PATH`:
+//! deployed, from the database tools layer under `/opt/bin`
+//! (scripts/build-db-tools-layer, infra/README.md).
 //!
 //! Answers a `SnapshotSummary` and logs it as a final `snapshot run done`
 //! line (and an Embedded Metric Format line: `BackupsCompleted` per
@@ -28,9 +31,10 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
 use lifeboat::plan::Plan;
+use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
 use lifeboat::snapshot::{
-    advance, load_plans, run_plan_dumps, run_scheduled, AwsRds, PlanSource, SnapshotError, SnapshotSummary,
+    advance, load_plans, run_plan_dumps, run_scheduled, PlanSource, SnapshotError, SnapshotSummary,
 };
 use lifeboat::storage::Location;
 use lifeboat_lambda::{diagnostic, init_tracing, setting, Metrics};
@@ -39,7 +43,7 @@ use crate::event::SnapshotRequest;
 
 struct Function {
     plans: Vec<Plan>,
-    rds: AwsRds,
+    rds: Rds,
     catalog: Catalog,
     clients: Clients,
     /// Where plans' database dumps go (`LIFEBOAT_STORE`, `LIFEBOAT_KMS_KEY`).
@@ -164,9 +168,17 @@ impl Function {
         let repo = Repository::open_at(store, &self.clients, kms_key.as_deref())
             .await
             .map_err(|e| diagnostic("Lifeboat.Store", e))?;
-        run_plan_dumps(Arc::new(repo), &self.catalog, plan, scheduled_time, now, summary)
-            .await
-            .map_err(run_error)
+        run_plan_dumps(
+            Arc::new(repo),
+            &self.catalog,
+            &self.clients.secretsmanager,
+            plan,
+            scheduled_time,
+            now,
+            summary,
+        )
+        .await
+        .map_err(run_error)
     }
 }
 
@@ -214,7 +226,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let store = dump_store(&plans)?;
     let function = Function {
         plans,
-        rds: AwsRds::new(&config),
+        rds: Rds::new(&config),
         catalog: Catalog::new(clients.dynamodb.clone(), &table, &clients.region),
         clients,
         store,

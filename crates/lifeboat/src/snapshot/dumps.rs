@@ -5,8 +5,10 @@
 //! ([`DumpClaim`]), so a redelivered event dumps nothing twice; a claim
 //! that failed is taken over by the next delivery. The dump itself is a
 //! backup record like `lifeboat backup dump` makes (its source the URL
-//! without the password). Passwords belong in the function's environment
-//! (`PGPASSWORD`, `MYSQL_PWD`), not in the plan file.
+//! without the password). Passwords do not belong in the plan file: a
+//! source may be the ARN of a Secrets Manager secret holding the database's
+//! URL or RDS-style credentials JSON (`crate::dump::resolve_database`), read
+//! at each run, so a rotated password is picked up.
 
 use std::sync::Arc;
 
@@ -15,16 +17,18 @@ use jiff::Timestamp;
 use super::records::{DumpClaim, SnapshotStatus};
 use super::{moment_text, time_text, SnapshotError, SnapshotFailure, SnapshotSummary};
 use crate::catalog::Catalog;
-use crate::dump::{run_dump_backup, DatabaseUrl, DumpBackupOptions};
+use crate::dump::{resolve_database, run_dump_backup, DumpBackupOptions};
 use crate::plan::Plan;
 use crate::repo::Repository;
 
 /// Dumps each database source of `plan` for the run at `scheduled` (to the
 /// minute), adding what happened to `summary`: `dumps` (backup ids),
 /// `already_taken` (sources an earlier delivery dumped), `failures`.
+/// Sources named by a secret's ARN are read with `secrets`.
 pub async fn run_plan_dumps(
     repo: Arc<Repository>,
     catalog: &Catalog,
+    secrets: &aws_sdk_secretsmanager::Client,
     plan: &Plan,
     scheduled: Timestamp,
     now: Timestamp,
@@ -33,7 +37,7 @@ pub async fn run_plan_dumps(
     let claims = catalog.snapshots();
     let scheduled = super::scheduled_minute(scheduled);
     for source in plan.database_sources() {
-        let url = match DatabaseUrl::parse(source) {
+        let url = match resolve_database(source, secrets).await {
             Ok(url) => url,
             Err(error) => {
                 summary.failures.push(SnapshotFailure {
