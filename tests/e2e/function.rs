@@ -261,3 +261,196 @@ async fn bad_events_and_plans_fail_the_invocation_with_a_typed_error() {
         listed[0]
     );
 }
+
+/// Runs the function with a plan file in its environment and the store as
+/// its default, as the stack configures it.
+async fn invoke_with_plans(store: &Store, plans: &str, event: &Value) -> Result<Value, Value> {
+    invoke_function(
+        &workspace_bin("file-backup"),
+        event,
+        &[
+            ("LIFEBOAT_TABLE", store.table.clone()),
+            ("LIFEBOAT_KMS_KEY", store.kms_key.clone()),
+            ("LIFEBOAT_STORE", store.url.clone()),
+            ("LIFEBOAT_PLANS_TOML", plans.to_owned()),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("file-backup did not answer: {e:#}"))
+}
+
+/// The one backup of a plan run or S3 event's answer.
+fn only_backup(outcome: Result<Value, Value>) -> Value {
+    let answer = outcome.unwrap_or_else(|e| panic!("the backup failed: {e}"));
+    let backups = answer["backups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no backups in {answer}"));
+    assert_eq!(backups.len(), 1, "{answer}");
+    assert_eq!(backups[0]["status"], "completed", "{answer}");
+    backups[0].clone()
+}
+
+/// The input the generated schedule of `plan` sends to the file-backup
+/// function, as Scheduler sends it for a run at `at`.
+fn schedule_input(plans_file: &std::path::Path, plan_logical: &str, at: &str) -> Value {
+    let output = std::process::Command::new(workspace_bin("lifeboat"))
+        .args(["plan", "schedules"])
+        .arg(plans_file)
+        .output()
+        .expect("run lifeboat plan schedules");
+    assert!(output.status.success(), "{}", describe(&output));
+    let template: Value = serde_json::from_slice(&output.stdout).expect("the template is JSON");
+    let schedule = &template["Resources"][plan_logical]["Properties"];
+    assert_eq!(
+        schedule["Target"]["Arn"]["Fn::ImportValue"]["Fn::Sub"], "${PrimaryStack}-FileBackupFunctionArn",
+        "{schedule}"
+    );
+    let input = schedule["Target"]["Input"].as_str().expect("an input");
+    serde_json::from_str(&input.replace("<aws.scheduler.scheduled-time>", at)).expect("the input is JSON")
+}
+
+/// Continuous backup: the plan's schedule makes the first backup, then S3's
+/// ObjectCreated events (either shape) back up the new object on top of it;
+/// every backup restores whole; redeliveries make none; an object no plan
+/// covers, or one gone, fails clearly.
+#[tokio::test]
+async fn s3_object_created_events_back_up_new_objects_on_top_of_the_latest() {
+    let store = Store::new().await;
+    let (data, _) = data_bucket(&store).await;
+    let plans = format!(
+        r#"[[plan]]
+name = "app-continuous"
+schedule = "cron(0 2 * * ? *)"
+timezone = "Europe/Berlin"
+sources = ["s3://{data}/app"]
+retention = {{ keep_last = 7 }}
+rpo = "26h"
+tier = "standard"
+"#
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plans_file = dir.path().join("plans.toml");
+    std::fs::write(&plans_file, &plans).expect("write the plan file");
+    let source = format!("s3://{data}/app/");
+
+    // The plan's schedule, with the exact input the generated stack sends.
+    let input = schedule_input(&plans_file, "AppContinuousFileBackupSchedule", "2026-11-23T01:00:00Z");
+    assert_eq!(
+        input,
+        json!({"plan": "app-continuous", "scheduledTime": "2026-11-23T01:00:00Z"})
+    );
+    let first = only_backup(invoke_with_plans(&store, &plans, &input).await);
+    assert_eq!(first["source"], source.as_str(), "{first}");
+    assert_eq!(first["type"], "full", "nothing to build on yet: {first}");
+    let again = only_backup(invoke_with_plans(&store, &plans, &input).await);
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["backupId"], first["backupId"], "{again}");
+
+    // A new object, and S3's notification of it (the sample, pointed at the test's bucket).
+    let key = "app/reports/q4 final(2).csv";
+    put_objects(
+        &store.s3,
+        &data,
+        &BTreeMap::from([(key.to_owned(), text_bytes(90_000, "fn-q4-final"))]),
+    )
+    .await;
+    let mut notification = sample_event("s3-object-created.json");
+    notification["Records"][0]["s3"]["bucket"]["name"] = json!(data);
+    notification["Records"][0]["s3"]["bucket"]["arn"] = json!(format!("arn:aws:s3:::{data}"));
+    let second = only_backup(invoke_with_plans(&store, &plans, &notification).await);
+    assert_eq!(second["type"], "incremental", "{second}");
+    assert_eq!(second["parentBackup"], first["backupId"], "{second}");
+    assert_eq!(second["entriesChanged"], 1, "only the new object is read: {second}");
+    assert_eq!(
+        second["entriesScanned"].as_u64(),
+        first["entriesScanned"].as_u64().map(|n| n + 1),
+        "the parent's tree plus the new object: {second}"
+    );
+    let listed = records(&store);
+    assert_eq!(listed.len(), 2, "backups list shows both: {listed:?}");
+
+    // The backup is complete on its own: it restores the whole source, byte for byte.
+    let restored = tempfile::tempdir().expect("temp dir");
+    store.ok(&[
+        "restore",
+        "files",
+        &backup_id(&second),
+        "--to",
+        restored.path().to_str().expect("utf-8"),
+    ]);
+    let current = relative(&list_objects(&store.s3, &data, "app/").await, "app/");
+    assert!(current.contains_key("reports/q4 final(2).csv"));
+    assert_same_tree(&dir_contents(restored.path()), &current);
+
+    // Redelivered, or delivered the other way (EventBridge): no second backup.
+    let objects_before = store_listing(&store).await;
+    let redelivered = only_backup(invoke_with_plans(&store, &plans, &notification).await);
+    assert_eq!(redelivered["duplicate"], true, "{redelivered}");
+    assert_eq!(redelivered["backupId"], second["backupId"], "{redelivered}");
+    let mut eventbridge = sample_event("s3-object-created-eventbridge.json");
+    eventbridge["detail"]["bucket"]["name"] = json!(data);
+    let other_way = only_backup(invoke_with_plans(&store, &plans, &eventbridge).await);
+    assert_eq!(other_way["duplicate"], true, "{other_way}");
+    assert_eq!(other_way["backupId"], second["backupId"], "{other_way}");
+    assert_eq!(records(&store).len(), 2, "a redelivery made a backup");
+    assert_eq!(
+        store_listing(&store).await,
+        objects_before,
+        "a redelivery wrote to the store"
+    );
+
+    // An object no plan covers: a clear error, nothing backed up.
+    let mut uncovered = notification.clone();
+    uncovered["Records"][0]["s3"]["bucket"]["name"] = json!("someone-elses-bucket");
+    let message = failed(
+        invoke_with_plans(&store, &plans, &uncovered).await,
+        "Lifeboat.NotCovered",
+    );
+    assert!(
+        message.contains("s3://someone-elses-bucket/app/reports/q4 final(2).csv") && message.contains(&source),
+        "{message}"
+    );
+    assert_eq!(records(&store).len(), 2, "an uncovered object was recorded");
+
+    // An object gone by the time the event arrives: reported, not a silent success.
+    let mut gone = eventbridge.clone();
+    gone["detail"]["object"]["key"] = json!("app/uploads/deleted-already.bin");
+    gone["detail"]["object"]["sequencer"] = json!("0055AED6DCD90281F0");
+    let message = failed(invoke_with_plans(&store, &plans, &gone).await, "Lifeboat.BackupFailed");
+    assert!(
+        message.contains("uploads/deleted-already.bin") && message.contains("no longer exist"),
+        "{message}"
+    );
+    let listed = records(&store);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed.iter().any(|r| r["status"] == "failed"),
+        "the failed attempt is in the catalog: {listed:?}"
+    );
+}
+
+/// The EFS sample: a plan for a mounted directory, pointed at a temporary one.
+#[tokio::test]
+async fn the_efs_sample_backs_up_a_directory() {
+    let store = Store::new().await;
+    let source = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(source.path().join("avatars")).expect("mkdir");
+    std::fs::write(source.path().join("avatars/1.png"), random_bytes(70_000, "efs-1")).expect("write");
+    std::fs::write(source.path().join("notes.txt"), b"uploaded notes").expect("write");
+    let mut event = sample_event("file-backup-efs.json");
+    event["source"] = json!(source.path().to_str().expect("utf-8"));
+    event["store"] = json!(store.url);
+    let summary = completed(invoke(&store, &event).await);
+    // The sample asks for a differential; with no full to build on it is full.
+    assert_eq!(summary["type"], "full", "{summary}");
+    assert_eq!(summary["entriesScanned"], 2, "{summary}");
+    let restored = tempfile::tempdir().expect("temp dir");
+    store.ok(&[
+        "restore",
+        "files",
+        &backup_id(&summary),
+        "--to",
+        restored.path().to_str().expect("utf-8"),
+    ]);
+    assert_same_tree(&dir_contents(restored.path()), &dir_contents(source.path()));
+}

@@ -107,7 +107,7 @@ pub enum Command {
     /// The tamper-evident audit trail of what was done to the backups.
     #[command(subcommand)]
     AuditLog(AuditLogCommand),
-    /// Backup plans (README, "Backup plans"): check a plan file.
+    /// Backup plans (README, "Backup plans"): check a plan file, or print its schedules' template.
     #[command(subcommand)]
     Plan(PlanCommand),
     /// Fail a DR plan's databases over to the DR region: promote or restore, validate, switch DNS
@@ -182,6 +182,12 @@ pub enum PlanCommand {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Print the CloudFormation template (JSON) of the plans' schedules: one EventBridge Scheduler
+    /// schedule per plan and function, in the plan's time zone (scripts/deploy --plans deploys it). Needs no AWS.
+    Schedules {
+        /// The plan file (TOML), e.g. examples/plans.toml.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,7 +207,8 @@ pub enum BackupCommand {
     /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH, duckdb:///PATH,
     /// redis://[:PASSWORD@]HOST[:PORT][/DB] for the server's whole RDB snapshot) into the store.
     Dump {
-        /// The database's URL; the password may also come from PGPASSWORD or MYSQL_PWD.
+        /// The database's URL (the password may also come from PGPASSWORD or MYSQL_PWD), or the ARN of a
+        /// Secrets Manager secret holding the URL or RDS-style JSON {engine, host, port, username, password, dbname}.
         url: String,
         /// Days to keep this backup (sets retentionUntil).
         #[arg(long)]

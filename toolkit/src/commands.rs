@@ -118,6 +118,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Plan(PlanCommand::Check { file, at }) = &cli.command {
         return plan_check(&Renderer::new(cli.global.output), file, at.as_deref());
     }
+    if let Command::Plan(PlanCommand::Schedules { file }) = &cli.command {
+        return plan_schedules(file);
+    }
     if let Command::Integrity(command) = cli.command {
         return crate::integrity::run(command, cli.global.output).await;
     }
@@ -181,6 +184,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::AuditLog(AuditLogCommand::Verify) => audit_log_verify(&env).await,
         Command::AuditLog(AuditLogCommand::Show { since }) => audit_log_show(&env, since.as_deref()).await,
         Command::Plan(PlanCommand::Check { file, at }) => plan_check(&env.out, &file, at.as_deref()),
+        Command::Plan(PlanCommand::Schedules { file }) => plan_schedules(&file),
         Command::Failover { args, yes, restart } => {
             let kind = lifeboat::jobs::JobKind::Failover;
             crate::dr::switch(&env.catalog, env.global.output, &args, yes, restart, kind).await
@@ -216,6 +220,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::snapshots::run(&env.catalog, env.global.region.as_deref(), env.global.output, command).await
         }
     }
+}
+
+/// The schedules' template, for a valid plan file only (its problems otherwise).
+fn plan_schedules(file: &std::path::Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read plan file {}", file.display()))?;
+    let plans = lifeboat::plan::parse_plans(&text, jiff::Timestamp::now())
+        .map_err(|e| anyhow!("{}: {e} (see lifeboat plan check)", file.display()))?;
+    let template = crate::schedules::template(&plans, &file.display().to_string())?;
+    println!("{}", serde_json::to_string_pretty(&template)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plan_check(out: &Renderer, file: &std::path::Path, at: Option<&str>) -> Result<ExitCode> {
@@ -335,7 +349,7 @@ async fn restore_files(
 }
 
 async fn backup_dump(env: &Env, url: &str, retention_days: Option<u32>) -> Result<ExitCode> {
-    let url = DatabaseUrl::parse(url)?;
+    let url = lifeboat::dump::resolve_database(url, &env.clients.secretsmanager).await?;
     let repo = env.open_repo().await?;
     let options = DumpBackupOptions { url, retention_days };
     let summary = run_dump_backup(repo, &env.catalog, &options).await?;

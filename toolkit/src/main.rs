@@ -8,6 +8,7 @@ mod dr;
 mod integrity;
 mod recovery;
 mod render;
+mod schedules;
 mod snapshots;
 
 use std::process::ExitCode;

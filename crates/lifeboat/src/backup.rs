@@ -35,6 +35,8 @@ pub enum BackupError {
     Internal { id: String, message: String },
     #[error("{error}")]
     Stream { source_name: String, error: StreamError },
+    #[error("source {source_name}: {} object(s) to back up no longer exist: {}; nothing was backed up (deleted after the event was sent?); the source's next scheduled backup records it as it is", paths.len(), paths.join(", "))]
+    ObjectsGone { source_name: String, paths: Vec<String> },
 }
 
 /// What to back up, and how.
@@ -50,6 +52,13 @@ pub struct BackupOptions {
     /// the same key is not made.
     pub idempotency_key: Option<String>,
     pub retention_days: Option<u32>,
+    /// Back up only these entries (paths relative to the source, e.g. the
+    /// objects an S3 event names): the backup's tree is its parent's (the
+    /// newest completed backup of the source) with these entries read anew,
+    /// so it is complete on its own. An entry that no longer exists fails
+    /// the backup. With no completed backup to build on, the whole source
+    /// is read (a full backup).
+    pub objects: Option<Vec<String>>,
 }
 
 impl BackupOptions {
@@ -61,6 +70,7 @@ impl BackupOptions {
             upload_concurrency: 4,
             idempotency_key: None,
             retention_days: None,
+            objects: None,
         }
     }
 }
@@ -148,10 +158,11 @@ pub async fn run_backup(
     let started = Instant::now();
     let source = Arc::new(Source::new(&options.source, s3, region));
     let source_name = source.name();
-    let parent = match options.backup_type {
-        BackupType::Full => None,
-        BackupType::Incremental => catalog.latest_completed(&source_name, |_| true).await?,
-        BackupType::Differential => {
+    // Named objects always build on the newest backup, whatever the type asked.
+    let parent = match (options.backup_type, &options.objects) {
+        (BackupType::Full, None) => None,
+        (_, Some(_)) | (BackupType::Incremental, None) => catalog.latest_completed(&source_name, |_| true).await?,
+        (BackupType::Differential, None) => {
             catalog
                 .latest_completed(&source_name, |r| r.backup_type == BackupType::Full)
                 .await?
@@ -160,6 +171,8 @@ pub async fn run_backup(
     let backup_type = if parent.is_none() && options.backup_type != BackupType::Full {
         tracing::info!(source = %source_name, requested = options.backup_type.as_str(), "no completed backup to build on: running a full backup");
         BackupType::Full
+    } else if parent.is_some() && options.objects.is_some() {
+        BackupType::Incremental
     } else {
         options.backup_type
     };
@@ -291,6 +304,48 @@ struct Counters {
 }
 
 impl Attempt<'_> {
+    /// The parent's entries as a listing would show them, with `objects`
+    /// looked up anew in the source (added, or replacing the parent's).
+    async fn parent_with(
+        &self,
+        objects: &[String],
+        previous: &HashMap<String, Entry>,
+    ) -> Result<Vec<SourceEntry>, BackupError> {
+        let mut listed: std::collections::BTreeMap<String, SourceEntry> = previous
+            .values()
+            .map(|e| {
+                let entry = SourceEntry {
+                    path: e.path.clone(),
+                    size: e.size,
+                    mtime: e.mtime.clone(),
+                    mode: e.mode,
+                    etag: e.etag.clone(),
+                };
+                (e.path.clone(), entry)
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for path in objects {
+            let found = self.source.stat(path).await.map_err(|error| BackupError::Source {
+                source_name: self.source.name(),
+                error,
+            })?;
+            match found {
+                Some(entry) => {
+                    listed.insert(path.clone(), entry);
+                }
+                None => gone.push(path.clone()),
+            }
+        }
+        if !gone.is_empty() {
+            return Err(BackupError::ObjectsGone {
+                source_name: self.source.name(),
+                paths: gone,
+            });
+        }
+        Ok(listed.into_values().collect())
+    }
+
     async fn run(&self) -> Result<BackupSummary, BackupError> {
         let id = &self.record.id;
         self.catalog.mark_in_progress(id).await?;
@@ -308,10 +363,13 @@ impl Attempt<'_> {
             None => HashMap::new(),
         };
         let source_name = self.source.name();
-        let listed = self.source.list().await.map_err(|error| BackupError::Source {
-            source_name: source_name.clone(),
-            error,
-        })?;
+        let listed = match (&self.options.objects, self.parent) {
+            (Some(objects), Some(_)) => self.parent_with(objects, &previous).await?,
+            _ => self.source.list().await.map_err(|error| BackupError::Source {
+                source_name: source_name.clone(),
+                error,
+            })?,
+        };
         let mut entries: Vec<Option<Entry>> = Vec::with_capacity(listed.len());
         let mut jobs = Vec::new();
         for (i, item) in listed.iter().enumerate() {

@@ -101,6 +101,52 @@ impl Source {
         }
     }
 
+    /// One entry as a listing would show it, or `None` when it does not
+    /// exist (any more). `path` is relative to the source.
+    pub async fn stat(&self, path: &str) -> Result<Option<SourceEntry>, StorageError> {
+        match self {
+            Source::S3 {
+                client,
+                storage,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{prefix}{path}");
+                match client.head_object().bucket(bucket).key(&key).send().await {
+                    Ok(head) => Ok(Some(SourceEntry {
+                        path: path.to_owned(),
+                        size: head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        mtime: head.last_modified().map(|t| t.to_string()),
+                        mode: None,
+                        etag: head.e_tag().map(str::to_owned),
+                    })),
+                    Err(e) => match storage.s3_error(&key, e) {
+                        StorageError::NotFound(_) => Ok(None),
+                        other => Err(other),
+                    },
+                }
+            }
+            Source::Dir { root } => {
+                let full = root.join(path);
+                match tokio::fs::symlink_metadata(&full).await {
+                    Ok(meta) if meta.is_file() => {
+                        let mut entries = list_dir(&full)?;
+                        Ok(entries.pop().map(|mut entry| {
+                            entry.path = path.to_owned();
+                            entry
+                        }))
+                    }
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StorageError::Other {
+                        location: full.display().to_string(),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
     /// Opens an entry for reading, from a blocking thread. `handle` runs the
     /// S3 calls.
     pub fn open_blocking(
@@ -233,5 +279,11 @@ mod tests {
         let paths: Vec<_> = entries.iter().map(|e| (e.path.as_str(), e.size)).collect();
         assert_eq!(paths, vec![("a.txt", 1), ("b/c/z.txt", 2)]);
         assert!(entries[0].mtime.is_some() && entries[0].mode.is_some());
+
+        // One entry alone, as the listing shows it; a missing one is None.
+        let one = source.stat("b/c/z.txt").await.unwrap().unwrap();
+        assert_eq!(one, entries[1]);
+        assert_eq!(source.stat("b/c/gone.txt").await.unwrap(), None);
+        assert_eq!(source.stat("b").await.unwrap(), None, "a directory is not an entry");
     }
 }

@@ -14,6 +14,7 @@
 //!   a scheduled run for that time.
 
 use jiff::Timestamp;
+use lifeboat_lambda::{event_time, field_error};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -60,30 +61,17 @@ struct RdsDetail {
     message: String,
 }
 
-fn time(text: &str, field: &str) -> Result<Timestamp, String> {
-    text.parse::<Timestamp>()
-        .map_err(|e| format!("field {field:?}: {text:?} is not an RFC 3339 time such as 2026-11-23T02:00:00Z ({e})"))
-}
-
-fn field_error(e: serde_path_to_error::Error<serde_json::Error>, at: &str) -> String {
-    let path = e.path().to_string();
-    if path == "." {
-        format!("the {at} is not valid: {} (see {EXAMPLES})", e.inner())
-    } else {
-        format!("the {at} is not valid: field {path:?}: {} (see {EXAMPLES})", e.inner())
-    }
-}
-
 impl SnapshotRequest {
     pub fn from_event(payload: Value) -> Result<Self, String> {
         let Some(object) = payload.as_object() else {
             return Err(format!("the payload is not a JSON object: see {EXAMPLES}"));
         };
         let Some(detail_type) = object.get("detail-type") else {
-            let direct: Direct = serde_path_to_error::deserialize(payload).map_err(|e| field_error(e, "request"))?;
+            let direct: Direct =
+                serde_path_to_error::deserialize(payload).map_err(|e| field_error(&e, "request", EXAMPLES))?;
             return Ok(Self::Scheduled {
                 plan: direct.plan,
-                scheduled_time: time(&direct.scheduled_time, "scheduledTime")?,
+                scheduled_time: event_time(&direct.scheduled_time, "scheduledTime")?,
             });
         };
         let detail = object.get("detail").cloned().unwrap_or(Value::Null);
@@ -98,15 +86,15 @@ impl SnapshotRequest {
                     ));
                 }
                 let detail: ScheduledDetail =
-                    serde_path_to_error::deserialize(detail).map_err(|e| field_error(e, "event's \"detail\""))?;
+                    serde_path_to_error::deserialize(detail).map_err(|e| field_error(&e, "event's \"detail\"", EXAMPLES))?;
                 Ok(Self::Scheduled {
                     plan: detail.plan,
-                    scheduled_time: time(at, "time")?,
+                    scheduled_time: event_time(at, "time")?,
                 })
             }
             Some("RDS DB Snapshot Event" | "RDS DB Cluster Snapshot Event") => {
                 let detail: RdsDetail =
-                    serde_path_to_error::deserialize(detail).map_err(|e| field_error(e, "RDS event's \"detail\""))?;
+                    serde_path_to_error::deserialize(detail).map_err(|e| field_error(&e, "RDS event's \"detail\"", EXAMPLES))?;
                 if !detail.source_identifier.starts_with(OWN_PREFIX) {
                     return Ok(Self::Ignored {
                         reason: format!(

@@ -67,15 +67,25 @@ pub fn parse_request<T: DeserializeOwned>(payload: serde_json::Value, example: &
             format!("the payload is not a JSON object: see {example}")
         });
     }
-    let body = serde_path_to_error::deserialize(body).map_err(|e| {
-        let field = e.path().to_string();
-        if field == "." {
-            format!("the request in the event is not valid: {}", e.inner())
-        } else {
-            format!("the request in the event is not valid: field {field:?}: {}", e.inner())
-        }
-    })?;
+    let body = serde_path_to_error::deserialize(body).map_err(|e| field_error(&e, "request in the event", example))?;
     Ok(Request { body, event_id })
+}
+
+/// A payload that did not deserialise, naming the field at fault:
+/// `the WHAT is not valid: field "detail.plan": invalid type ... (see EXAMPLE)`.
+pub fn field_error(e: &serde_path_to_error::Error<serde_json::Error>, what: &str, example: &str) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        format!("the {what} is not valid: {} (see {example})", e.inner())
+    } else {
+        format!("the {what} is not valid: field {path:?}: {} (see {example})", e.inner())
+    }
+}
+
+/// An event's RFC 3339 time field.
+pub fn event_time(text: &str, field: &str) -> Result<jiff::Timestamp, String> {
+    text.parse::<jiff::Timestamp>()
+        .map_err(|e| format!("field {field:?}: {text:?} is not an RFC 3339 time such as 2026-11-23T02:00:00Z ({e})"))
 }
 
 /// The metric namespace the stack's dashboard and alarms read.
