@@ -3,162 +3,13 @@
 //! compared row by row, deduplication of a second dump, a consistent
 //! snapshot under concurrent writes, and bad input.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use lifeboat_e2e::unique;
 use serde_json::Value;
 
-use crate::support::{describe, Store};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Engine {
-    Postgres,
-    Mariadb,
-}
-
-/// A database of its own on the shared server, dropped at the end.
-struct Db {
-    engine: Engine,
-    name: String,
-}
-
-impl Db {
-    fn new(engine: Engine, prefix: &str) -> Self {
-        let db = Self::named(engine, prefix);
-        db.admin(&format!("CREATE DATABASE {}", db.name));
-        db
-    }
-
-    /// A name only: the database is not created (a restore creates it).
-    fn named(engine: Engine, prefix: &str) -> Self {
-        Self {
-            engine,
-            name: unique(prefix).replace('-', "_"),
-        }
-    }
-
-    fn url(&self) -> String {
-        match self.engine {
-            Engine::Postgres => format!("postgres://postgres@127.0.0.1:5432/{}", self.name),
-            Engine::Mariadb => format!("mysql://root@127.0.0.1:3306/{}", self.name),
-        }
-    }
-
-    fn client(&self, database: &str) -> Command {
-        match self.engine {
-            Engine::Postgres => {
-                let mut c = Command::new("psql");
-                c.args([
-                    "-X",
-                    "-q",
-                    "-t",
-                    "-A",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                ])
-                .args(["-d", database]);
-                c
-            }
-            Engine::Mariadb => {
-                let mut c = Command::new("mariadb");
-                c.args([
-                    "--batch",
-                    "--skip-column-names",
-                    "--protocol=TCP",
-                    "-h",
-                    "127.0.0.1",
-                    "-u",
-                    "root",
-                ])
-                .arg(database);
-                c
-            }
-        }
-    }
-
-    fn run_sql(&self, database: &str, sql: &str) -> String {
-        let output = self
-            .client(database)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                child.stdin.take().expect("stdin").write_all(sql.as_bytes())?;
-                child.wait_with_output()
-            })
-            .expect("run the database client");
-        assert!(output.status.success(), "SQL failed: {sql:.200}\n{}", describe(&output));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn sql(&self, sql: &str) -> String {
-        self.run_sql(&self.name, sql)
-    }
-
-    fn admin(&self, sql: &str) -> String {
-        match self.engine {
-            Engine::Postgres => self.run_sql("postgres", sql),
-            Engine::Mariadb => self.run_sql("information_schema", sql),
-        }
-    }
-
-    fn tables(&self) -> Vec<String> {
-        let sql = match self.engine {
-            Engine::Postgres => "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1".to_owned(),
-            Engine::Mariadb => format!(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = '{}' ORDER BY 1",
-                self.name
-            ),
-        };
-        self.sql(&sql).lines().map(str::to_owned).collect()
-    }
-
-    /// Every table's rows in primary-key order, as the client prints them.
-    fn contents(&self) -> BTreeMap<String, String> {
-        self.tables()
-            .into_iter()
-            .map(|t| {
-                let rows = self.sql(&format!("SELECT * FROM {t} ORDER BY 1"));
-                (t, rows)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let (maintenance, sql) = match self.engine {
-            Engine::Postgres => (
-                "postgres",
-                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ),
-            Engine::Mariadb => ("information_schema", format!("DROP DATABASE IF EXISTS {}", self.name)),
-        };
-        let dropped = self
-            .client(maintenance)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut child| {
-                if let Some(mut stdin) = child.stdin.take() {
-                    stdin.write_all(sql.as_bytes())?;
-                }
-                child.wait()
-            });
-        if !dropped.is_ok_and(|status| status.success()) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
+use crate::support::{describe, Engine, Store, TestDb};
 
 /// Orders in the test shop: dumps of about 30 MB (PostgreSQL) and 17 MB
 /// (MariaDB), large enough that a small change touches a few of the store's
@@ -175,7 +26,7 @@ fn order_rows(engine: Engine) -> u64 {
 }
 
 /// Customers, orders (with a foreign key) and an empty table.
-fn fill_shop(db: &Db) {
+fn fill_shop(db: &TestDb) {
     let serial = "int PRIMARY KEY";
     let text = match db.engine {
         Engine::Postgres => "text",
@@ -222,7 +73,7 @@ fn backup_dump(store: &Store, url: &str) -> Value {
 fn round_trip_and_dedup(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = runtime.block_on(Store::new());
-    let source = Db::new(engine, "lbsrc");
+    let source = TestDb::create(engine, "lbsrc");
     fill_shop(&source);
     let expected = source.contents();
     assert_eq!(expected.len(), 3, "{:?}", expected.keys());
@@ -246,7 +97,7 @@ fn round_trip_and_dedup(engine: Engine) {
     assert_eq!(record["entryCount"], 1, "{record}");
 
     // Into a database that does not exist yet: the restore creates it.
-    let target = Db::named(engine, "lbdst");
+    let target = TestDb::named(engine, "lbdst");
     let restored = store.json(&["restore", "dump", &id, "--to", &target.url()]);
     assert_eq!(restored["createdDatabase"], true, "{restored}");
     let orders = restored["tables"]
@@ -307,7 +158,7 @@ fn mariadb_dump_round_trips_row_by_row_and_a_second_dump_deduplicates() {
 
 /// A writer moving money between accounts, each move one transaction that
 /// also records a `transfers` row, while the dump runs.
-fn transfers_writer(db: &Db) -> Child {
+fn transfers_writer(db: &TestDb) -> Child {
     let mut script = String::new();
     for i in 0..200_000u64 {
         let (from, to, amount) = (1 + i * 7 % 50, 1 + (i * 13 + 5) % 50, 1 + i % 9);
@@ -323,6 +174,7 @@ fn transfers_writer(db: &Db) -> Child {
         ));
     }
     let mut child = db
+        .engine
         .client(&db.name)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -339,7 +191,7 @@ fn transfers_writer(db: &Db) -> Child {
 fn consistent_under_writes(engine: Engine) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = runtime.block_on(Store::new());
-    let source = Db::new(engine, "lbbank");
+    let source = TestDb::create(engine, "lbbank");
     let (serial, table_options) = match engine {
         Engine::Postgres => ("serial PRIMARY KEY", ""),
         Engine::Mariadb => ("int AUTO_INCREMENT PRIMARY KEY", " ENGINE=InnoDB"),
@@ -371,7 +223,7 @@ fn consistent_under_writes(engine: Engine) {
     let _ = writer.kill();
     let _ = writer.wait();
 
-    let target = Db::named(engine, "lbbankr");
+    let target = TestDb::named(engine, "lbbankr");
     store.ok(&[
         "restore",
         "dump",
@@ -441,7 +293,7 @@ fn failing_backup(store: &Store, url: &str, env: &[(&str, &str)], expected: &[&s
 fn bad_input_fails_clearly_and_is_recorded() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let store = runtime.block_on(Store::new());
-    let source = Db::new(Engine::Postgres, "lbbad");
+    let source = TestDb::create(Engine::Postgres, "lbbad");
     source.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);");
 
     // Unreachable server.
@@ -491,7 +343,7 @@ fn bad_input_fails_clearly_and_is_recorded() {
     let summary = backup_dump(&store, &source.url().replace("postgres@", "postgres:hunter2@"));
     assert!(!summary.to_string().contains("hunter2"), "{summary}");
     let id = summary["backupId"].as_str().expect("id");
-    let target = Db::new(Engine::Postgres, "lbbusy");
+    let target = TestDb::create(Engine::Postgres, "lbbusy");
     target.sql("CREATE TABLE precious (id int); INSERT INTO precious VALUES (42);");
     let refused = store.run(&["restore", "dump", id, "--to", &target.url()]);
     assert!(!refused.status.success(), "{}", describe(&refused));
@@ -501,7 +353,7 @@ fn bad_input_fails_clearly_and_is_recorded() {
         "{message}"
     );
     assert_eq!(
-        target.tables(),
+        target.contents().into_keys().collect::<Vec<_>>(),
         vec!["precious".to_owned()],
         "a refused restore changed the target"
     );

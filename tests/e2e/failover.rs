@@ -14,112 +14,24 @@ use lifeboat::jobs::{JobRecord, StepStatus};
 use lifeboat_e2e::{aws_env, dynamodb_client, sdk_config_in, unique, workspace_bin, REGION};
 use serde_json::Value;
 
-use crate::support::describe;
+use crate::support::{describe, Engine, TestDb};
 
 const PRIMARY: &str = "eu-central-1";
 const DR: &str = "us-west-2";
 
-/// A database of its own on the shared PostgreSQL or MariaDB, dropped at the end.
-struct TestDb {
-    postgres: bool,
-    name: String,
+/// A database of its own with an empty `orders` table, dropped at the end.
+fn orders_db(engine: Engine) -> TestDb {
+    let db = TestDb::create(engine, "dr");
+    db.sql("CREATE TABLE orders (id integer PRIMARY KEY, total integer NOT NULL)");
+    db
 }
 
-impl TestDb {
-    fn new(postgres: bool) -> Self {
-        let db = Self {
-            postgres,
-            name: unique("dr").replace('-', "_"),
-        };
-        db.admin(&format!("CREATE DATABASE {}", db.name));
-        db.sql("CREATE TABLE orders (id integer PRIMARY KEY, total integer NOT NULL)");
-        db
-    }
-
-    fn url(&self) -> String {
-        if self.postgres {
-            format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-        } else {
-            format!("mysql://root@127.0.0.1:3306/{}", self.name)
-        }
-    }
-
-    fn client(&self, database: &str) -> Command {
-        let mut command = if self.postgres {
-            let mut c = Command::new("psql");
-            c.args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                database,
-            ]);
-            c
-        } else {
-            let mut c = Command::new("mariadb");
-            c.args(["--protocol=TCP", "-h", "127.0.0.1", "-u", "root", database]);
-            c
-        };
-        command.stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, database: &str, sql: &str) -> bool {
-        let output = self
-            .client(database)
-            .arg(if self.postgres { "-c" } else { "-e" })
-            .arg(sql)
-            .output()
-            .expect("run the database client");
-        if !output.status.success() {
-            eprintln!("SQL failed: {sql}\n{}", describe(&output));
-        }
-        output.status.success()
-    }
-
-    fn sql(&self, sql: &str) {
-        assert!(self.run(&self.name, sql), "SQL failed: {sql}");
-    }
-
-    fn admin(&self, sql: &str) {
-        let maintenance = if self.postgres {
-            "postgres"
-        } else {
-            "information_schema"
-        };
-        assert!(self.run(maintenance, sql), "SQL failed: {sql}");
-    }
-
-    /// A checks file asserting at least `rows` orders.
-    fn checks(&self, rows: i64) -> String {
-        format!(
-            "url = \"{}\"\n[[check]]\nname = \"orders present\"\nsql = \"SELECT count(*) FROM orders\"\nat_least = {rows}\n",
-            self.url()
-        )
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let sql = if self.postgres {
-            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)
-        } else {
-            format!("DROP DATABASE IF EXISTS {}", self.name)
-        };
-        let maintenance = if self.postgres {
-            "postgres"
-        } else {
-            "information_schema"
-        };
-        if !self.run(maintenance, &sql) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
+/// A checks file asserting at least `rows` orders in `db`.
+fn orders_checks(db: &TestDb, rows: i64) -> String {
+    format!(
+        "url = \"{}\"\n[[check]]\nname = \"orders present\"\nsql = \"SELECT count(*) FROM orders\"\nat_least = {rows}\n",
+        db.url()
+    )
 }
 
 /// Two regions, a hosted zone, a catalog table, a report directory: one test's world.
@@ -485,11 +397,11 @@ async fn failover_promotes_a_replica_restores_a_snapshot_switches_dns_and_report
     dr.create_zone().await;
     dr.set_record("orders", &orders_primary).await;
     dr.set_record("billing", &billing_primary).await;
-    let pg = TestDb::new(true);
+    let pg = orders_db(Engine::Postgres);
     pg.sql("INSERT INTO orders VALUES (1, 10), (2, 20)");
-    let maria = TestDb::new(false);
+    let maria = orders_db(Engine::Mariadb);
     maria.sql("INSERT INTO orders VALUES (1, 10)");
-    let checks = dr.write("orders-checks.toml", &pg.checks(2));
+    let checks = dr.write("orders-checks.toml", &orders_checks(&pg, 2));
     let plan = dr.write(
         "dr.toml",
         &format!(
@@ -607,8 +519,8 @@ async fn failing_validation_plan(dr: &Dr) -> (PathBuf, TestDb, String) {
     dr.copied_snapshot(&dr.name("billing-db")).await;
     dr.create_zone().await;
     dr.set_record("billing", &primary).await;
-    let pg = TestDb::new(true);
-    let checks = dr.write("checks.toml", &pg.checks(1));
+    let pg = orders_db(Engine::Postgres);
+    let checks = dr.write("checks.toml", &orders_checks(&pg, 1));
     let plan = dr.write(
         "dr.toml",
         &format!(
@@ -719,7 +631,7 @@ async fn a_failover_waiting_for_its_hosted_zone_resumes_without_promoting_twice(
     let orders = dr.name("orders");
     dr.primary_instance(&dr.name("orders-db")).await;
     let replica = dr.replica(&dr.name("orders-db"), &dr.name("orders-dr")).await;
-    let maria = TestDb::new(false);
+    let maria = orders_db(Engine::Mariadb);
     maria.sql("INSERT INTO orders VALUES (1, 10), (2, 20), (3, 30)");
     let plan = dr.write(
         "dr.toml",
@@ -730,7 +642,7 @@ async fn a_failover_waiting_for_its_hosted_zone_resumes_without_promoting_twice(
             dr.name("prod"),
             dr.name("orders-db"),
             dr.name("orders-dr"),
-            maria.checks(3).replace("[[check]]", "[[database.validation.check]]"),
+            orders_checks(&maria, 3).replace("[[check]]", "[[database.validation.check]]"),
             dr.zone,
             dr.zone
         ),
@@ -852,8 +764,8 @@ async fn a_drill_deletes_what_it_created_even_when_validation_fails_and_leaves_d
     dr.copied_snapshot(&dr.name("billing-db")).await;
     dr.create_zone().await;
     dr.set_record("orders", &primary).await;
-    let pg = TestDb::new(true);
-    let checks = dr.write("checks.toml", &pg.checks(1));
+    let pg = orders_db(Engine::Postgres);
+    let checks = dr.write("checks.toml", &orders_checks(&pg, 1));
     let plan = dr.write(
         "dr.toml",
         &format!(
@@ -1057,9 +969,9 @@ async fn failback_recreates_the_primary_switches_dns_back_and_records_its_steps(
     let replica = dr.replica(&dr.name("orders-db"), &dr.name("orders-dr")).await;
     dr.create_zone().await;
     dr.set_record("orders", &primary).await;
-    let pg = TestDb::new(true);
+    let pg = orders_db(Engine::Postgres);
     pg.sql("INSERT INTO orders VALUES (1, 10)");
-    let checks = dr.write("checks.toml", &pg.checks(1));
+    let checks = dr.write("checks.toml", &orders_checks(&pg, 1));
     let plan = dr.write(
         "dr.toml",
         &format!(

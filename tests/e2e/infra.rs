@@ -148,7 +148,13 @@ impl<'a> Stack<'a> {
             ("AWS::KMS::Key", "Arn") => format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{reference}"),
             ("AWS::SQS::Queue", "Arn") => format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{stack}-{logical}"),
             ("AWS::SQS::Queue", "QueueName") => format!("{stack}-{logical}"),
-            ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{ACCOUNT_ID}:role/{reference}"),
+            ("AWS::IAM::Role", "Arn") => {
+                let path = match &self.resource(logical)["Properties"]["Path"] {
+                    Value::Null => "/".to_owned(),
+                    path => self.string(path),
+                };
+                format!("arn:aws:iam::{ACCOUNT_ID}:role{path}{reference}")
+            }
             ("AWS::Lambda::Function", "Arn") => format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{reference}"),
             ("AWS::Logs::LogGroup", "Arn") => format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{reference}:*"),
             ("AWS::Events::Rule", "Arn") => format!("arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{reference}"),
@@ -308,7 +314,7 @@ impl<'a> Stack<'a> {
     fn role_policies(&self, role: &str) -> Vec<Value> {
         let properties = &self.resource(role)["Properties"];
         assert!(
-            properties["ManagedPolicyArns"].is_null(),
+            self.resolve(&properties["ManagedPolicyArns"]).is_null(),
             "{role} has managed policies; the test cannot see what they allow"
         );
         let mut documents: Vec<Value> = properties["Policies"]
@@ -502,7 +508,8 @@ mod policy {
             .context
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| v.as_str())
+            .or_else(|| principal_key(key, request));
         let Some(actual) = actual else {
             // A key the request lacks: no condition holds but the negated ones.
             return for_all || if_exists || base.contains("Not");
@@ -517,6 +524,19 @@ mod policy {
             "StringEqualsIgnoreCase" => values.iter().any(|v| v.eq_ignore_ascii_case(actual)),
             "Bool" => values.iter().any(|v| v.eq_ignore_ascii_case(actual)),
             other => panic!("condition operator {other} is not modelled"),
+        }
+    }
+
+    /// The keys IAM sets from the caller itself: `aws:PrincipalArn` (the
+    /// caller's ARN) and `aws:PrincipalAccount` (its account).
+    fn principal_key<'r>(key: &str, request: &'r Request) -> Option<&'r str> {
+        let principal = request.principal.as_deref().filter(|p| p.starts_with("arn:"))?;
+        if key.eq_ignore_ascii_case("aws:PrincipalArn") {
+            Some(principal)
+        } else if key.eq_ignore_ascii_case("aws:PrincipalAccount") {
+            principal.split(':').nth(4)
+        } else {
+            None
         }
     }
 
@@ -712,7 +732,7 @@ const OPERATOR_ROLE: &str = "arn:aws:iam::123456789012:role/lifeboat-operator";
 const DR_REGION: &str = "us-west-2";
 const DR_KEY: &str = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
-/// Parameters for the resolved template: the plan of
+/// Parameters for the resolved template: the source of
 /// events/file-backup-scheduled.json, the policy of
 /// events/retention-scheduled.json.
 fn primary_parameters() -> Vec<(&'static str, &'static str)> {
@@ -722,8 +742,6 @@ fn primary_parameters() -> Vec<(&'static str, &'static str)> {
         ("PlanName", "app-nightly"),
         ("SourceBucket", "lifeboat-demo-data"),
         ("SourcePrefix", "app"),
-        ("BackupType", "incremental"),
-        ("RetentionDays", "35"),
         (
             "RetentionRules",
             r#"{"keepLast": 3, "daily": 7, "weekly": 5, "monthly": 12, "timezone": "Europe/Berlin"}"#,
@@ -1013,13 +1031,14 @@ fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
             "FileBackupFunction" => &[
                 "LIFEBOAT_CONCURRENCY",
                 "LIFEBOAT_KMS_KEY",
+                "LIFEBOAT_PLANS",
                 "LIFEBOAT_STORE",
                 "LIFEBOAT_TABLE",
             ],
             "VerifyFunction" => &["LIFEBOAT_PLANS", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
             "RetentionFunction" => &["LIFEBOAT_DRY_RUN", "LIFEBOAT_PLANS", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
             "AlertFunction" => &["LIFEBOAT_ALERT_TOPIC_ARN", "LIFEBOAT_PLANS", "LIFEBOAT_TABLE"],
-            "SnapshotFunction" => &["LIFEBOAT_PLANS", "LIFEBOAT_TABLE"],
+            "SnapshotFunction" => &["LIFEBOAT_KMS_KEY", "LIFEBOAT_PLANS", "LIFEBOAT_STORE", "LIFEBOAT_TABLE"],
             other => panic!("no expected settings for {other}"),
         };
         assert_eq!(names, expected, "{function}");
@@ -1098,38 +1117,58 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
     let template = template("lifeboat.yaml");
     let stack = Stack::new(&template, STACK, &primary_parameters());
     let store = format!("s3://{}/lifeboat", stack.reference("BackupBucket"));
+    let by_parameter = |name: &str| json!({"Ref": name});
     let schedules = [
-        ("FileBackup", "ScheduleExpression", "file-backup-scheduled.json"),
-        ("Verify", "VerifyScheduleExpression", "verify-scheduled.json"),
-        ("Retention", "RetentionScheduleExpression", "retention-scheduled.json"),
-        ("Alert", "AlertScheduleExpression", "alert-scheduled.json"),
-        ("Snapshot", "SnapshotScheduleExpression", "snapshot-scheduled.json"),
-        ("VerifySnapshots", "VerifyScheduleExpression", "verify-snapshots.json"),
+        (
+            "Verify",
+            by_parameter("VerifyScheduleExpression"),
+            "verify-scheduled.json",
+        ),
+        (
+            "Retention",
+            by_parameter("RetentionScheduleExpression"),
+            "retention-scheduled.json",
+        ),
+        ("Alert", by_parameter("AlertScheduleExpression"), "alert-scheduled.json"),
+        (
+            "VerifySnapshots",
+            by_parameter("VerifyScheduleExpression"),
+            "verify-snapshots.json",
+        ),
         (
             "RetentionSnapshots",
-            "RetentionScheduleExpression",
+            by_parameter("RetentionScheduleExpression"),
             "retention-snapshots.json",
+        ),
+        // The scheduled restore tests advance every 15 minutes.
+        (
+            "VerifyRestoreTests",
+            json!("rate(15 minutes)"),
+            "verify-restore-tests.json",
         ),
     ];
     let mut rules = stack.resources_of_type("AWS::Events::Rule");
     rules.sort();
     let mut expected_rules: Vec<String> = schedules.iter().map(|(f, _, _)| format!("{f}Schedule")).collect();
-    // And one rule for events: RDS's snapshot events, to the snapshot function.
+    // And rules for events: RDS's snapshot events, to the snapshot function;
+    // S3's Object Created, to file-backup. The plans' own schedules are the
+    // generated stack's (lifeboat plan schedules), not rules here.
     expected_rules.push("SnapshotRdsEvents".to_owned());
+    expected_rules.push("FileBackupObjectCreated".to_owned());
     expected_rules.sort();
-    assert_eq!(
-        rules, expected_rules,
-        "one schedule per function, and the RDS events rule"
-    );
+    assert_eq!(rules, expected_rules, "one schedule per function, and the event rules");
     let mut rendered_events = BTreeMap::new();
     for (function, expression, sample_name) in schedules {
         let rule_name = format!("{function}Schedule");
         let rule = props(stack.resource(&rule_name));
-        assert_eq!(rule["ScheduleExpression"], json!({"Ref": expression}), "{rule_name}");
+        assert_eq!(rule["ScheduleExpression"], expression, "{rule_name}");
         let targets = stack.property(&rule_name, "Targets");
         assert_eq!(targets.as_array().unwrap().len(), 1, "{rule_name}");
         let target = &targets[0];
-        let target_function = function.strip_suffix("Snapshots").unwrap_or(function);
+        let target_function = function
+            .strip_suffix("Snapshots")
+            .or_else(|| function.strip_suffix("RestoreTests"))
+            .unwrap_or(function);
         assert_eq!(
             target["Arn"],
             stack.attribute(&format!("{target_function}Function"), "Arn").as_str()
@@ -1171,13 +1210,15 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
         );
     }
 
-    // file-backup and verify: the sample, with the stack's store.
-    for function in ["FileBackup", "Verify"] {
-        let (rendered, sample) = &rendered_events[function];
-        let mut expected = sample.clone();
-        expected["detail"]["store"] = json!(store);
-        assert_eq!(rendered, &expected, "{function}");
-    }
+    // verify's restore tests: the sample as it is.
+    let (rendered, sample) = &rendered_events["VerifyRestoreTests"];
+    assert_eq!(rendered, sample);
+
+    // verify: the sample, with the stack's store.
+    let (rendered, sample) = &rendered_events["Verify"];
+    let mut expected = sample.clone();
+    expected["detail"]["store"] = json!(store);
+    assert_eq!(rendered, &expected);
 
     // retention: the sample (its source is the plan's, as backups record it:
     // s3://BUCKET/PREFIX/), with the stack's store.
@@ -1223,10 +1264,6 @@ fn the_schedule_sends_the_shape_of_the_sample_scheduled_event() {
     let rules: lifeboat::alert::AlertRules = serde_json::from_value(rules).expect("the library reads the rules");
     assert_eq!(rules.sources.len(), 1);
     assert_eq!(rules.sources[0].plan.as_deref(), Some("app-nightly"));
-
-    // snapshot: the sample itself (the plan's name is its detail).
-    let (rendered, sample) = &rendered_events["Snapshot"];
-    assert_eq!(rendered, sample);
 }
 
 /// The RDS events rule sends RDS's snapshot events about Lifeboat's
@@ -1444,6 +1481,11 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
     let copy = format!("arn:aws:rds:{DR_REGION}:{ACCOUNT_ID}:snapshot:lifeboat-db-nightly-orders-db-20261123-0200");
     let cluster_copy =
         format!("arn:aws:rds:{DR_REGION}:{ACCOUNT_ID}:cluster-snapshot:lifeboat-db-nightly-orders-20261123-0200");
+    let temporary = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:db:lifeboat-rt-orders-db-202611230200");
+    let database = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:db:orders-db");
+    let subnet_group = format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:subgrp:lifeboat-checks");
+    let snapshot_key = format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/0f1e2d3c-orders");
+    let rds_service = format!("rds.{REGION}.amazonaws.com");
     // Repository::open_at (config, Kms::describe/unwrap), the index and
     // manifests and packs it reads, Catalog::get/list/verifications,
     // record_verification.
@@ -1469,13 +1511,46 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
         Request::new("rds:DescribeDBSnapshots", &copy),
         Request::new("rds:DescribeDBClusterSnapshots", &cluster_copy),
         Request::new("kms:DescribeKey", DR_KEY),
+        // Scheduled restore tests (snapshot_ops::scheduled): restore a
+        // Lifeboat snapshot to a lifeboat-rt-* instance, tag, watch and
+        // delete it; list the instances (orphan sweep); RDS uses the
+        // snapshot's key through a grant; the snapshot records are scanned.
+        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &snapshot),
+        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &temporary),
+        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &subnet_group),
+        Request::new("rds:AddTagsToResource", &temporary),
+        Request::new("rds:DescribeDBInstances", &temporary),
+        Request::new("rds:DescribeDBInstances", &database),
+        Request::new("rds:DeleteDBInstance", &temporary),
+        Request::new("kms:CreateGrant", &snapshot_key).with("kms:ViaService", &rds_service),
+        Request::new("dynamodb:Scan", &r.table),
     ];
     let denied = [
-        // Snapshots are read, never deleted or restored (restore tests run
-        // from the toolkit, under the operator's role).
+        // Snapshots are read and restored to lifeboat-rt-* instances, never
+        // deleted, copied or restored over anything else.
         Request::new("rds:DeleteDBSnapshot", &snapshot),
         Request::new("rds:DeleteDBSnapshot", &copy),
-        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &snapshot),
+        Request::new("rds:DeleteDBClusterSnapshot", &cluster_copy),
+        Request::new("rds:CopyDBSnapshot", &snapshot),
+        Request::new("rds:RestoreDBInstanceFromDBSnapshot", &database),
+        Request::new(
+            "rds:RestoreDBInstanceFromDBSnapshot",
+            &format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:snapshot:rds:orders-db-2026-11-23"),
+        ),
+        Request::new("rds:RestoreDBClusterFromSnapshot", &cluster_copy),
+        // Only the temporary instances are tagged, changed or deleted.
+        Request::new("rds:DeleteDBInstance", &database),
+        Request::new(
+            "rds:DeleteDBInstance",
+            &format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:db:lifeboat-orders"),
+        ),
+        Request::new("rds:AddTagsToResource", &database),
+        Request::new("rds:ModifyDBInstance", &temporary),
+        Request::new(
+            "rds:DeleteDBCluster",
+            &format!("arn:aws:rds:{REGION}:{ACCOUNT_ID}:cluster:orders"),
+        ),
+        Request::new("kms:CreateGrant", &snapshot_key),
         Request::new("kms:CreateGrant", DR_KEY),
         // Verification never changes the store.
         Request::new("s3:PutObject", &r.object("lifeboat/packs/0a/0a1b2c")),
@@ -1490,7 +1565,6 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
         Request::new("kms:Encrypt", &r.key),
         Request::new("dynamodb:UpdateItem", &r.table),
         Request::new("dynamodb:DeleteItem", &r.table),
-        Request::new("dynamodb:Scan", &r.table),
         Request::new("sns:Publish", &r.topic),
     ];
     assert_decisions("VerifyRole", &policies, &allowed, &denied);
@@ -1666,8 +1740,39 @@ fn the_snapshot_role_snapshots_and_copies_and_nothing_else() {
         Request::new("sqs:SendMessage", &r.queue),
         Request::new("logs:CreateLogStream", &log),
         Request::new("logs:PutLogEvents", &log),
+        // A plan's database dumps (snapshot::run_plan_dumps): the dump's
+        // claim (PutItem, GetItem when taken), the store (Repository::open,
+        // load_index, packs, index, manifest, Kms::unwrap, SSE-KMS) and the
+        // backup record (Catalog::begin PutItem, mark_in_progress / complete
+        // / fail UpdateItem).
+        Request::new("dynamodb:GetItem", &r.table),
+        Request::new("dynamodb:UpdateItem", &r.table),
+        Request::new("s3:GetObject", &r.object("lifeboat/config")),
+        Request::new("s3:GetObject", &r.object("lifeboat/index/0a1b")),
+        Request::new("s3:ListBucket", &r.bucket).with("s3:prefix", "lifeboat/index/"),
+        Request::new("s3:PutObject", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObject", &r.object("lifeboat/index/0a1b")),
+        Request::new("s3:PutObject", &r.object("lifeboat/manifests/20261123T020000Z-ab")),
+        Request::new("kms:Decrypt", &r.key),
+        Request::new("kms:GenerateDataKey", &r.key),
+        Request::new("kms:DescribeKey", &r.key),
     ];
     let denied = [
+        // Dumps never delete or unlock store objects, never write elsewhere.
+        Request::new("s3:DeleteObject", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:DeleteObject", &r.object("lifeboat/manifests/20261123T020000Z-ab")),
+        Request::new("s3:DeleteObjectVersion", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObjectRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:BypassGovernanceRetention", &r.object("lifeboat/packs/0a/0a1b2c")),
+        Request::new("s3:PutObject", &r.object("elsewhere/x")),
+        Request::new("s3:ListBucket", &r.bucket).with("s3:prefix", "elsewhere/"),
+        Request::new("kms:Encrypt", &r.key),
+        Request::new("kms:ReEncryptFrom", &r.key),
+        // No secret unless the stack names it (DatabaseSecretArns).
+        Request::new(
+            "secretsmanager:GetSecretValue",
+            &format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:orders-db-AbCdEf"),
+        ),
         // Never deletes, shares or restores; never touches the databases.
         Request::new("rds:DeleteDBSnapshot", &snapshot),
         Request::new("rds:DeleteDBSnapshot", &copy),
@@ -1689,9 +1794,7 @@ fn the_snapshot_role_snapshots_and_copies_and_nothing_else() {
             "kms:DescribeKey",
             &format!("arn:aws:kms:{DR_REGION}:{ACCOUNT_ID}:key/ffffffff-0000-4000-8000-000000000000"),
         ),
-        // Not the store, not the plan file's neighbours, no publishing.
-        Request::new("kms:Decrypt", &r.key),
-        Request::new("s3:GetObject", &r.object("lifeboat/config")),
+        // Not the plan file's neighbours, no publishing.
         Request::new("s3:PutObject", plans),
         Request::new(
             "s3:GetObject",
@@ -1724,6 +1827,111 @@ fn the_snapshot_role_snapshots_and_copies_and_nothing_else() {
             Request::new("kms:DescribeKey", DR_KEY),
         ],
     );
+}
+
+/// The snapshot function's database dumps as deployed: the store in its
+/// environment, the secrets the stack names and no others, the VPC and the
+/// tools layer only when given.
+#[test]
+fn the_snapshot_function_dumps_with_the_stacks_store_secrets_network_and_layer() {
+    let template = template("lifeboat.yaml");
+    let secret = |name: &str| format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{name}");
+    let (orders, shop) = (secret("orders-db-AbCdEf"), secret("shop-db-GhIjKl"));
+    let layer = format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:lifeboat-db-tools:3");
+    let secrets_list = format!("{orders},{shop}");
+    let mut parameters = primary_parameters();
+    parameters.extend([
+        ("DatabaseSecretArns", secrets_list.as_str()),
+        ("FunctionSubnetIds", "subnet-0a1b,subnet-2c3d"),
+        ("FunctionSecurityGroupIds", "sg-0a1b"),
+        ("DbToolsLayerArn", layer.as_str()),
+    ]);
+    let stack = Stack::new(&template, STACK, &parameters);
+    let environment = &stack.property("SnapshotFunction", "Environment")["Variables"];
+    assert_eq!(
+        environment["LIFEBOAT_STORE"],
+        format!("s3://{}/lifeboat", stack.reference("BackupBucket")),
+        "the store the toolkit and file-backup use"
+    );
+    assert_eq!(environment["LIFEBOAT_KMS_KEY"], stack.attribute("StoreKey", "Arn"));
+    lifeboat::storage::Location::parse(environment["LIFEBOAT_STORE"].as_str().unwrap_or_default())
+        .expect("the function reads LIFEBOAT_STORE");
+    assert_eq!(stack.property("SnapshotFunction", "Layers"), json!([layer]));
+    assert_eq!(
+        stack.property("SnapshotFunction", "VpcConfig"),
+        json!({"SubnetIds": ["subnet-0a1b", "subnet-2c3d"], "SecurityGroupIds": ["sg-0a1b"]})
+    );
+    // In a VPC, Lambda needs the network-interface rights of AWS's managed policy.
+    assert_eq!(
+        stack.resolve(&stack.resource("SnapshotRole")["Properties"]["ManagedPolicyArns"]),
+        json!(["arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"])
+    );
+    // Dumps outlast the old 5 minutes.
+    assert_eq!(stack.property("SnapshotFunction", "Timeout"), 900);
+
+    // The role's policies, the managed one left out (what it allows is AWS's).
+    let mut documents = Vec::new();
+    for logical in stack.resources_of_type("AWS::IAM::Policy") {
+        let resource = stack.resource(logical);
+        let created = resource["Condition"].as_str().is_none_or(|c| stack.condition(c));
+        if created && resource["Properties"]["Roles"] == json!([{"Ref": "SnapshotRole"}]) {
+            documents.push(stack.resolve(&resource["Properties"]["PolicyDocument"]));
+        }
+    }
+    assert_decisions(
+        "SnapshotRole with secrets",
+        &documents,
+        &[
+            Request::new("secretsmanager:GetSecretValue", &orders),
+            Request::new("secretsmanager:GetSecretValue", &shop),
+        ],
+        &[
+            Request::new("secretsmanager:GetSecretValue", &secret("payroll-db-MnOpQr")),
+            Request::new("secretsmanager:PutSecretValue", &orders),
+            Request::new("secretsmanager:ListSecrets", "*"),
+        ],
+    );
+
+    // Without them: no VPC, no layer, no managed policy, no secret.
+    let plain = Stack::new(&template, STACK, &primary_parameters());
+    assert!(plain.property("SnapshotFunction", "VpcConfig").is_null());
+    assert!(plain.property("SnapshotFunction", "Layers").is_null());
+    let policies = plain.role_policies("SnapshotRole");
+    assert_eq!(
+        evaluate(&policies, &Request::new("secretsmanager:GetSecretValue", &orders)),
+        Decision::ImplicitDeny
+    );
+}
+
+#[test]
+fn the_verify_function_reaches_restore_test_instances_through_the_stacks_network_and_layer() {
+    let template = template("lifeboat.yaml");
+    let layer = format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:lifeboat-db-tools:3");
+    let mut parameters = primary_parameters();
+    parameters.extend([
+        ("FunctionSubnetIds", "subnet-0a1b,subnet-2c3d"),
+        ("FunctionSecurityGroupIds", "sg-0a1b"),
+        ("DbToolsLayerArn", layer.as_str()),
+    ]);
+    let stack = Stack::new(&template, STACK, &parameters);
+    assert_eq!(stack.property("VerifyFunction", "Layers"), json!([layer]));
+    assert_eq!(
+        stack.property("VerifyFunction", "VpcConfig"),
+        json!({"SubnetIds": ["subnet-0a1b", "subnet-2c3d"], "SecurityGroupIds": ["sg-0a1b"]})
+    );
+    assert_eq!(
+        stack.resolve(&stack.resource("VerifyRole")["Properties"]["ManagedPolicyArns"]),
+        json!(["arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"])
+    );
+    // A restore test may outlast an invocation; the function runs its 15 minutes.
+    assert_eq!(stack.property("VerifyFunction", "Timeout"), 900);
+
+    let plain = Stack::new(&template, STACK, &primary_parameters());
+    assert!(plain.property("VerifyFunction", "VpcConfig").is_null());
+    assert!(plain.property("VerifyFunction", "Layers").is_null());
+    assert!(plain
+        .resolve(&plain.resource("VerifyRole")["Properties"]["ManagedPolicyArns"])
+        .is_null());
 }
 
 /// What tells the roles apart: only retention deletes from the store, only
@@ -1856,13 +2064,10 @@ fn only_the_functions_and_the_operator_use_the_key() {
     let retention = stack.attribute("RetentionRole", "Arn");
     let alert = stack.attribute("AlertRole", "Arn");
     let snapshot = stack.attribute("SnapshotRole", "Arn");
+    // The snapshot function writes database dumps into the store.
     for action in ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"] {
         assert_eq!(decide(&retention, action), Decision::Allow, "retention: {action}");
-        assert_eq!(
-            decide(&snapshot, action),
-            Decision::ImplicitDeny,
-            "snapshot, directly: {action}"
-        );
+        assert_eq!(decide(&snapshot, action), Decision::Allow, "snapshot: {action}");
     }
     for action in ["kms:Decrypt", "kms:DescribeKey"] {
         assert_eq!(decide(&verify, action), Decision::Allow, "verify: {action}");
@@ -2110,29 +2315,142 @@ fn the_dr_template_has_a_rotating_key() {
     );
     assert!(template["Outputs"]["DrKeyArn"].is_object());
 
-    // The key policy, with and without copying roles.
-    for (copiers, expected) in [
-        ("", 2),
-        ("arn:aws:iam::123456789012:role/a,arn:aws:iam::123456789012:role/b", 3),
+    // The key policy trusts the primary stack's roles by their IAM path:
+    // the DR stack needs only the primary stack's name, no role ARNs.
+    let text = stack.property("DrKey", "KeyPolicy");
+    let policy: Value = serde_json::from_str(text.as_str().unwrap()).expect("the DR key policy is JSON");
+    let policies = [policy];
+    let primary_template = self::template("lifeboat.yaml");
+    let primary = Stack::new(&primary_template, STACK, &primary_parameters());
+    let snapshot_role = primary.attribute("SnapshotRole", "Arn");
+    let verify_role = primary.attribute("VerifyRole", "Arn");
+    assert_eq!(
+        snapshot_role,
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/lifeboat/{STACK}/{STACK}-SnapshotRole")
+    );
+    let via_rds = "rds.us-east-1.amazonaws.com";
+    let copy = |principal: &str, action: &str, via: &str| {
+        evaluate(
+            &policies,
+            &Request::new(action, "*").by(principal).with("kms:ViaService", via),
+        )
+    };
+    // The primary snapshot role may use the DR key for copies, through RDS.
+    for action in [
+        "kms:CreateGrant",
+        "kms:GenerateDataKey",
+        "kms:Encrypt",
+        "kms:DescribeKey",
     ] {
-        let stack = Stack::new(
-            &template,
-            "lifeboat-dr",
-            &[("OperatorRoleArn", OPERATOR_ROLE), ("CopyRoleArns", copiers)],
+        assert_eq!(copy(&snapshot_role, action, via_rds), Decision::Allow, "{action}");
+    }
+    // ... not directly, and never to decrypt; it (and verify) may check the key.
+    assert_eq!(
+        copy(&snapshot_role, "kms:CreateGrant", "s3.us-east-1.amazonaws.com"),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(copy(&snapshot_role, "kms:Decrypt", via_rds), Decision::ImplicitDeny);
+    for role in [&snapshot_role, &verify_role] {
+        assert_eq!(
+            evaluate(&policies, &Request::new("kms:DescribeKey", "*").by(role)),
+            Decision::Allow,
+            "{role}"
         );
-        let text = stack.property("DrKey", "KeyPolicy");
-        let policy: Value = serde_json::from_str(text.as_str().unwrap()).expect("the DR key policy is JSON");
-        assert_eq!(policy["Statement"].as_array().unwrap().len(), expected, "{copiers:?}");
-        let policies = [policy];
-        let decrypt = |principal: &str| evaluate(&policies, &Request::new("kms:Decrypt", "*").by(principal));
-        assert_eq!(decrypt(OPERATOR_ROLE), Decision::Allow);
-        assert_eq!(decrypt("arn:aws:iam::123456789012:role/a"), Decision::ImplicitDeny);
-        if !copiers.is_empty() {
-            let copy = Request::new("kms:CreateGrant", "*")
-                .by("arn:aws:iam::123456789012:role/b")
-                .with("kms:ViaService", "rds.us-east-1.amazonaws.com");
-            assert_eq!(evaluate(&policies, &copy), Decision::Allow);
+    }
+    // A role outside the path, another stack's, or another account's may not.
+    for outsider in [
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/{STACK}-SnapshotRole"),
+        format!("arn:aws:iam::{ACCOUNT_ID}:role/lifeboat/other-stack/{STACK}-SnapshotRole"),
+        format!("arn:aws:iam::210987654321:role/lifeboat/{STACK}/{STACK}-SnapshotRole"),
+        OPERATOR_ROLE.replace("lifeboat-operator", "lifeboat/lifeboat-operator"),
+    ] {
+        assert_eq!(
+            copy(&outsider, "kms:CreateGrant", via_rds),
+            Decision::ImplicitDeny,
+            "{outsider}"
+        );
+        assert_eq!(
+            evaluate(&policies, &Request::new("kms:DescribeKey", "*").by(&outsider)),
+            Decision::ImplicitDeny,
+            "{outsider}"
+        );
+    }
+    // The operator restores from the copies.
+    assert_eq!(
+        evaluate(&policies, &Request::new("kms:Decrypt", "*").by(OPERATOR_ROLE)),
+        Decision::Allow
+    );
+    // And the snapshot role's own policy grants what the copy needs on that key.
+    let own = primary.role_policies("SnapshotRole");
+    assert_eq!(
+        evaluate(
+            &own,
+            &Request::new("kms:CreateGrant", DR_KEY).with("kms:GrantIsForAWSResource", "true")
+        ),
+        Decision::Allow
+    );
+}
+
+/// The condition keys IAM derives from the caller: `aws:PrincipalArn` and
+/// `aws:PrincipalAccount`, matched with ArnLike and StringEquals.
+#[test]
+fn policy_conditions_on_the_principal() {
+    let policy = json!({"Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:CreateGrant", "Resource": "*",
+        "Condition": {
+            "StringEquals": {"aws:PrincipalAccount": "111122223333", "kms:ViaService": "rds.us-west-2.amazonaws.com"},
+            "ArnLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/lifeboat/prod/*"}
         }
+    }]});
+    let policies = [policy];
+    let decide = |principal: &str, via: Option<&str>| {
+        let mut request = Request::new("kms:CreateGrant", "*").by(principal);
+        if let Some(via) = via {
+            request = request.with("kms:ViaService", via);
+        }
+        evaluate(&policies, &request)
+    };
+    let rds = Some("rds.us-west-2.amazonaws.com");
+    let cases = [
+        (
+            "arn:aws:iam::111122223333:role/lifeboat/prod/prod-SnapshotRole",
+            rds,
+            Decision::Allow,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/lifeboat/prod/nested/x",
+            rds,
+            Decision::Allow,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/lifeboat/prod/x",
+            None,
+            Decision::ImplicitDeny,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/lifeboat/prod/x",
+            Some("s3.us-west-2.amazonaws.com"),
+            Decision::ImplicitDeny,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/lifeboat/production/x",
+            rds,
+            Decision::ImplicitDeny,
+        ),
+        (
+            "arn:aws:iam::111122223333:role/prod-SnapshotRole",
+            rds,
+            Decision::ImplicitDeny,
+        ),
+        (
+            "arn:aws:iam::999999999999:role/lifeboat/prod/x",
+            rds,
+            Decision::ImplicitDeny,
+        ),
+        ("service:rds.amazonaws.com", rds, Decision::ImplicitDeny),
+    ];
+    for (principal, via, expected) in cases {
+        assert_eq!(decide(principal, via), expected, "{principal} via {via:?}");
     }
 }
 
@@ -2200,6 +2518,7 @@ async fn the_primary_template_deploys_into_the_emulator() {
         ("PlanName", "app-nightly"),
         ("SourceBucket", "lifeboat-demo-data"),
         ("SourcePrefix", "app"),
+        ("ContinuousBackup", "true"),
     ];
     let created = cloudformation
         .create_stack()
@@ -2306,33 +2625,34 @@ async fn the_primary_template_deploys_into_the_emulator() {
         .expect("the alerts topic exists");
     assert_eq!(topic.attributes().and_then(|a| a.get("KmsMasterKeyId")), Some(key_arn));
 
-    // The schedule, targeting the function with the plan as its input.
+    // Continuous backup: S3's Object Created events for the source, to file-backup.
     let events = aws_sdk_eventbridge::Client::new(&config);
-    let rule_name = format!("{stack_name}-file-backup-app-nightly");
+    let rule_name = format!("{stack_name}-file-backup-object-created");
     let rule = events
         .describe_rule()
         .name(&rule_name)
         .send()
         .await
-        .expect("the schedule rule exists");
-    assert_eq!(rule.schedule_expression(), Some("cron(0 2 * * ? *)"));
+        .expect("the Object Created rule exists");
+    let pattern: Value = serde_json::from_str(rule.event_pattern().expect("a pattern")).expect("JSON pattern");
+    assert_eq!(pattern["detail"]["bucket"]["name"], json!(["lifeboat-demo-data"]));
+    assert_eq!(pattern["detail"]["object"]["key"], json!([{"prefix": "app/"}]));
     let targets = events
         .list_targets_by_rule()
         .rule(&rule_name)
         .send()
         .await
         .expect("the rule's targets");
-    let target = &targets.targets()[0];
-    assert_eq!(target.arn(), outputs["FileBackupFunctionArn"]);
-    let transformer = target.input_transformer().expect("an input transformer");
-    let transformer = json!({
-        "InputPathsMap": transformer.input_paths_map().unwrap(),
-        "InputTemplate": transformer.input_template(),
-    });
-    let sample = sample_event("file-backup-scheduled.json");
-    let mut expected = sample.clone();
-    expected["detail"]["store"] = json!(outputs["StoreUrl"]);
-    assert_eq!(render_input(&transformer, &sample), expected);
+    assert_eq!(targets.targets()[0].arn(), outputs["FileBackupFunctionArn"]);
+
+    // The plans' schedules (a stack of their own) run as the scheduler's
+    // role, under the stack's IAM path like every role here.
+    assert!(
+        outputs["SchedulerRoleArn"].contains(&format!(":role/lifeboat/{stack_name}/")),
+        "{}",
+        outputs["SchedulerRoleArn"]
+    );
+    assert!(outputs["DeadLetterQueueArn"].starts_with("arn:aws:sqs:"));
 
     // The other functions' schedules, each targeting its function with the
     // shape of its sample event.
@@ -2470,6 +2790,11 @@ async fn scripts_deploy_creates_then_updates_the_stacks() {
                     .flat_map(|function| ["--package".to_owned(), format!("{function}={}", package.display())]),
             )
             .args(["--dr-region", "us-west-2"])
+            .args([
+                "--plans",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/plans.toml"),
+            ])
+            .env("LIFEBOAT_BIN", lifeboat_e2e::workspace_bin("lifeboat"))
             .envs(lifeboat_e2e::aws_env())
             .output()
             .expect("run scripts/deploy");
@@ -2485,6 +2810,291 @@ async fn scripts_deploy_creates_then_updates_the_stacks() {
     assert!(first.contains(&format!("CatalogTableName={table}\n")), "{first}");
     assert!(first.contains("StoreUrl=s3://"), "{first}");
     assert!(first.contains("\nDrKeyArn=arn:aws:kms:us-west-2:"), "{first}");
+    // The plans' schedules, a third stack, from the plan file.
+    assert!(
+        first.contains(&format!("SchedulesStack={stack}-schedules\n")),
+        "{first}"
+    );
+    // The DR key trusts the primary stack's roles by name: nothing to pair.
+    let cloudformation = aws_sdk_cloudformation::Client::new(&lifeboat_e2e::sdk_config_in("us-west-2").await);
+    let dr = cloudformation
+        .describe_stacks()
+        .stack_name(format!("{stack}-dr"))
+        .send()
+        .await
+        .expect("the DR stack");
+    let primary_stack = dr.stacks()[0]
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("PrimaryStack"))
+        .and_then(|p| p.parameter_value());
+    assert_eq!(primary_stack, Some(stack.as_str()));
     let second = deploy();
     assert!(second.contains(&format!("CatalogTableName={table}\n")), "{second}");
+}
+
+// ---------------------------------------------------------------------------
+// The plans' schedules and continuous backup
+// ---------------------------------------------------------------------------
+
+/// The plans' schedules (generated, `lifeboat plan schedules`) run as the
+/// scheduler's role: it may invoke the snapshot and file-backup functions
+/// and dead-letter to the queue, nothing else; the key lets it encrypt
+/// dead letters through SQS only.
+#[test]
+fn the_scheduler_role_only_runs_the_plans() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let r = Resources::of(&stack);
+    let trust = stack.property("SchedulerRole", "AssumeRolePolicyDocument");
+    assert_eq!(trust["Statement"][0]["Principal"]["Service"], "scheduler.amazonaws.com");
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+        ACCOUNT_ID
+    );
+    let policies = stack.role_policies("SchedulerRole");
+    let function = |logical: &str| stack.attribute(logical, "Arn");
+    let via_sqs = format!("sqs.{REGION}.amazonaws.com");
+    let allowed = [
+        Request::new("lambda:InvokeFunction", &function("SnapshotFunction")),
+        Request::new("lambda:InvokeFunction", &function("FileBackupFunction")),
+        Request::new("sqs:SendMessage", &r.queue),
+        Request::new("kms:GenerateDataKey", &r.key).with("kms:ViaService", &via_sqs),
+    ];
+    let denied = [
+        Request::new("lambda:InvokeFunction", &function("RetentionFunction")),
+        Request::new("lambda:InvokeFunction", &function("VerifyFunction")),
+        Request::new("lambda:InvokeFunction", &function("AlertFunction")),
+        Request::new("lambda:UpdateFunctionCode", &function("FileBackupFunction")),
+        Request::new("sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:another-queue"),
+        Request::new("sqs:ReceiveMessage", &r.queue),
+        Request::new("kms:GenerateDataKey", &r.key),
+        Request::new("kms:Decrypt", &r.key).with("kms:ViaService", &format!("s3.{REGION}.amazonaws.com")),
+        Request::new("s3:GetObject", &r.object("lifeboat/config")),
+        Request::new("iam:PassRole", "*"),
+    ];
+    assert_decisions("SchedulerRole", &policies, &allowed, &denied);
+
+    // The key policy names the role for dead letters through SQS only.
+    let policy: Value = serde_json::from_str(stack.property("StoreKey", "KeyPolicy").as_str().unwrap()).unwrap();
+    let key_policies = [policy];
+    let role = stack.attribute("SchedulerRole", "Arn");
+    let through = |via: &str| {
+        evaluate(
+            &key_policies,
+            &Request::new("kms:GenerateDataKey", "*")
+                .by(&role)
+                .with("kms:ViaService", via),
+        )
+    };
+    assert_eq!(through(&via_sqs), Decision::Allow);
+    assert_eq!(through(&format!("s3.{REGION}.amazonaws.com")), Decision::ImplicitDeny);
+
+    // The primary stack exports what the schedules' stack imports.
+    for output in [
+        "SnapshotFunctionArn",
+        "FileBackupFunctionArn",
+        "SchedulerRoleArn",
+        "DeadLetterQueueArn",
+    ] {
+        let export = stack.resolve(&template["Outputs"][output]["Export"]["Name"]);
+        assert_eq!(export, json!(format!("{STACK}-{output}")), "{output}");
+    }
+    // The functions run plans from the plan file.
+    let plans = "s3://lifeboat-code/lifeboat/plans.toml";
+    for function in ["SnapshotFunction", "FileBackupFunction"] {
+        let environment = stack.property(function, "Environment");
+        assert_eq!(environment["Variables"]["LIFEBOAT_PLANS"], plans, "{function}");
+    }
+    let file_backup = stack.role_policies("FileBackupRole");
+    assert_eq!(
+        evaluate(
+            &file_backup,
+            &Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml")
+        ),
+        Decision::Allow
+    );
+}
+
+/// Continuous backup is off unless asked for; on, the rule matches S3's
+/// Object Created events under the source prefix (the sample) and no others.
+#[test]
+fn the_object_created_rule_matches_the_sources_new_objects() {
+    let template = template("lifeboat.yaml");
+    let off = Stack::new(&template, STACK, &primary_parameters());
+    assert!(!off.condition("HasContinuousBackup"));
+    let on = Stack::new(
+        &template,
+        STACK,
+        &[primary_parameters(), vec![("ContinuousBackup", "true")]].concat(),
+    );
+    assert!(on.condition("HasContinuousBackup"));
+    let pattern = on.property("FileBackupObjectCreated", "EventPattern");
+    let prefix = pattern["detail"]["object"]["key"][0]["prefix"]
+        .as_str()
+        .expect("a key prefix");
+    assert_eq!(prefix, "app/");
+    let matches = |event: &Value| {
+        let listed = |field: &Value, value: &Value| field.as_array().is_some_and(|l| l.contains(value));
+        listed(&pattern["source"], &event["source"])
+            && listed(&pattern["detail-type"], &event["detail-type"])
+            && listed(&pattern["detail"]["bucket"]["name"], &event["detail"]["bucket"]["name"])
+            && event["detail"]["object"]["key"]
+                .as_str()
+                .is_some_and(|key| key.starts_with(prefix))
+    };
+    let sample = sample_event("s3-object-created-eventbridge.json");
+    assert!(matches(&sample));
+    let mut elsewhere = sample.clone();
+    elsewhere["detail"]["object"]["key"] = json!("other/x.csv");
+    assert!(!matches(&elsewhere));
+    let mut other_bucket = sample.clone();
+    other_bucket["detail"]["bucket"]["name"] = json!("someone-elses");
+    assert!(!matches(&other_bucket));
+    let target = &on.property("FileBackupObjectCreated", "Targets")[0];
+    assert_eq!(target["Arn"], on.attribute("FileBackupFunction", "Arn").as_str());
+    assert!(
+        target["InputTransformer"].is_null(),
+        "S3's events are delivered as they are"
+    );
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"],
+        on.attribute("DeadLetterQueue", "Arn").as_str()
+    );
+    assert_eq!(
+        on.property("FileBackupObjectCreatedPermission", "SourceArn"),
+        on.attribute("FileBackupObjectCreated", "Arn").as_str()
+    );
+    let sources = &on.property("DeadLetterQueuePolicy", "PolicyDocument")["Statement"][0]["Condition"]["ArnEquals"]
+        ["aws:SourceArn"];
+    assert!(sources
+        .as_array()
+        .unwrap()
+        .contains(&json!(on.attribute("FileBackupObjectCreated", "Arn"))));
+    // A whole-bucket source matches every key.
+    let whole = Stack::new(
+        &template,
+        STACK,
+        &[
+            primary_parameters(),
+            vec![("ContinuousBackup", "true"), ("SourcePrefix", "")],
+        ]
+        .concat(),
+    );
+    let pattern = whole.property("FileBackupObjectCreated", "EventPattern");
+    assert_eq!(pattern["detail"]["object"]["key"], json!([{"prefix": ""}]));
+}
+
+/// `lifeboat plan schedules` of the sample plan file: one schedule per plan
+/// and function, with the plan's expression and time zone and the
+/// function's direct-invoke payload; cfn-lint accepts it; the emulator
+/// creates the stack (it skips the Scheduler types: a smoke test only).
+#[tokio::test]
+async fn the_plans_schedules_template_is_one_schedule_per_plan() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/plans.toml");
+    let output = std::process::Command::new(lifeboat_e2e::workspace_bin("lifeboat"))
+        .args(["plan", "schedules", file])
+        .output()
+        .expect("run lifeboat plan schedules");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    let generated: Value = serde_json::from_str(&text).expect("the template is JSON");
+    let plans = lifeboat::plan::parse_plans(&std::fs::read_to_string(file).expect("read"), jiff::Timestamp::now())
+        .expect("the sample plans are valid");
+    let schedules: Vec<&Value> = generated["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"] == "AWS::Scheduler::Schedule")
+        .collect();
+    let mut expected_count = 0;
+    for plan in &plans {
+        let snapshot = !plan.tags.is_empty() || !plan.resources.is_empty() || !plan.database_sources().is_empty();
+        let files = plan.sources.iter().any(|s| !lifeboat::plan::is_database_url(s));
+        for (runs, function, export) in [
+            (snapshot, "snapshot", "SnapshotFunctionArn"),
+            (files, "file-backup", "FileBackupFunctionArn"),
+        ] {
+            let found: Vec<&&Value> = schedules
+                .iter()
+                .filter(|s| s["Properties"]["Name"] == format!("{}-{function}", plan.name))
+                .collect();
+            assert_eq!(found.len(), usize::from(runs), "plan {} by {function}", plan.name);
+            let Some(schedule) = found.first() else { continue };
+            expected_count += 1;
+            let p = &schedule["Properties"];
+            assert_eq!(p["ScheduleExpression"], plan.schedule_text.as_str());
+            assert_eq!(p["ScheduleExpressionTimezone"], plan.timezone.as_str());
+            assert_eq!(p["FlexibleTimeWindow"]["Mode"], "OFF");
+            assert_eq!(p["State"], "ENABLED");
+            let target = &p["Target"];
+            assert_eq!(
+                target["Arn"],
+                json!({"Fn::ImportValue": {"Fn::Sub": format!("${{PrimaryStack}}-{export}")}})
+            );
+            assert_eq!(
+                target["RoleArn"],
+                json!({"Fn::ImportValue": {"Fn::Sub": "${PrimaryStack}-SchedulerRoleArn"}})
+            );
+            assert_eq!(
+                target["DeadLetterConfig"]["Arn"],
+                json!({"Fn::ImportValue": {"Fn::Sub": "${PrimaryStack}-DeadLetterQueueArn"}})
+            );
+            assert!(target["RetryPolicy"]["MaximumRetryAttempts"]
+                .as_u64()
+                .is_some_and(|n| n > 0));
+            let input: Value = serde_json::from_str(target["Input"].as_str().unwrap()).expect("JSON input");
+            assert_eq!(
+                input,
+                json!({"plan": plan.name, "scheduledTime": "<aws.scheduler.scheduled-time>"})
+            );
+        }
+    }
+    assert_eq!(schedules.len(), expected_count, "no schedule for anything else");
+    // The primary stack exports every name the generated stack imports.
+    let primary = template("lifeboat.yaml");
+    for import in text.match_indices("${PrimaryStack}-").map(|(i, _)| &text[i + 16..]) {
+        let name: String = import.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        assert!(
+            primary["Outputs"][&name]["Export"].is_object(),
+            "the primary stack exports {name}"
+        );
+    }
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("schedules.json");
+    std::fs::write(&path, &text).expect("write the template");
+    let lint = std::process::Command::new("cfn-lint").arg(&path).output();
+    match lint {
+        Ok(lint) => assert!(
+            lint.status.success(),
+            "cfn-lint: {}{}",
+            String::from_utf8_lossy(&lint.stdout),
+            String::from_utf8_lossy(&lint.stderr)
+        ),
+        Err(e) => eprintln!("cfn-lint is not on the PATH ({e}); scripts/setup installs it"),
+    }
+
+    let cloudformation = aws_sdk_cloudformation::Client::new(&sdk_config().await);
+    let name = unique("schedules");
+    cloudformation
+        .create_stack()
+        .stack_name(&name)
+        .template_body(&text)
+        .parameters(
+            Parameter::builder()
+                .parameter_key("PrimaryStack")
+                .parameter_value("lifeboat")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create-stack of the schedules");
+    let described = cloudformation
+        .describe_stacks()
+        .stack_name(&name)
+        .send()
+        .await
+        .expect("describe-stacks");
+    assert_eq!(described.stacks()[0].stack_status(), Some(&StackStatus::CreateComplete));
 }

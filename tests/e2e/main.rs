@@ -4,6 +4,7 @@ mod alert;
 mod audit;
 mod catalog;
 mod damage;
+mod db_tools;
 mod dumps;
 mod failover;
 mod files;

@@ -9,15 +9,14 @@
 //! Restored databases are `available` at once there, so `--wait` returns on
 //! its first look (the waiting loop itself is unit-tested in `pitr.rs`).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use lifeboat::catalog::Catalog;
 use lifeboat::jobs::{JobKind, JobRecord, JobStatus, StepStatus};
 use lifeboat_e2e::{sdk_config, unique, REGION};
 use serde_json::Value;
 
-use crate::support::{describe, Store};
+use crate::support::{describe, Engine, Store, TestDb};
 
 /// A catalog (through `lifeboat init`) and the emulator's RDS.
 struct Rig {
@@ -445,100 +444,14 @@ async fn snapshots_of_instances_and_clusters_restore_into_new_databases() {
 // --validate against the real databases
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug)]
-enum Engine {
-    Postgres,
-    Mariadb,
-}
-
-/// A database of its own on the shared server, with a table of 3 rows; dropped at the end.
-struct Db {
-    engine: Engine,
-    name: String,
-}
-
-impl Db {
-    fn new(engine: Engine) -> Self {
-        let db = Self {
-            engine,
-            name: unique("pitrcheck").replace('-', "_"),
-        };
-        db.sql(db.maintenance(), &format!("CREATE DATABASE {}", db.name));
-        db.sql(
-            &db.name,
-            "CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL); \
-             INSERT INTO accounts VALUES (1, 10), (2, 20), (3, 30);",
-        );
-        db
-    }
-
-    fn maintenance(&self) -> &'static str {
-        match self.engine {
-            Engine::Postgres => "postgres",
-            Engine::Mariadb => "information_schema",
-        }
-    }
-
-    fn url(&self) -> String {
-        match self.engine {
-            Engine::Postgres => format!("postgres://postgres@127.0.0.1:5432/{}", self.name),
-            Engine::Mariadb => format!("mysql://root@127.0.0.1:3306/{}", self.name),
-        }
-    }
-
-    fn client(&self, database: &str) -> Command {
-        let mut command = match self.engine {
-            Engine::Postgres => {
-                let mut c = Command::new("psql");
-                c.args([
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                ]);
-                c
-            }
-            Engine::Mariadb => {
-                let mut c = Command::new("mariadb");
-                c.args(["--batch", "--protocol=TCP", "-h", "127.0.0.1", "-u", "root"]);
-                c
-            }
-        };
-        command.arg(database);
-        command
-    }
-
-    fn sql(&self, database: &str, sql: &str) -> bool {
-        self.client(database)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                if let Some(mut stdin) = child.stdin.take() {
-                    stdin.write_all(sql.as_bytes())?;
-                }
-                child.wait()
-            })
-            .is_ok_and(|status| status.success())
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let sql = match self.engine {
-            Engine::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            Engine::Mariadb => format!("DROP DATABASE IF EXISTS {}", self.name),
-        };
-        if !self.sql(self.maintenance(), &sql) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
+/// A database of its own with a table of 3 rows; dropped at the end.
+fn accounts_db(engine: Engine) -> TestDb {
+    let db = TestDb::create(engine, "pitrcheck");
+    db.sql(
+        "CREATE TABLE accounts (id INT PRIMARY KEY, balance INT NOT NULL); \
+         INSERT INTO accounts VALUES (1, 10), (2, 20), (3, 30);",
+    );
+    db
 }
 
 fn checks_file(dir: &std::path::Path, name: &str, url: &str, expected_rows: i64) -> std::path::PathBuf {
@@ -561,7 +474,7 @@ equals = 0
 
 async fn validate_against(engine: Engine) {
     let rig = Rig::new().await;
-    let db = Db::new(engine);
+    let db = accounts_db(engine);
     let dir = tempfile::tempdir().expect("temp dir");
     let source = rig.instance("pitr-validate", 7).await;
 
@@ -626,7 +539,7 @@ async fn validate_against(engine: Engine) {
     assert!(rig.instance_exists(&target).await.is_some());
 
     // Rerun once the data is right: the job resumes at validate; nothing is restored again.
-    assert!(db.sql(&db.name, "INSERT INTO accounts VALUES (4, 40), (5, 50);"));
+    assert!(db.try_sql("INSERT INTO accounts VALUES (4, 40), (5, 50);"));
     let job = rig.restore_json(&[
         "restore",
         "db",

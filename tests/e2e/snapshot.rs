@@ -14,7 +14,7 @@
 //!   them available);
 //! - what the emulator cannot show (a snapshot that stays `creating`, a copy
 //!   that stays `copying` or fails in RDS, throttling and backoff) is driven
-//!   by [`ScriptedRds`], a scripted implementation of the library's `Rds`
+//!   by [`ScriptedRds`], a scripted implementation of the library's `SnapshotApi`
 //!   trait, against the real catalog table in the emulator (so are the
 //!   copy limit across plans and two runs racing);
 //! - a plan's database source is dumped from this machine's PostgreSQL.
@@ -26,13 +26,14 @@ use jiff::{SignedDuration, Timestamp};
 use lifeboat::catalog::Catalog;
 use lifeboat::plan::{parse_plans, Plan};
 use lifeboat::snapshot::{
-    advance, run_scheduled, snapshot_name, CopyStatus, DbResource, Rds, RdsError, ResourceKind, SnapshotCatalog,
-    SnapshotRecord, SnapshotState, SnapshotStatus, MAX_COPIES_IN_FLIGHT, TAG_CREATED_BY, TAG_PLAN, TAG_RETENTION_UNTIL,
+    advance, run_scheduled, snapshot_name, CopyStatus, DbResource, RdsError, ResourceKind, SnapshotApi,
+    SnapshotCatalog, SnapshotRecord, SnapshotState, SnapshotStatus, MAX_COPIES_IN_FLIGHT, TAG_CREATED_BY, TAG_PLAN,
+    TAG_RETENTION_UNTIL,
 };
 use lifeboat_e2e::{invoke_function, s3_client, sdk_config_in, unique, workspace_bin};
 use serde_json::{json, Value};
 
-use crate::support::sample_event;
+use crate::support::{sample_event, Engine, TestDb};
 
 const PRIMARY: &str = "eu-central-1";
 const DR: &str = "us-west-2";
@@ -703,7 +704,7 @@ async fn bad_plans_are_rejected_at_start() {
 // States the emulator cannot show, scripted
 // ---------------------------------------------------------------------------
 
-/// An `Rds` whose answers the test sets: each snapshot's (and copy's)
+/// A `SnapshotApi` whose answers the test sets: each snapshot's (and copy's)
 /// status per region, and what each copy request answers.
 #[derive(Default)]
 struct ScriptedRds {
@@ -737,13 +738,13 @@ impl ScriptedRds {
         SnapshotState {
             status: status.to_owned(),
             arn: Some(format!("arn:aws:rds:{region}:123456789012:snapshot:{snapshot}")),
-            kms_key_id: None,
             engine: Some("postgres".to_owned()),
+            ..SnapshotState::default()
         }
     }
 }
 
-impl Rds for ScriptedRds {
+impl SnapshotApi for ScriptedRds {
     fn region(&self) -> &str {
         PRIMARY
     }
@@ -1020,55 +1021,74 @@ async fn copies_of_every_plan_to_one_region_share_its_limit() {
 // A plan's database sources: logical dumps on its schedule
 // ---------------------------------------------------------------------------
 
-/// Runs SQL with `psql` against this machine's PostgreSQL; its output.
-fn psql(database: &str, sql: &str) -> String {
-    let output = std::process::Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-        ])
-        .args(["-d", database, "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(output.status.success(), "{sql}: {}", crate::support::describe(&output));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+/// The snapshot function's environment as infra/lifeboat.yaml sets it, each
+/// variable given this test's value (the store, its key, the catalog, the
+/// plan file in a bucket), and PATH holding the database tools layer when
+/// it is built (crate::db_tools).
+fn deployed_environment(store: &crate::support::Store, plans: &str) -> Vec<(&'static str, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/lifeboat.yaml"))
+        .expect("read infra/lifeboat.yaml");
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).expect("the template is YAML");
+    let variables = template["Resources"]["SnapshotFunction"]["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .expect("the snapshot function's environment");
+    let mut env: Vec<(&'static str, String)> = variables
+        .keys()
+        .map(|name| match name.as_str().unwrap_or_default() {
+            "LIFEBOAT_TABLE" => ("LIFEBOAT_TABLE", store.table.clone()),
+            "LIFEBOAT_STORE" => ("LIFEBOAT_STORE", store.url.clone()),
+            "LIFEBOAT_KMS_KEY" => ("LIFEBOAT_KMS_KEY", store.kms_key.clone()),
+            "LIFEBOAT_PLANS" => ("LIFEBOAT_PLANS", plans.to_owned()),
+            other => panic!("the template sets {other} for the snapshot function: give it a value in this test"),
+        })
+        .collect();
+    if let Some(layer) = crate::db_tools::db_tools_layer() {
+        env.push(("PATH", crate::db_tools::layer_path(layer)));
+    }
+    env
 }
 
 #[tokio::test]
 async fn a_plans_database_sources_are_dumped_once_per_scheduled_run() {
     let store = crate::support::Store::new().await;
-    let database = unique("plandump").replace('-', "_");
+    let source = TestDb::create(Engine::Postgres, "plandump");
+    let database = source.name.clone();
     let restored = format!("{database}_restored");
-    psql("postgres", &format!("CREATE DATABASE {database}"));
-    psql(
-        &database,
+    let _restored = TestDb {
+        engine: Engine::Postgres,
+        name: restored.clone(),
+    };
+    source.sql(
         "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'boat'), (2, 'oar'), (3, 'life vest')",
     );
-    let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    // Deployed, the plan names the database by its secret, not its password.
+    let secret = crate::db_tools::create_secret(
+        &json!({"engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "postgres",
+                "password": "plan-file-never-sees-this", "dbname": database})
+        .to_string(),
+    )
+    .await;
     let plans = format!(
         r#"[[plan]]
 name = "db-nightly"
 schedule = "cron(0 2 * * ? *)"
-sources = ["{url}"]
+sources = ["{secret}"]
 retention = {{ daily = 7 }}
 rpo = "26h"
 tier = "important"
 "#
     );
-    let env = [
-        ("LIFEBOAT_TABLE", store.table.clone()),
-        ("LIFEBOAT_STORE", store.url.clone()),
-        ("LIFEBOAT_KMS_KEY", store.kms_key.clone()),
-        ("LIFEBOAT_PLANS_TOML", plans.clone()),
-    ];
+    let code_bucket = crate::support::create_bucket(&store.s3, "code").await;
+    store
+        .s3
+        .put_object()
+        .bucket(&code_bucket)
+        .key("lifeboat/plans.toml")
+        .body(plans.clone().into_bytes().into())
+        .send()
+        .await
+        .expect("upload the plan file");
+    let env = deployed_environment(&store, &format!("s3://{code_bucket}/lifeboat/plans.toml"));
     let event = sample_event("snapshot-scheduled.json");
     let binary = workspace_bin("snapshot");
     let summary = invoke_function(&binary, &event, &env)
@@ -1081,6 +1101,11 @@ tier = "important"
     assert_eq!(backup["status"], "completed", "{backup}");
     assert_eq!(backup["engine"], "postgresql", "{backup}");
     assert_eq!(backup["database"], database.as_str(), "{backup}");
+    assert_eq!(
+        backup["source"],
+        format!("postgresql://postgres@127.0.0.1:5432/{database}"),
+        "{backup}"
+    );
 
     // Redelivered: no second dump.
     let again = invoke_function(&binary, &event, &env)
@@ -1095,16 +1120,23 @@ tier = "important"
     let listed = store.json(&["backups", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 
-    // The dump restores.
-    store.ok(&[
-        "restore",
-        "dump",
-        &dumps[0],
-        "--to",
-        &format!("postgres://postgres@127.0.0.1:5432/{restored}"),
-    ]);
+    // The dump restores (made by the layer's newer pg_dump when it is there).
+    match crate::db_tools::db_tools_layer() {
+        Some(layer) => crate::db_tools::restore_newer_postgres_dump(&store, layer, &dumps[0], &restored),
+        None => {
+            store.ok(&[
+                "restore",
+                "dump",
+                &dumps[0],
+                "--to",
+                &format!("postgres://postgres@127.0.0.1:5432/{restored}"),
+            ]);
+        }
+    }
     assert_eq!(
-        psql(&restored, "SELECT string_agg(item, ',' ORDER BY id) FROM orders"),
+        Engine::Postgres
+            .sql(&restored, "SELECT string_agg(item, ',' ORDER BY id) FROM orders")
+            .trim(),
         "boat,oar,life vest"
     );
 
@@ -1121,9 +1153,6 @@ tier = "important"
         Err(error) => format!("{error:#}"),
     };
     assert!(text.contains("LIFEBOAT_STORE"), "{text}");
-    for name in [&database, &restored] {
-        psql("postgres", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    }
 }
 
 #[tokio::test]
@@ -1166,4 +1195,45 @@ async fn two_runs_at_once_complete_each_snapshot_and_start_each_copy_once() {
     assert_eq!(a.copies_started.len() + b.copies_started.len(), 3, "{a:?}\n{b:?}");
     assert!(a.failures.is_empty() && b.failures.is_empty(), "{a:?}\n{b:?}");
     assert_eq!(rds.copies().len(), 3, "each copy requested once");
+}
+
+/// The plan's generated schedule (`lifeboat plan schedules`) sends the
+/// snapshot function its direct-invoke payload; with Scheduler's scheduled
+/// time in place, the run snapshots the plan's databases for that time.
+#[tokio::test]
+async fn the_generated_schedules_input_runs_the_plan() {
+    let setup = Setup::new().await;
+    let db = setup
+        .instance("scheduled-db", &[("backup", setup.tag.as_str())], None)
+        .await;
+    let plans = setup.tagged_plans();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("plans.toml");
+    std::fs::write(&file, &plans).expect("write the plan file");
+    let output = std::process::Command::new(workspace_bin("lifeboat"))
+        .args(["plan", "schedules"])
+        .arg(&file)
+        .output()
+        .expect("run lifeboat plan schedules");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let template: Value = serde_json::from_slice(&output.stdout).expect("the template is JSON");
+    let schedule = &template["Resources"]["DbNightlySnapshotSchedule"]["Properties"];
+    assert_eq!(schedule["ScheduleExpression"], "cron(0 2 * * ? *)");
+    assert_eq!(schedule["ScheduleExpressionTimezone"], "UTC");
+    let input = schedule["Target"]["Input"].as_str().expect("an input");
+    // Scheduler's context attribute, as it fills it in for the run.
+    let event: Value = serde_json::from_str(&input.replace("<aws.scheduler.scheduled-time>", "2026-11-25T02:00:00Z"))
+        .expect("the input is JSON");
+    let summary = setup
+        .invoke_inline(&plans, &event)
+        .await
+        .unwrap_or_else(|e| panic!("the scheduled run failed: {e}"));
+    let at: Timestamp = "2026-11-25T02:00:00Z".parse().expect("a time");
+    let expected = snapshot_name("db-nightly", id_of(&db), at);
+    assert_eq!(strings(&summary["created"]), [expected], "{summary}");
+    assert_eq!(
+        setup.snapshots_of(id_of(&db)).await.len(),
+        1,
+        "one snapshot, for that time"
+    );
 }

@@ -1,9 +1,11 @@
-//! Fixtures for the file-backup suites: a fresh store (bucket, KMS key,
-//! catalog table) per test, the real `lifeboat` binary, data generators.
+//! Fixtures for the suites: a fresh store (bucket, KMS key, catalog table)
+//! per test, the real `lifeboat` binary, data generators, and SQL against
+//! this machine's PostgreSQL and MariaDB.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use aws_sdk_s3::primitives::ByteStream;
 use lifeboat_e2e::{aws_env, kms_client, s3_client, unique, workspace_bin};
@@ -115,6 +117,155 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// This machine's database servers, which the tests use for real:
+/// PostgreSQL on 127.0.0.1:5432 (trust), MariaDB on 127.0.0.1:3306 (root).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Mariadb,
+}
+
+impl Engine {
+    pub fn url(self, database: &str) -> String {
+        match self {
+            Engine::Postgres => format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            Engine::Mariadb => format!("mysql://root@127.0.0.1:3306/{database}"),
+        }
+    }
+
+    /// The database that always exists, to create and drop others from.
+    pub fn maintenance(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mariadb => "information_schema",
+        }
+    }
+
+    /// psql / the mariadb client on `database`, reading SQL from standard
+    /// input; output is one row per line, no headers (columns separated by
+    /// `|` from psql, by a tab from mariadb).
+    pub fn client(self, database: &str) -> Command {
+        match self {
+            Engine::Postgres => {
+                let mut c = Command::new("psql");
+                c.args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"]).args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                ]);
+                c
+            }
+            Engine::Mariadb => {
+                let mut c = Command::new("mariadb");
+                c.args(["--batch", "--skip-column-names", "--protocol=TCP"]).args([
+                    "-h",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                    database,
+                ]);
+                c
+            }
+        }
+    }
+
+    /// Runs `sql` (several statements allowed) in `database`.
+    pub fn try_sql(self, database: &str, sql: &str) -> std::io::Result<Output> {
+        let mut child = self
+            .client(database)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(sql.as_bytes())?;
+        }
+        child.wait_with_output()
+    }
+
+    /// [`Engine::try_sql`], which must succeed: its output.
+    pub fn sql(self, database: &str, sql: &str) -> String {
+        let output = self.try_sql(database, sql).expect("run the database client");
+        assert!(output.status.success(), "SQL failed: {sql:.300}\n{}", describe(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// A database of its own on this machine's server, dropped at the end.
+pub struct TestDb {
+    pub engine: Engine,
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates a database named from `prefix`.
+    pub fn create(engine: Engine, prefix: &str) -> Self {
+        let db = Self::named(engine, prefix);
+        db.admin(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    /// A name only: the database is not created (a restore creates it).
+    pub fn named(engine: Engine, prefix: &str) -> Self {
+        Self {
+            engine,
+            name: unique(prefix).replace('-', "_"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.engine.url(&self.name)
+    }
+
+    /// Runs `sql` in this database; it must succeed.
+    pub fn sql(&self, sql: &str) -> String {
+        self.engine.sql(&self.name, sql)
+    }
+
+    /// Runs `sql` in this database; whether it succeeded.
+    pub fn try_sql(&self, sql: &str) -> bool {
+        self.engine
+            .try_sql(&self.name, sql)
+            .is_ok_and(|output| output.status.success())
+    }
+
+    /// Runs `sql` in the server's maintenance database; it must succeed.
+    pub fn admin(&self, sql: &str) -> String {
+        self.engine.sql(self.engine.maintenance(), sql)
+    }
+
+    /// Every table's rows in primary-key order, as the client prints them.
+    pub fn contents(&self) -> BTreeMap<String, String> {
+        let tables = match self.engine {
+            Engine::Postgres => "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1".to_owned(),
+            Engine::Mariadb => format!(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = '{}' ORDER BY 1",
+                self.name
+            ),
+        };
+        self.sql(&tables)
+            .lines()
+            .map(|t| (t.to_owned(), self.sql(&format!("SELECT * FROM {t} ORDER BY 1"))))
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let sql = match self.engine {
+            Engine::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            Engine::Mariadb => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
+        let dropped = self.engine.try_sql(self.engine.maintenance(), &sql);
+        if !dropped.is_ok_and(|output| output.status.success()) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
 }
 
 pub async fn new_kms_key(kms: &aws_sdk_kms::Client) -> String {

@@ -31,6 +31,7 @@ use jiff::{SignedDuration, Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
 use crate::retention::{RetentionError, RetentionPolicy};
+use crate::validate::{checks_from, CheckFile, Checks};
 
 // ---------------------------------------------------------------------------
 // Problems
@@ -646,7 +647,35 @@ pub struct Plan {
     pub retention: RetentionPolicy,
     pub rpo: SignedDuration,
     pub tier: Tier,
+    /// `[plan.restore_test]`: restore the newest snapshot of each resource
+    /// this often and run SQL checks against it (`crate::snapshot_ops::scheduled`).
+    pub restore_test: Option<RestoreTestPlan>,
 }
+
+/// A plan's scheduled restore tests: how often, on what instance, and the
+/// SQL assertions (a checks file's `url` and `[[check]]` tables, inline;
+/// `crate::validate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreTestPlan {
+    pub checks: Checks,
+    /// A resource's restore test starts when its last one finished longer ago than this.
+    pub every: SignedDuration,
+    /// The temporary instance's class.
+    pub instance_class: String,
+    /// The DB subnet group to restore into (default: the account's default VPC).
+    pub subnet_group: Option<String>,
+    /// VPC security groups for the temporary instance, so the checks can reach it.
+    pub security_groups: Vec<String>,
+    /// How long the instance may take to become available before the test fails.
+    pub timeout: SignedDuration,
+}
+
+/// A restore test's default interval: weekly.
+pub const RESTORE_TEST_EVERY: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// A restore test's default time limit for the restore.
+pub const RESTORE_TEST_TIMEOUT: SignedDuration = SignedDuration::from_hours(2);
+/// A restore test's default instance class.
+pub const RESTORE_TEST_CLASS: &str = "db.t3.micro";
 
 /// The URL schemes of databases a plan's `sources` may name for logical
 /// dumps (`crate::dump`).
@@ -667,13 +696,27 @@ pub fn is_database_url(source: &str) -> bool {
         .is_some_and(|(scheme, rest)| DATABASE_SCHEMES.contains(&scheme) && !rest.is_empty())
 }
 
+/// Whether a source is a Secrets Manager secret's ARN
+/// (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`), whose value
+/// holds a database's connection (`crate::dump::resolve_database`).
+pub fn is_secret_arn(source: &str) -> bool {
+    let parts: Vec<&str> = source.splitn(7, ':').collect();
+    matches!(
+        parts.as_slice(),
+        ["arn", partition, "secretsmanager", region, account, "secret", name]
+            if !partition.is_empty() && !region.is_empty() && !name.is_empty()
+                && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+    )
+}
+
 impl Plan {
-    /// The sources that are databases to dump (the rest are S3 locations).
+    /// The sources that are databases to dump, by URL or by the ARN of the
+    /// secret holding their connection (the rest are S3 locations).
     pub fn database_sources(&self) -> Vec<&str> {
         self.sources
             .iter()
             .map(String::as_str)
-            .filter(|s| is_database_url(s))
+            .filter(|s| is_database_url(s) || is_secret_arn(s))
             .collect()
     }
 
@@ -705,6 +748,12 @@ impl Plan {
             rpo: duration_words(self.rpo),
             rpo_seconds: self.rpo.as_secs(),
             tier: self.tier,
+            restore_test: self.restore_test.as_ref().map(|t| RestoreTestSummary {
+                every: duration_words(t.every),
+                checks: t.checks.checks.iter().map(|c| c.name.clone()).collect(),
+                instance_class: t.instance_class.clone(),
+                timeout: duration_words(t.timeout),
+            }),
         }
     }
 }
@@ -732,6 +781,19 @@ pub struct PlanSummary {
     pub rpo: String,
     pub rpo_seconds: i64,
     pub tier: Tier,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_test: Option<RestoreTestSummary>,
+}
+
+/// A plan's restore test as `lifeboat plan check` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreTestSummary {
+    pub every: String,
+    /// The checks' names.
+    pub checks: Vec<String>,
+    pub instance_class: String,
+    pub timeout: String,
 }
 
 /// The outcome of checking a plan file: the plans that are valid, and every problem.
@@ -783,6 +845,8 @@ struct PlanToml {
     retention: Option<RetentionToml>,
     rpo: String,
     tier: String,
+    #[serde(default)]
+    restore_test: Option<RestoreTestToml>,
 }
 
 const PLAN_FIELDS: &[&str] = &[
@@ -797,7 +861,34 @@ const PLAN_FIELDS: &[&str] = &[
     "retention",
     "rpo",
     "tier",
+    "restore_test",
 ];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreTestToml {
+    url: String,
+    #[serde(default)]
+    check: Vec<CheckFile>,
+    every: Option<String>,
+    instance_class: Option<String>,
+    subnet_group: Option<String>,
+    #[serde(default)]
+    security_groups: Vec<String>,
+    timeout: Option<String>,
+}
+
+const RESTORE_TEST_FIELDS: &[&str] = &[
+    "url",
+    "check",
+    "every",
+    "instance_class",
+    "subnet_group",
+    "security_groups",
+    "timeout",
+];
+
+const CHECK_FIELDS: &[&str] = &["name", "sql", "equals", "at_least", "at_most"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -938,6 +1029,16 @@ fn read(text: &str, now: Timestamp) -> (Vec<Plan>, Vec<PlanProblem>) {
         if let Some(toml::Value::Table(retention)) = table.get_mut("retention") {
             unknown_keys(retention, RETENTION_FIELDS, "retention.", &mut problems);
         }
+        if let Some(toml::Value::Table(restore_test)) = table.get_mut("restore_test") {
+            unknown_keys(restore_test, RESTORE_TEST_FIELDS, "restore_test.", &mut problems);
+            if let Some(toml::Value::Array(checks)) = restore_test.get_mut("check") {
+                for (i, check) in checks.iter_mut().enumerate() {
+                    if let toml::Value::Table(check) = check {
+                        unknown_keys(check, CHECK_FIELDS, &format!("restore_test.check[{i}]."), &mut problems);
+                    }
+                }
+            }
+        }
         match PlanToml::deserialize(toml::Value::Table(table)) {
             Ok(raw) => {
                 if let Some(plan) = validate(raw, now, &mut problems) {
@@ -1019,7 +1120,7 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
         }
     }
     for source in &raw.sources {
-        if is_database_url(source) {
+        if is_database_url(source) || is_secret_arn(source) {
             continue;
         }
         let bucket = source
@@ -1028,7 +1129,7 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
         if bucket.is_none_or(str::is_empty) {
             problems.add(
                 "sources",
-                format!("{source:?} is neither an S3 location (s3://BUCKET[/PREFIX]) nor a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://)"),
+                format!("{source:?} is neither an S3 location (s3://BUCKET[/PREFIX]), a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://) nor a Secrets Manager secret ARN holding one (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"),
             );
         }
     }
@@ -1156,6 +1257,9 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
             None
         }
     };
+    let restore_test = raw
+        .restore_test
+        .and_then(|r| restore_test(r, &resources, raw.tags.is_empty(), problems));
     if problems.list.len() != before {
         return None;
     }
@@ -1173,6 +1277,94 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
         retention: retention?,
         rpo: rpo?,
         tier: tier?,
+        restore_test,
+    })
+}
+
+/// A positive duration such as `7d`, `12h`, `90m` (`default` when not
+/// given); reported under `field` when it is not one.
+fn duration(
+    field: &str,
+    text: Option<String>,
+    default: SignedDuration,
+    problems: &mut Problems,
+) -> Option<SignedDuration> {
+    let Some(text) = text else {
+        return Some(default);
+    };
+    let parsed = match humantime::parse_duration(&text) {
+        Ok(d) if !d.is_zero() => SignedDuration::try_from(d).ok(),
+        _ => None,
+    };
+    if parsed.is_none() {
+        problems.add(
+            field,
+            format!("{text:?} is not a duration: write e.g. \"7d\", \"12h\", \"90m\""),
+        );
+    }
+    parsed
+}
+
+/// Validates `[plan.restore_test]` for a plan that selects `resources`
+/// (and tags, unless `no_tags`).
+fn restore_test(
+    raw: RestoreTestToml,
+    resources: &[Resource],
+    no_tags: bool,
+    problems: &mut Problems,
+) -> Option<RestoreTestPlan> {
+    let before = problems.list.len();
+    if no_tags && resources.is_empty() {
+        problems.add(
+            "restore_test",
+            "the plan takes no RDS snapshots (it selects only sources): restore tests restore a DB instance snapshot, so select DB instances with resources or tags, or remove [plan.restore_test]",
+        );
+    } else if no_tags && resources.iter().all(|r| matches!(r, Resource::Cluster { .. })) {
+        problems.add(
+            "restore_test",
+            "the plan selects only Aurora clusters, and restore tests restore DB instance snapshots: test a cluster with `lifeboat restore` by hand, or remove [plan.restore_test]",
+        );
+    }
+    let checks = match checks_from(raw.url, raw.check) {
+        Ok(checks) => Some(checks),
+        Err(message) => {
+            problems.add("restore_test", message);
+            None
+        }
+    };
+    let every = duration("restore_test.every", raw.every, RESTORE_TEST_EVERY, problems);
+    let timeout = duration("restore_test.timeout", raw.timeout, RESTORE_TEST_TIMEOUT, problems);
+    let instance_class = raw.instance_class.unwrap_or_else(|| RESTORE_TEST_CLASS.to_owned());
+    if !instance_class.starts_with("db.") || instance_class.len() < 4 {
+        problems.add(
+            "restore_test.instance_class",
+            format!("{instance_class:?} is not a DB instance class: write e.g. \"db.t3.micro\""),
+        );
+    }
+    if raw.subnet_group.as_deref().is_some_and(|g| g.trim().is_empty()) {
+        problems.add(
+            "restore_test.subnet_group",
+            "is empty: name a DB subnet group, or leave it out for the default VPC",
+        );
+    }
+    for group in &raw.security_groups {
+        if !group.starts_with("sg-") {
+            problems.add(
+                "restore_test.security_groups",
+                format!("{group:?} is not a security group id: write e.g. \"sg-0123456789abcdef0\""),
+            );
+        }
+    }
+    if problems.list.len() != before {
+        return None;
+    }
+    Some(RestoreTestPlan {
+        checks: checks?,
+        every: every?,
+        instance_class,
+        subnet_group: raw.subnet_group,
+        security_groups: raw.security_groups,
+        timeout: timeout?,
     })
 }
 
@@ -1596,6 +1788,92 @@ tier = "critical"
         );
     }
 
+    const RESTORE_TEST: &str = r#"[plan.restore_test]
+url = "postgres://app@{host}:{port}/orders"
+every = "3d"
+security_groups = ["sg-0123"]
+[[plan.restore_test.check]]
+name = "orders present"
+sql = "SELECT count(*) FROM orders"
+at_least = 1
+"#;
+
+    #[test]
+    fn a_restore_test_is_read_with_its_checks_and_defaults() {
+        let text = GOOD.replace("cluster:orders", "db:orders") + RESTORE_TEST;
+        let plans = parse_plans(&text, ts(NOW)).unwrap();
+        let test = plans[0].restore_test.as_ref().expect("a restore test");
+        assert_eq!(test.every, SignedDuration::from_hours(72));
+        assert_eq!(test.timeout, RESTORE_TEST_TIMEOUT);
+        assert_eq!(test.instance_class, RESTORE_TEST_CLASS);
+        assert_eq!(test.security_groups, ["sg-0123"]);
+        assert_eq!(test.subnet_group, None);
+        assert_eq!(test.checks.checks[0].name, "orders present");
+        assert_eq!(test.checks.url_for("h", 1), "postgres://app@h:1/orders");
+        assert!(parse_plans(GOOD, ts(NOW)).unwrap()[0].restore_test.is_none());
+    }
+
+    #[test]
+    fn restore_test_problems_name_the_field() {
+        let instance = [("cluster:orders", "db:orders")];
+        // The good plan selects only a cluster.
+        problems(
+            &[],
+            RESTORE_TEST,
+            &[("orders-hourly", "restore_test", "only Aurora clusters")],
+        );
+        // (in the block, from, to, field, part of the message)
+        let cases = [
+            (
+                "every = \"3d\"",
+                "every = \"soon\"",
+                "restore_test.every",
+                "not a duration",
+            ),
+            (
+                "security_groups = [\"sg-0123\"]",
+                "security_groups = [\"default\"]",
+                "restore_test.security_groups",
+                "not a security group",
+            ),
+            ("at_least = 1", "", "restore_test", "says nothing about the result"),
+            (
+                "url = \"postgres://app@{host}:{port}/orders\"",
+                "url = \"redis://h:6379/0\"",
+                "restore_test",
+                "redis",
+            ),
+            (
+                "every = \"3d\"",
+                "every = \"3d\"\ncolour = \"red\"",
+                "restore_test.colour",
+                "unknown field",
+            ),
+            (
+                "at_least = 1",
+                "at_least = 1\natleast = 2",
+                "restore_test.check[0].atleast",
+                "unknown field",
+            ),
+        ];
+        for (from, to, field, needle) in cases {
+            problems(
+                &instance,
+                &RESTORE_TEST.replace(from, to),
+                &[("orders-hourly", field, needle)],
+            );
+        }
+        let sources_only = [(
+            "resources = [\"arn:aws:rds:eu-central-1:123456789012:cluster:orders\"]",
+            "sources = [\"s3://bucket/data\"]",
+        )];
+        problems(
+            &sources_only,
+            RESTORE_TEST,
+            &[("orders-hourly", "restore_test", "takes no RDS snapshots")],
+        );
+    }
+
     #[test]
     fn file_level_problems() {
         let check = check_plans("[[plan]\nname=", ts(NOW));
@@ -1606,5 +1884,30 @@ tier = "critical"
         assert_eq!(check.problems[0].plan.as_deref(), Some("#1"));
         let errors = parse_plans("", ts(NOW)).unwrap_err();
         assert!(errors.to_string().contains("1 problem(s)"), "{errors}");
+    }
+
+    #[test]
+    fn secret_arns_are_database_sources() {
+        let secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf";
+        assert!(is_secret_arn(secret));
+        for not_one in [
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:",
+            "arn:aws:secretsmanager::123456789012:secret:orders",
+            "arn:aws:secretsmanager:eu-west-1:1234:secret:orders",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/orders",
+            "arn:aws:rds:eu-west-1:123456789012:db:orders",
+        ] {
+            assert!(!is_secret_arn(not_one), "{not_one}");
+        }
+        let text = format!(
+            "[[plan]]\nname = \"dumps\"\nschedule = \"rate(1 day)\"\nsources = [\"{secret}\", \"s3://bucket/x\"]\nretention = {{ daily = 7 }}\nrpo = \"26h\"\ntier = \"important\"\n"
+        );
+        let plans = parse_plans(&text, ts(NOW)).expect("a plan with a secret source");
+        assert_eq!(plans[0].database_sources(), [secret]);
+        let bad = check_plans(
+            &text.replace(secret, "arn:aws:secretsmanager:eu-west-1:1:secret:x"),
+            ts(NOW),
+        );
+        assert_eq!(bad.problems[0].field, "sources", "{:?}", bad.problems);
     }
 }
