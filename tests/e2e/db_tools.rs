@@ -122,36 +122,18 @@ pub fn layer_path(layer: &Path) -> String {
 }
 
 /// Restores a PostgreSQL dump that the layer's pg_dump (17) made into
-/// `target` on this machine's older server. Neither the server's own
-/// pg_restore (15: "unsupported version (1.16) in file header") nor the
-/// layer's (17: it sets transaction_timeout, unknown before 17) can, so, as
-/// infra/README.md says: the verified dump to a file, the layer's
-/// `pg_restore -f -`, its `SET transaction_timeout` line dropped, psql.
+/// `target` on this machine's older server (15) with nothing but the layer
+/// on PATH. The server's own pg_restore could not read the archive; the
+/// layer's cannot restore into a server before 17 directly (it sets
+/// transaction_timeout), so `lifeboat restore dump` runs its SQL through the
+/// layer's psql without that line.
 pub fn restore_newer_postgres_dump(store: &Store, layer: &Path, id: &str, target: &str) {
-    let file = layer.join(format!("{id}.pgdump"));
-    store.ok(&["restore", "dump", id, "--to", file.to_str().expect("a path")]);
-    let script = Command::new(layer.join("opt/bin/pg_restore"))
-        .args(["--no-owner", "-f", "-"])
-        .arg(&file)
-        .output()
-        .expect("run the layer's pg_restore");
-    assert!(script.status.success(), "pg_restore -f -: {}", describe(&script));
-    let script = String::from_utf8(script.stdout).expect("SQL text");
-    assert!(
-        script.contains("SET transaction_timeout = 0;"),
-        "the line pg_restore 17 adds"
+    let path = layer_path(layer);
+    let output = store.run_with(
+        &["restore", "dump", id, "--to", &Engine::Postgres.url(target)],
+        &[("PATH", path.as_str())],
     );
-    let script: String = script
-        .lines()
-        .filter(|line| *line != "SET transaction_timeout = 0;")
-        .map(|line| format!("{line}\n"))
-        .collect();
-    Engine::Postgres.sql(
-        Engine::Postgres.maintenance(),
-        &format!("DROP DATABASE IF EXISTS {target}; CREATE DATABASE {target};"),
-    );
-    Engine::Postgres.sql(target, &script);
-    std::fs::remove_file(&file).expect("remove the dump file");
+    assert!(output.status.success(), "{}", describe(&output));
 }
 
 #[tokio::test]

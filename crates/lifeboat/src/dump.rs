@@ -688,7 +688,7 @@ fn hint(stderr: &str, url: &DatabaseUrl) -> String {
         "the dump was made by a newer pg_dump than this pg_restore: restore with a pg_restore of at least the dumping pg_dump's major version (the database tools layer's is PostgreSQL 17; scripts/build-db-tools-layer)".to_owned()
     } else if lower.contains("transaction_timeout") {
         format!(
-            "pg_restore 17 and newer set transaction_timeout, which servers before PostgreSQL 17 do not know, so they cannot restore into {}:{}: restore into a PostgreSQL 17 or newer server, or write the dump to a file (`lifeboat restore dump ID --to FILE`), convert it with `pg_restore -f - FILE`, drop its `SET transaction_timeout` line and run the rest with psql",
+            "pg_restore 17 and newer set transaction_timeout, which servers before PostgreSQL 17 do not know; Lifeboat restores into such a server through psql when SHOW server_version_num on {}:{} says it is older: check that it answers",
             url.host, url.port
         )
     } else if url.engine == Engine::Sqlite {
@@ -1005,13 +1005,20 @@ pub async fn restore_dump(
         }
     }
 
+    // pg_restore 17 and newer set transaction_timeout, which older servers
+    // refuse: for them it writes SQL, that line is dropped, psql runs the rest.
+    let through_psql = engine == Engine::Postgresql && needs_psql_pipe(target).await?;
     let (tools, args): (&[&str], Vec<String>) = match engine {
         Engine::Postgresql => {
-            let mut args: Vec<String> = vec![
-                "--exit-on-error".into(),
-                "--single-transaction".into(),
-                format!("--dbname={}", target.database),
-            ];
+            let mut args: Vec<String> = if through_psql {
+                vec!["--exit-on-error".into(), "--file=-".into()]
+            } else {
+                vec![
+                    "--exit-on-error".into(),
+                    "--single-transaction".into(),
+                    format!("--dbname={}", target.database),
+                ]
+            };
             if options.overwrite {
                 args.extend(["--clean".into(), "--if-exists".into()]);
             }
@@ -1032,7 +1039,7 @@ pub async fn restore_dump(
         command
             .args(&args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(if through_psql { Stdio::piped() } else { Stdio::null() })
             .kill_on_drop(true);
         match command.spawn() {
             Ok(child) => {
@@ -1060,6 +1067,10 @@ pub async fn restore_dump(
         let _ = stderr.read_to_end(&mut buffer).await;
         buffer
     });
+    let psql = match child.stdout.take() {
+        Some(script) if through_psql => Some(PsqlPipe::start(target, script)?),
+        _ => None,
+    };
 
     let index = repo.load_index().await?;
     let stop = |message: String| DumpError::Data {
@@ -1102,8 +1113,11 @@ pub async fn restore_dump(
         }
     }
     if let Some(message) = data_error {
-        // Killed before it saw the end of its input: pg_restore's single
-        // transaction rolls back.
+        // Killed before they saw the end of their input: pg_restore's (or
+        // psql's) single transaction rolls back.
+        if let Some(psql) = psql {
+            psql.abort().await;
+        }
         let _ = child.kill().await;
         return Err(stop(message));
     }
@@ -1113,6 +1127,14 @@ pub async fn restore_dump(
         message: e.to_string(),
     })?;
     let stderr = stderr_task.await.unwrap_or_default();
+    if let Some(psql) = psql {
+        if status.success() && !broken_pipe {
+            psql.finish(target).await?;
+        } else if let Some(error) = psql.stop(target).await {
+            // pg_restore failed because psql stopped reading: psql says why.
+            return Err(error);
+        }
+    }
     if !status.success() {
         return Err(target.failed(tool, &status, &stderr));
     }
@@ -1138,6 +1160,154 @@ pub async fn restore_dump(
         tables,
         duration_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The line pg_restore 17 and newer write that servers before 17 refuse.
+const TRANSACTION_TIMEOUT_LINE: &str = "SET transaction_timeout = 0;";
+
+/// Whether `target`'s server is older than PostgreSQL 17 while the
+/// pg_restore on PATH is 17 or newer (so it cannot restore directly).
+async fn needs_psql_pipe(target: &DatabaseUrl) -> Result<bool, DumpError> {
+    let major = |text: &str| -> Option<u32> {
+        let digits: String = text.trim().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let tool = match tokio::process::Command::new("pg_restore")
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(target.missing("pg_restore")),
+        Err(e) => {
+            return Err(DumpError::ToolStart {
+                tool: "pg_restore".into(),
+                message: e.to_string(),
+            })
+        }
+    };
+    // "pg_restore (PostgreSQL) 17.12 (Debian 17.12-1)"
+    let tool_major = tool.split(") ").nth(1).and_then(major);
+    let server_major = target
+        .query("SHOW server_version_num")
+        .await?
+        .first()
+        .and_then(|v| major(v))
+        .map(|num| num / 10_000);
+    Ok(matches!((tool_major, server_major), (Some(tool), Some(server)) if tool >= 17 && server < 17))
+}
+
+/// psql running what `pg_restore --file=-` writes, without
+/// [`TRANSACTION_TIMEOUT_LINE`], in one transaction that stops at the first
+/// error. Its input stays open until [`PsqlPipe::finish`]: psql commits only
+/// once pg_restore has ended well and the dump's checksum matched;
+/// [`PsqlPipe::abort`] kills it first otherwise, so nothing half-restored stays.
+struct PsqlPipe {
+    child: tokio::process::Child,
+    forward: tokio::task::JoinHandle<std::io::Result<tokio::process::ChildStdin>>,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+}
+
+impl PsqlPipe {
+    fn start(target: &DatabaseUrl, script: tokio::process::ChildStdout) -> Result<Self, DumpError> {
+        let mut command = tokio::process::Command::from(target.command("psql"));
+        command
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+            .arg(format!("--dbname={}", target.database))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(target.missing("psql")),
+            Err(e) => {
+                return Err(DumpError::ToolStart {
+                    tool: "psql".into(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let (Some(mut input), Some(mut stderr)) = (child.stdin.take(), child.stderr.take()) else {
+            return Err(DumpError::ToolStart {
+                tool: "psql".into(),
+                message: "its input could not be connected".into(),
+            });
+        };
+        let forward = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(script);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if lines.read_until(b'\n', &mut line).await? == 0 {
+                    return Ok(input);
+                }
+                if line.trim_ascii_end() != TRANSACTION_TIMEOUT_LINE.as_bytes() {
+                    input.write_all(&line).await?;
+                }
+            }
+        });
+        let stderr = tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            let _ = stderr.read_to_end(&mut buffer).await;
+            buffer
+        });
+        Ok(Self { child, forward, stderr })
+    }
+
+    /// Once pg_restore has ended well: closes psql's input (it commits) and
+    /// waits for it; its failure, if it failed.
+    async fn finish(mut self, target: &DatabaseUrl) -> Result<(), DumpError> {
+        let forwarded = match self.forward.await {
+            Ok(Ok(input)) => {
+                drop(input);
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(message) = forwarded {
+            // psql stopped reading (its error is in its output) or the copy
+            // broke: it must not commit what it has.
+            let _ = self.child.start_kill();
+            let status = self.child.wait().await.map_err(|e| DumpError::ToolStart {
+                tool: "psql".into(),
+                message: e.to_string(),
+            })?;
+            let mut stderr = self.stderr.await.unwrap_or_default();
+            stderr.extend_from_slice(format!("\n(forwarding the script: {message})").as_bytes());
+            return Err(target.failed("psql", &status, &stderr));
+        }
+        let status = self.child.wait().await.map_err(|e| DumpError::ToolStart {
+            tool: "psql".into(),
+            message: e.to_string(),
+        })?;
+        let stderr = self.stderr.await.unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(target.failed("psql", &status, &stderr))
+        }
+    }
+
+    /// Kills psql before it sees the end of its input: its transaction rolls back.
+    async fn abort(mut self) {
+        self.forward.abort();
+        let _ = self.child.kill().await;
+    }
+
+    /// After pg_restore failed: psql's own failure if it had already ended
+    /// with one, else kills it (its transaction rolls back).
+    async fn stop(mut self, target: &DatabaseUrl) -> Option<DumpError> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            if !status.success() {
+                let stderr = self.stderr.await.unwrap_or_default();
+                return Some(target.failed("psql", &status, &stderr));
+            }
+        }
+        self.abort().await;
+        None
+    }
 }
 
 /// Seconds to wait for a Redis server to connect or answer a command.
