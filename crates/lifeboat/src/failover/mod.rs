@@ -617,6 +617,39 @@ struct ActionDone {
     note: Option<String>,
 }
 
+/// Where a failover (or failback) of one database ends up.
+struct Target<'a> {
+    rds: &'a Rds,
+    instance: &'a str,
+    failback: bool,
+}
+
+/// A switch's last steps for one database: `DB/wait` until the target
+/// reaches `goal`, `DB/validate` (with checks), `DB/dns` (with records).
+async fn wait_validate_switch(
+    job: &mut Job,
+    regions: &Regions,
+    db: &DrDatabase,
+    target: Target<'_>,
+    goal: Goal,
+    options: DrOptions,
+) -> Result<(), FailoverError> {
+    let seen: Observed = step(job, &format!("{}/wait", db.name), || async {
+        Ok(wait_for(target.rds, target.instance, goal, options.wait, |_| {}).await?)
+    })
+    .await?;
+    if db.checks.is_some() {
+        step(job, &format!("{}/validate", db.name), || validate_db(db, &seen)).await?;
+    }
+    if !db.records.is_empty() {
+        step(job, &format!("{}/dns", db.name), || {
+            switch_records(&regions.dns, db, seen.endpoint.as_deref(), target.failback)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 async fn validate_db(db: &DrDatabase, seen: &Observed) -> Result<Option<ValidationReport>, FailoverError> {
     let Some(checks) = &db.checks else {
         return Ok(None);
@@ -999,19 +1032,12 @@ async fn failover_steps(
             },
             _ => Goal::Available,
         };
-        let seen: Observed = step(job, &format!("{}/wait", db.name), || async {
-            Ok(wait_for(&regions.dr, &db.dr_instance, goal, options.wait, |_| {}).await?)
-        })
-        .await?;
-        if db.checks.is_some() {
-            step(job, &format!("{}/validate", db.name), || validate_db(db, &seen)).await?;
-        }
-        if !db.records.is_empty() {
-            step(job, &format!("{}/dns", db.name), || {
-                switch_records(&regions.dns, db, seen.endpoint.as_deref(), false)
-            })
-            .await?;
-        }
+        let target = Target {
+            rds: &regions.dr,
+            instance: &db.dr_instance,
+            failback: false,
+        };
+        wait_validate_switch(job, regions, db, target, goal, options).await?;
     }
     Ok(inspection)
 }
@@ -1094,19 +1120,12 @@ async fn failback_steps(
         let goal = Goal::Promoted {
             settle_polls: options.settle_polls,
         };
-        let seen: Observed = step(job, &format!("{}/wait", db.name), || async {
-            Ok(wait_for(&regions.primary, &db.failback_instance, goal, options.wait, |_| {}).await?)
-        })
-        .await?;
-        if db.checks.is_some() {
-            step(job, &format!("{}/validate", db.name), || validate_db(db, &seen)).await?;
-        }
-        if !db.records.is_empty() {
-            step(job, &format!("{}/dns", db.name), || {
-                switch_records(&regions.dns, db, seen.endpoint.as_deref(), true)
-            })
-            .await?;
-        }
+        let target = Target {
+            rds: &regions.primary,
+            instance: &db.failback_instance,
+            failback: true,
+        };
+        wait_validate_switch(job, regions, db, target, goal, options).await?;
     }
     Ok(inspection)
 }
