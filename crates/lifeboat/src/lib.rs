@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod pitr;
 pub mod plan;
 pub mod retention;
+pub mod times;
 
 #[cfg(feature = "aws")]
 pub mod alert;

@@ -1,0 +1,73 @@
+//! Times as Lifeboat stores and prints them: one time crate (`jiff`), one
+//! text form.
+//!
+//! Every time in the catalog, a manifest, an audit record or a report is
+//! RFC 3339 in UTC with milliseconds (`2026-12-07T17:55:39.123Z`), so text
+//! order is time order. [`format`] writes that form; [`parse`] reads any
+//! RFC 3339 time (with an offset) back. The clock is read in one place,
+//! [`now`]; the pure core never calls it (it takes a "now" as a parameter).
+
+use jiff::Timestamp;
+
+pub use jiff::{SignedDuration, Timestamp as Time};
+
+/// The wall clock, in UTC.
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// Now, as the catalog writes times.
+pub fn now_text() -> String {
+    format(now())
+}
+
+/// `at` as the catalog writes times: RFC 3339, UTC, milliseconds.
+pub fn format(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A time the user or a stored record wrote, RFC 3339 with an offset.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an RFC 3339 time (like 2026-12-07T17:55:39Z): {message}")]
+pub struct TimeError {
+    pub text: String,
+    pub message: String,
+}
+
+/// Reads an RFC 3339 time (`2026-12-07T17:55:39Z`, `…+01:00`, with or
+/// without fractional seconds).
+pub fn parse(text: &str) -> Result<Timestamp, TimeError> {
+    text.parse::<Timestamp>().map_err(|e| TimeError {
+        text: text.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_writes_milliseconds_in_utc() {
+        for (input, expected) in [
+            ("2026-12-07T17:55:39Z", "2026-12-07T17:55:39.000Z"),
+            ("2026-12-07T17:55:39.123456Z", "2026-12-07T17:55:39.123Z"),
+            ("2026-12-07T18:55:39.5+01:00", "2026-12-07T17:55:39.500Z"),
+        ] {
+            assert_eq!(format(parse(input).unwrap()), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn parse_names_what_it_could_not_read() {
+        let error = parse("yesterday").unwrap_err();
+        assert!(error.to_string().contains("\"yesterday\" is not an RFC 3339 time"), "{error}");
+    }
+
+    #[test]
+    fn text_order_is_time_order() {
+        let earlier = format(parse("2026-01-02T03:04:05.9Z").unwrap());
+        let later = format(parse("2026-01-02T03:04:06Z").unwrap());
+        assert!(earlier < later);
+    }
+}
