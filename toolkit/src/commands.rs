@@ -224,16 +224,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The schedules' template, for a valid plan file only (its problems otherwise).
 fn plan_schedules(file: &std::path::Path) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read plan file {}", file.display()))?;
-    let plans = lifeboat::plan::parse_plans(&text, jiff::Timestamp::now())
-        .map_err(|e| anyhow!("{}: {e} (see lifeboat plan check)", file.display()))?;
+    let plans = lifeboat::plan::load::load_local(file, jiff::Timestamp::now())?;
     let template = crate::schedules::template(&plans, &file.display().to_string())?;
     println!("{}", serde_json::to_string_pretty(&template)?);
     Ok(ExitCode::SUCCESS)
 }
 
 fn plan_check(out: &Renderer, file: &std::path::Path, at: Option<&str>) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read plan file {}", file.display()))?;
+    let text = lifeboat::plan::load::read_local(file)?;
     let now = match at {
         Some(text) => text
             .parse::<jiff::Timestamp>()

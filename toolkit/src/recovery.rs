@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use lifeboat::aws::load_config;
 use lifeboat::catalog::Catalog;
@@ -267,15 +267,7 @@ pub async fn status(
     args: &StatusArgs,
 ) -> Result<ExitCode> {
     let now = parse_at(args.at.as_deref())?;
-    let text = std::fs::read_to_string(&args.plans)
-        .with_context(|| format!("cannot read plan file {}", args.plans.display()))?;
-    let plans = lifeboat::plan::parse_plans(&text, now).map_err(|errors| {
-        anyhow!(
-            "plan file {} is not valid (see `lifeboat plan check {}`): {errors}",
-            args.plans.display(),
-            args.plans.display()
-        )
-    })?;
+    let plans = lifeboat::plan::load::load_local(&args.plans, now)?;
     let config = load_config(config_region).await?;
     let report = protection_status(&config, Some(catalog), &plans, now).await?;
     render_status(output, &report);

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use lifeboat::audit::AuditEvent;
 use lifeboat::aws::load_config;
 use lifeboat::catalog::{Catalog, HoldRecord};
-use lifeboat::plan::{parse_plans, Plan};
+use lifeboat::plan::Plan;
 use lifeboat::rds::Rds;
 use lifeboat::snapshot_ops::restore_test::RestoreTestOptions;
 use lifeboat::snapshot_ops::retention::{
@@ -102,15 +102,7 @@ fn parse_at(at: Option<&str>) -> Result<jiff::Timestamp> {
 }
 
 fn load_plans(args: &PlanArgs, now: jiff::Timestamp) -> Result<Vec<Plan>> {
-    let text = std::fs::read_to_string(&args.plans)
-        .with_context(|| format!("cannot read plan file {}", args.plans.display()))?;
-    let plans = parse_plans(&text, now).map_err(|errors| {
-        anyhow!(
-            "plan file {} is not valid (see `lifeboat plan check {}`): {errors}",
-            args.plans.display(),
-            args.plans.display()
-        )
-    })?;
+    let plans = lifeboat::plan::load::load_local(&args.plans, now)?;
     Ok(select_plans(&plans, &args.names)?)
 }
 

@@ -70,7 +70,7 @@ pub use records::{
 };
 
 use crate::catalog::CatalogError;
-use crate::plan::{parse_plans, Plan, PlanErrors, Resource};
+use crate::plan::{Plan, Resource};
 use crate::retention::RetentionPolicy;
 
 /// RDS allows this many cross-region snapshot copies in flight per
@@ -98,103 +98,6 @@ pub enum SnapshotError {
     List { region: String, error: RdsError },
     #[error("no plan named {name:?} in the plan file (it has: {known}): fix the schedule's event or the plan file")]
     UnknownPlan { name: String, known: String },
-}
-
-/// Where the snapshot function reads its plan file from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PlanSource {
-    /// `s3://BUCKET/KEY`.
-    S3 { bucket: String, key: String },
-    /// A file shipped with the function.
-    Path(std::path::PathBuf),
-    /// The file's text itself.
-    Inline(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanLoadError {
-    #[error("{0:?} names no plan file: give s3://BUCKET/KEY or a path")]
-    BadLocation(String),
-    #[error("reading the plan file s3://{bucket}/{key} failed ({message}): check that it exists and that the role may s3:GetObject it")]
-    S3 {
-        bucket: String,
-        key: String,
-        message: String,
-    },
-    #[error("reading the plan file {path} failed: {message}")]
-    File { path: String, message: String },
-    #[error("the plan file {location} is not UTF-8 text")]
-    NotText { location: String },
-    #[error("the plan file {location} is not valid (check it with `lifeboat plan check`): {errors}")]
-    Invalid { location: String, errors: PlanErrors },
-}
-
-impl PlanSource {
-    /// `s3://BUCKET/KEY` or a path.
-    pub fn parse(text: &str) -> Result<Self, PlanLoadError> {
-        if let Some(rest) = text.strip_prefix("s3://") {
-            return match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }),
-                _ => Err(PlanLoadError::BadLocation(text.to_owned())),
-            };
-        }
-        if text.trim().is_empty() || text.contains("://") {
-            return Err(PlanLoadError::BadLocation(text.to_owned()));
-        }
-        Ok(Self::Path(text.into()))
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Self::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
-            Self::Path(path) => path.display().to_string(),
-            Self::Inline(_) => "(inline)".to_owned(),
-        }
-    }
-}
-
-/// Reads and validates a plan file: all plans, or every problem.
-pub async fn load_plans(
-    source: &PlanSource,
-    s3: &aws_sdk_s3::Client,
-    now: Timestamp,
-) -> Result<Vec<Plan>, PlanLoadError> {
-    let location = source.describe();
-    let bytes = match source {
-        PlanSource::Inline(text) => text.clone().into_bytes(),
-        PlanSource::Path(path) => tokio::fs::read(path).await.map_err(|e| PlanLoadError::File {
-            path: location.clone(),
-            message: e.to_string(),
-        })?,
-        PlanSource::S3 { bucket, key } => {
-            let s3_error = |message: String| PlanLoadError::S3 {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                message,
-            };
-            let object = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| s3_error(crate::aws::error_code(&e).1))?;
-            object
-                .body
-                .collect()
-                .await
-                .map_err(|e| s3_error(e.to_string()))?
-                .into_bytes()
-                .to_vec()
-        }
-    };
-    let text = String::from_utf8(bytes).map_err(|_| PlanLoadError::NotText {
-        location: location.clone(),
-    })?;
-    parse_plans(&text, now).map_err(|errors| PlanLoadError::Invalid { location, errors })
 }
 
 /// The plan named `name`.
@@ -1082,23 +985,5 @@ mod tests {
             errors.to_string().contains("nor a Secrets Manager secret ARN"),
             "{errors}"
         );
-    }
-
-    #[test]
-    fn plan_sources_parse() {
-        assert_eq!(
-            PlanSource::parse("s3://cfg/lifeboat/plans.toml").unwrap(),
-            PlanSource::S3 {
-                bucket: "cfg".into(),
-                key: "lifeboat/plans.toml".into()
-            }
-        );
-        assert_eq!(
-            PlanSource::parse("/var/task/plans.toml").unwrap(),
-            PlanSource::Path("/var/task/plans.toml".into())
-        );
-        for bad in ["s3://bucket", "s3:///key", "", "https://x/plans.toml"] {
-            assert!(PlanSource::parse(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -20,10 +20,9 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::alert::{run_alerts_with, AlertError, AlertSummary, AlertTopic};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
+use lifeboat::plan::load::{load_plans, plan_source};
 use lifeboat::plan::Plan;
-use lifeboat::snapshot::load_plans;
 use lifeboat::snapshot_ops::alerts::{snapshot_conditions, SnapshotAlertRules};
-use lifeboat::snapshot_ops::plan_source;
 use lifeboat_lambda::{diagnostic, init_tracing, required_setting, setting, Metrics};
 
 use crate::event::AlertRequest;

@@ -21,15 +21,15 @@ use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
 use lifeboat::expire::{apply_expiry, plan_expiry, ExpirySummary};
 use lifeboat::gc::{collect_garbage, GcOptions, GcReport};
+use lifeboat::plan::load::{load_plans, plan_source};
 use lifeboat::plan::Plan;
 use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
 use lifeboat::retention::{RetentionPlan, RetentionPolicy};
-use lifeboat::snapshot::load_plans;
 use lifeboat::snapshot_ops::retention::{
     apply_snapshot_retention, plan_snapshot_expiry, SnapshotExpirySummary, SnapshotRetentionPlan,
 };
-use lifeboat::snapshot_ops::{plan_source, select_plans};
+use lifeboat::snapshot_ops::select_plans;
 use lifeboat::storage::Location;
 use lifeboat_lambda::{diagnostic, init_tracing, parse_request, setting, Request};
 use serde::{Deserialize, Serialize};

@@ -30,12 +30,11 @@ use jiff::Timestamp;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
+use lifeboat::plan::load::{load_plans, PlanSource};
 use lifeboat::plan::Plan;
 use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
-use lifeboat::snapshot::{
-    advance, load_plans, run_plan_dumps, run_scheduled, PlanSource, SnapshotError, SnapshotSummary,
-};
+use lifeboat::snapshot::{advance, run_plan_dumps, run_scheduled, SnapshotError, SnapshotSummary};
 use lifeboat::storage::Location;
 use lifeboat_lambda::{diagnostic, init_tracing, setting, Metrics};
 
@@ -199,15 +198,10 @@ fn dump_store(plans: &[Plan]) -> Result<Option<(Location, Option<String>)>, Stri
 
 /// The plan file's location from the environment.
 fn plan_source() -> Result<PlanSource, String> {
-    match (setting("LIFEBOAT_PLANS_TOML"), setting("LIFEBOAT_PLANS")) {
-        (Some(text), None) => Ok(PlanSource::Inline(text)),
-        (None, Some(location)) => PlanSource::parse(&location).map_err(|e| format!("LIFEBOAT_PLANS: {e}")),
-        (Some(_), Some(_)) => Err("both LIFEBOAT_PLANS and LIFEBOAT_PLANS_TOML are set: set one".to_owned()),
-        (None, None) => Err(
-            "the function's environment names no plan file: set LIFEBOAT_PLANS (s3://BUCKET/KEY or a path) or LIFEBOAT_PLANS_TOML (see infra/)"
-                .to_owned(),
-        ),
-    }
+    lifeboat::plan::load::plan_source(setting("LIFEBOAT_PLANS_TOML"), setting("LIFEBOAT_PLANS"))?.ok_or_else(|| {
+        "the function's environment names no plan file: set LIFEBOAT_PLANS (s3://BUCKET/KEY or a path) or LIFEBOAT_PLANS_TOML (see infra/)"
+            .to_owned()
+    })
 }
 
 #[tokio::main]

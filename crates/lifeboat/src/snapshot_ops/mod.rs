@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditError;
 use crate::catalog::{dynamo_error, CatalogError, HoldRecord, VerificationStatus};
 use crate::plan::Plan;
-use crate::snapshot::{PlanSource, RdsError, SnapshotCatalog, SnapshotHistory, SnapshotRecord, SnapshotStatus};
+use crate::snapshot::{RdsError, SnapshotCatalog, SnapshotHistory, SnapshotRecord, SnapshotStatus};
 use crate::validate::ValidateError;
 
 /// An instance's status and endpoint (host, port), as RDS describes it.
@@ -520,20 +520,6 @@ pub fn select_plans(plans: &[Plan], names: &[String]) -> Result<Vec<Plan>, Snaps
         .collect()
 }
 
-/// Where a function's plan file is, from its two settings
-/// (`LIFEBOAT_PLANS_TOML`: the text; `LIFEBOAT_PLANS`: `s3://BUCKET/KEY` or
-/// a path), as the snapshot function reads them; `None` if neither is set.
-pub fn plan_source(inline: Option<String>, location: Option<String>) -> Result<Option<PlanSource>, String> {
-    match (inline, location) {
-        (Some(text), None) => Ok(Some(PlanSource::Inline(text))),
-        (None, Some(location)) => PlanSource::parse(&location)
-            .map(Some)
-            .map_err(|e| format!("LIFEBOAT_PLANS: {e}")),
-        (Some(_), Some(_)) => Err("both LIFEBOAT_PLANS and LIFEBOAT_PLANS_TOML are set: set one".to_owned()),
-        (None, None) => Ok(None),
-    }
-}
-
 /// The newest completed snapshot of each (plan, resource), by plan and resource.
 pub fn newest_completed(histories: &[SnapshotHistory]) -> Vec<&SnapshotHistory> {
     let mut newest: std::collections::BTreeMap<(&str, &str), &SnapshotHistory> = std::collections::BTreeMap::new();
@@ -565,26 +551,6 @@ pub(crate) fn moment(at: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_plan_file_setting_is_one_of_two_or_none() {
-        assert_eq!(plan_source(None, None), Ok(None));
-        assert_eq!(
-            plan_source(Some("[[plan]]".into()), None),
-            Ok(Some(PlanSource::Inline("[[plan]]".into())))
-        );
-        assert_eq!(
-            plan_source(None, Some("s3://b/plans.toml".into())),
-            Ok(Some(PlanSource::S3 {
-                bucket: "b".into(),
-                key: "plans.toml".into()
-            }))
-        );
-        let both = plan_source(Some("x".into()), Some("y".into())).unwrap_err();
-        assert!(both.contains("set one"), "{both}");
-        let bad = plan_source(None, Some("http://x".into())).unwrap_err();
-        assert!(bad.starts_with("LIFEBOAT_PLANS"), "{bad}");
-    }
 
     #[test]
     fn plans_are_selected_by_name_and_an_unknown_one_is_named() {

@@ -1,0 +1,870 @@
+//! Reading a plan file: TOML into validated [`Plan`]s, collecting **every**
+//! problem (each naming the plan, the field and what to do) instead of
+//! stopping at the first. One named check per section of a plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+
+use super::checks::{checks_from, CheckFile};
+use super::schedule::Schedule;
+use super::{
+    duration_words, is_database_url, is_secret_arn, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier,
+    RESTORE_TEST_CLASS, RESTORE_TEST_EVERY, RESTORE_TEST_TIMEOUT,
+};
+use crate::retention::{RetentionError, RetentionPolicy};
+
+// The file's boundary types: TOML, snake_case, unknown fields refused.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanToml {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    schedule: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    copy_regions: Vec<CopyRegionToml>,
+    #[serde(default)]
+    retention: Option<RetentionToml>,
+    rpo: String,
+    tier: String,
+    #[serde(default)]
+    restore_test: Option<RestoreTestToml>,
+}
+
+const PLAN_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "schedule",
+    "timezone",
+    "tags",
+    "resources",
+    "sources",
+    "copy_regions",
+    "retention",
+    "rpo",
+    "tier",
+    "restore_test",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreTestToml {
+    url: String,
+    #[serde(default)]
+    check: Vec<CheckFile>,
+    every: Option<String>,
+    instance_class: Option<String>,
+    subnet_group: Option<String>,
+    #[serde(default)]
+    security_groups: Vec<String>,
+    timeout: Option<String>,
+}
+
+const RESTORE_TEST_FIELDS: &[&str] = &[
+    "url",
+    "check",
+    "every",
+    "instance_class",
+    "subnet_group",
+    "security_groups",
+    "timeout",
+];
+
+const CHECK_FIELDS: &[&str] = &["name", "sql", "equals", "at_least", "at_most"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyRegionToml {
+    region: String,
+    #[serde(default)]
+    kms_key: Option<String>,
+}
+
+const COPY_FIELDS: &[&str] = &["region", "kms_key"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionToml {
+    keep_days: Option<u32>,
+    keep_last: Option<u32>,
+    daily: Option<u32>,
+    weekly: Option<u32>,
+    monthly: Option<u32>,
+    yearly: Option<u32>,
+    /// Default: the plan's time zone.
+    timezone: Option<String>,
+}
+
+const RETENTION_FIELDS: &[&str] = &[
+    "keep_days",
+    "keep_last",
+    "daily",
+    "weekly",
+    "monthly",
+    "yearly",
+    "timezone",
+];
+
+struct Problems {
+    list: Vec<PlanProblem>,
+    plan: Option<String>,
+}
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.list.push(PlanProblem {
+            plan: self.plan.clone(),
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reports and removes keys that `known` does not list.
+fn unknown_keys(table: &mut toml::Table, known: &[&str], at: &str, problems: &mut Problems) {
+    let unknown: Vec<String> = table.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect();
+    for key in unknown {
+        table.remove(&key);
+        problems.add(
+            &format!("{at}{key}"),
+            format!("unknown field; the fields are {}", known.join(", ")),
+        );
+    }
+}
+
+pub(super) fn read(text: &str, now: Timestamp) -> (Vec<Plan>, Vec<PlanProblem>) {
+    let mut problems = Problems {
+        list: Vec::new(),
+        plan: None,
+    };
+    let mut document: toml::Table = match text.parse() {
+        Ok(table) => table,
+        Err(e) => {
+            problems.add("file", format!("not valid TOML: {}", e.to_string().trim_end()));
+            return (Vec::new(), problems.list);
+        }
+    };
+    unknown_keys(&mut document, &["plan"], "", &mut problems);
+    let entries = match document.remove("plan") {
+        Some(toml::Value::Array(entries)) => entries,
+        Some(_) => {
+            problems.add("plan", "must be an array of tables: write each plan as [[plan]]");
+            return (Vec::new(), problems.list);
+        }
+        None => {
+            problems.add(
+                "plan",
+                "the file declares no plan: add a [[plan]] table (see examples/plans.toml)",
+            );
+            return (Vec::new(), problems.list);
+        }
+    };
+    let mut plans = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let toml::Value::Table(mut table) = entry else {
+            problems.plan = Some(format!("#{}", index + 1));
+            problems.add("plan", "not a table: write each plan as [[plan]]");
+            continue;
+        };
+        let label = match table.get("name").and_then(|n| n.as_str()) {
+            Some(name) if !name.is_empty() => name.to_owned(),
+            _ => format!("#{}", index + 1),
+        };
+        problems.plan = Some(label.clone());
+        if let Some(previous) = names.insert(label.clone(), index + 1) {
+            problems.add(
+                "name",
+                format!(
+                    "plans #{previous} and #{} are both named {label:?}: give every plan its own name",
+                    index + 1
+                ),
+            );
+        }
+        unknown_keys(&mut table, PLAN_FIELDS, "", &mut problems);
+        if let Some(toml::Value::Array(copies)) = table.get_mut("copy_regions") {
+            for (i, copy) in copies.iter_mut().enumerate() {
+                if let toml::Value::Table(copy) = copy {
+                    unknown_keys(copy, COPY_FIELDS, &format!("copy_regions[{i}]."), &mut problems);
+                }
+            }
+        }
+        if let Some(toml::Value::Table(retention)) = table.get_mut("retention") {
+            unknown_keys(retention, RETENTION_FIELDS, "retention.", &mut problems);
+        }
+        if let Some(toml::Value::Table(restore_test)) = table.get_mut("restore_test") {
+            unknown_keys(restore_test, RESTORE_TEST_FIELDS, "restore_test.", &mut problems);
+            if let Some(toml::Value::Array(checks)) = restore_test.get_mut("check") {
+                for (i, check) in checks.iter_mut().enumerate() {
+                    if let toml::Value::Table(check) = check {
+                        unknown_keys(check, CHECK_FIELDS, &format!("restore_test.check[{i}]."), &mut problems);
+                    }
+                }
+            }
+        }
+        match PlanToml::deserialize(toml::Value::Table(table)) {
+            Ok(raw) => {
+                if let Some(plan) = validate(raw, now, &mut problems) {
+                    plans.push(plan);
+                }
+            }
+            Err(e) => problems.add("plan", e.message().to_owned()),
+        }
+    }
+    (plans, problems.list)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 50
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+fn valid_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Plan> {
+    let before = problems.list.len();
+    let name = raw.name.clone();
+    if !valid_name(&name) {
+        problems.add(
+            "name",
+            format!("{name:?} is not a plan name: use lowercase letters, digits and single hyphens (at most 50), e.g. orders-hourly; it becomes part of snapshot names"),
+        );
+    }
+    let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
+    let zone = match TimeZone::get(&timezone) {
+        Ok(zone) => Some(zone),
+        Err(_) => {
+            problems.add(
+                "timezone",
+                format!("unknown time zone {timezone:?}: give an IANA name such as Europe/Berlin or America/New_York, or UTC"),
+            );
+            None
+        }
+    };
+    let schedule = match Schedule::parse(&raw.schedule) {
+        Ok(schedule) => Some(schedule),
+        Err(e) => {
+            problems.add("schedule", e.to_string());
+            None
+        }
+    };
+    if let (Some(Schedule::Cron(cron)), Some(zone)) = (&schedule, &zone) {
+        if matches!(cron.next_runs(now, zone, 1), Ok(runs) if runs.is_empty()) {
+            problems.add(
+                "schedule",
+                format!("{} never runs after {now}: check its year field", raw.schedule.trim()),
+            );
+        }
+    }
+    for (key, value) in &raw.tags {
+        if key.trim().is_empty() {
+            problems.add("tags", format!("a tag key is empty (value {value:?}): name the tag"));
+        }
+    }
+    let mut resources = Vec::new();
+    for text in &raw.resources {
+        match Resource::parse(text) {
+            Ok(resource) => resources.push(resource),
+            Err(message) => problems.add("resources", message),
+        }
+    }
+    for source in &raw.sources {
+        if is_database_url(source) || is_secret_arn(source) {
+            continue;
+        }
+        let bucket = source
+            .strip_prefix("s3://")
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        if bucket.is_none_or(str::is_empty) {
+            problems.add(
+                "sources",
+                format!("{source:?} is neither an S3 location (s3://BUCKET[/PREFIX]), a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://) nor a Secrets Manager secret ARN holding one (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"),
+            );
+        }
+    }
+    if raw.tags.is_empty() && raw.resources.is_empty() && raw.sources.is_empty() {
+        problems.add(
+            "selection",
+            "the plan selects nothing: give tags (e.g. tags = { backup = \"daily\" }), resources (ARNs or identifiers) or sources (s3://... or database URLs)",
+        );
+    }
+    let mut copy_regions = Vec::new();
+    let mut seen_regions = BTreeSet::new();
+    for copy in raw.copy_regions {
+        let region = copy.region;
+        if !valid_region(&region) {
+            problems.add(
+                "copy_regions",
+                format!("{region:?} is not an AWS region name such as us-west-2"),
+            );
+            continue;
+        }
+        if !seen_regions.insert(region.clone()) {
+            problems.add(
+                "copy_regions",
+                format!("{region} is listed twice: list each copy region once"),
+            );
+        }
+        let Some(kms_key) = copy.kms_key else {
+            problems.add(
+                "copy_regions",
+                format!("copy region {region} has no kms_key: give the ARN of a KMS key in {region} (copies are re-encrypted there; the default aws/rds key is never used)"),
+            );
+            continue;
+        };
+        let parts: Vec<&str> = kms_key.splitn(6, ':').collect();
+        if parts.len() != 6
+            || parts[0] != "arn"
+            || parts[2] != "kms"
+            || !(parts[5].starts_with("key/") || parts[5].starts_with("alias/"))
+        {
+            problems.add(
+                "copy_regions",
+                format!("kms_key {kms_key:?} for {region} is not a KMS key ARN: write arn:aws:kms:{region}:ACCOUNT:key/KEY-ID (or :alias/NAME)"),
+            );
+        } else if parts[3] != region {
+            problems.add(
+                "copy_regions",
+                format!(
+                    "kms_key {kms_key} is in {} but copies go to {region}: a KMS key works only in its own region, give a key in {region}",
+                    parts[3]
+                ),
+            );
+        }
+        copy_regions.push(CopyRegion { region, kms_key });
+    }
+    let retention = match raw.retention {
+        None => {
+            problems.add(
+                "retention",
+                "missing: add retention = { keep_days = N } (or keep_last, daily, weekly, monthly, yearly)",
+            );
+            None
+        }
+        Some(r) => {
+            // A bad inherited time zone is already reported under `timezone`.
+            let inherited_bad_zone = r.timezone.is_none() && zone.is_none();
+            let policy = RetentionPolicy {
+                keep_days: r.keep_days,
+                keep_last: r.keep_last,
+                daily: r.daily,
+                weekly: r.weekly,
+                monthly: r.monthly,
+                yearly: r.yearly,
+                timezone: r.timezone.unwrap_or_else(|| timezone.clone()),
+            };
+            if !policy.has_rules() {
+                problems.add(
+                    "retention",
+                    "sets no rule, so nothing would ever be deleted: set keep_days, keep_last, daily, weekly, monthly or yearly",
+                );
+            }
+            match policy.validate() {
+                Ok(_) => Some(policy),
+                Err(RetentionError::UnknownTimezone { .. }) if inherited_bad_zone => None,
+                Err(e) => {
+                    problems.add("retention", e.to_string());
+                    None
+                }
+            }
+        }
+    };
+    let rpo = match humantime::parse_duration(&raw.rpo) {
+        Ok(d) if !d.is_zero() => SignedDuration::try_from(d).ok(),
+        _ => None,
+    };
+    if rpo.is_none() {
+        problems.add(
+            "rpo",
+            format!("{:?} is not a duration: write e.g. \"1h\", \"26h\", \"30m\"", raw.rpo),
+        );
+    }
+    if let (Some(schedule), Some(rpo)) = (&schedule, rpo) {
+        if let Some(gap) = schedule.longest_gap(now) {
+            if gap > rpo {
+                problems.add(
+                    "rpo",
+                    format!(
+                        "plan {name} runs every {} but promises an RPO of {}: schedule it at least every {}, or raise rpo",
+                        duration_words(gap),
+                        duration_words(rpo),
+                        duration_words(rpo)
+                    ),
+                );
+            }
+        }
+    }
+    let tier = match raw.tier.as_str() {
+        "critical" => Some(Tier::Critical),
+        "important" => Some(Tier::Important),
+        "standard" => Some(Tier::Standard),
+        other => {
+            problems.add(
+                "tier",
+                format!("{other:?} is not a tier: write critical, important or standard"),
+            );
+            None
+        }
+    };
+    let restore_test = raw
+        .restore_test
+        .and_then(|r| restore_test(r, &resources, raw.tags.is_empty(), problems));
+    if problems.list.len() != before {
+        return None;
+    }
+    Some(Plan {
+        name,
+        description: raw.description,
+        schedule: schedule?,
+        schedule_text: raw.schedule.trim().to_owned(),
+        timezone,
+        zone: zone?,
+        tags: raw.tags,
+        resources,
+        sources: raw.sources,
+        copy_regions,
+        retention: retention?,
+        rpo: rpo?,
+        tier: tier?,
+        restore_test,
+    })
+}
+
+/// A positive duration such as `7d`, `12h`, `90m` (`default` when not
+/// given); reported under `field` when it is not one.
+fn duration(
+    field: &str,
+    text: Option<String>,
+    default: SignedDuration,
+    problems: &mut Problems,
+) -> Option<SignedDuration> {
+    let Some(text) = text else {
+        return Some(default);
+    };
+    let parsed = match humantime::parse_duration(&text) {
+        Ok(d) if !d.is_zero() => SignedDuration::try_from(d).ok(),
+        _ => None,
+    };
+    if parsed.is_none() {
+        problems.add(
+            field,
+            format!("{text:?} is not a duration: write e.g. \"7d\", \"12h\", \"90m\""),
+        );
+    }
+    parsed
+}
+
+/// Validates `[plan.restore_test]` for a plan that selects `resources`
+/// (and tags, unless `no_tags`).
+fn restore_test(
+    raw: RestoreTestToml,
+    resources: &[Resource],
+    no_tags: bool,
+    problems: &mut Problems,
+) -> Option<RestoreTestPlan> {
+    let before = problems.list.len();
+    if no_tags && resources.is_empty() {
+        problems.add(
+            "restore_test",
+            "the plan takes no RDS snapshots (it selects only sources): restore tests restore a DB instance snapshot, so select DB instances with resources or tags, or remove [plan.restore_test]",
+        );
+    } else if no_tags && resources.iter().all(|r| matches!(r, Resource::Cluster { .. })) {
+        problems.add(
+            "restore_test",
+            "the plan selects only Aurora clusters, and restore tests restore DB instance snapshots: test a cluster with `lifeboat restore` by hand, or remove [plan.restore_test]",
+        );
+    }
+    let checks = match checks_from(raw.url, raw.check) {
+        Ok(checks) => Some(checks),
+        Err(message) => {
+            problems.add("restore_test", message);
+            None
+        }
+    };
+    let every = duration("restore_test.every", raw.every, RESTORE_TEST_EVERY, problems);
+    let timeout = duration("restore_test.timeout", raw.timeout, RESTORE_TEST_TIMEOUT, problems);
+    let instance_class = raw.instance_class.unwrap_or_else(|| RESTORE_TEST_CLASS.to_owned());
+    if !instance_class.starts_with("db.") || instance_class.len() < 4 {
+        problems.add(
+            "restore_test.instance_class",
+            format!("{instance_class:?} is not a DB instance class: write e.g. \"db.t3.micro\""),
+        );
+    }
+    if raw.subnet_group.as_deref().is_some_and(|g| g.trim().is_empty()) {
+        problems.add(
+            "restore_test.subnet_group",
+            "is empty: name a DB subnet group, or leave it out for the default VPC",
+        );
+    }
+    for group in &raw.security_groups {
+        if !group.starts_with("sg-") {
+            problems.add(
+                "restore_test.security_groups",
+                format!("{group:?} is not a security group id: write e.g. \"sg-0123456789abcdef0\""),
+            );
+        }
+    }
+    if problems.list.len() != before {
+        return None;
+    }
+    Some(RestoreTestPlan {
+        checks: checks?,
+        every: every?,
+        instance_class,
+        subnet_group: raw.subnet_group,
+        security_groups: raw.security_groups,
+        timeout: timeout?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{check_plans, parse_plans, Tier};
+    use super::*;
+
+    const NOW: &str = "2026-11-23T12:00:00Z";
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    const GOOD: &str = r#"
+[[plan]]
+name = "orders-hourly"
+schedule = "cron(0 * * * ? *)"
+timezone = "Europe/Berlin"
+resources = ["arn:aws:rds:eu-central-1:123456789012:cluster:orders"]
+copy_regions = [{ region = "us-west-2", kms_key = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab" }]
+retention = { keep_days = 7, daily = 30 }
+rpo = "1h"
+tier = "critical"
+"#;
+
+    /// Replaces `from` with `to` in the good plan, adds `extra`, and checks that
+    /// exactly `expected` problems come out (each as "plan/field: part of message").
+    fn problems(edits: &[(&str, &str)], extra: &str, expected: &[(&str, &str, &str)]) {
+        let mut text = GOOD.to_owned();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{from:?} not in the good plan");
+            text = text.replace(from, to);
+        }
+        text.push_str(extra);
+        let check = check_plans(&text, ts(NOW));
+        let got: Vec<String> = check.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(check.problems.len(), expected.len(), "{got:#?}");
+        for ((plan, field, needle), problem) in expected.iter().zip(&check.problems) {
+            assert_eq!(problem.plan.as_deref(), Some(*plan), "{problem}");
+            assert_eq!(problem.field, *field, "{problem}");
+            assert!(problem.message.contains(needle), "{problem} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn the_good_plan_passes() {
+        let plans = parse_plans(GOOD, ts(NOW)).unwrap();
+        assert_eq!(plans.len(), 1);
+        let plan = &plans[0];
+        assert_eq!(plan.tier, Tier::Critical);
+        assert_eq!(plan.retention.timezone, "Europe/Berlin");
+        assert_eq!(plan.rpo, SignedDuration::from_hours(1));
+        let summary = plan.summary(ts(NOW));
+        assert_eq!(summary.next_runs[0], "2026-11-23T14:00:00+01:00[Europe/Berlin]");
+        assert_eq!(summary.schedule_words, "every hour at :00");
+    }
+
+    #[test]
+    fn validation_messages() {
+        problems(
+            &[("cron(0 * * * ? *)", "cron(0 25 * * ? *)")],
+            "",
+            &[("orders-hourly", "schedule", "hours")],
+        );
+        problems(
+            &[("Europe/Berlin", "Europe/Atlantis")],
+            "",
+            &[("orders-hourly", "timezone", "Europe/Atlantis")],
+        );
+        problems(
+            &[(
+                ", kms_key = \"arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\"",
+                "",
+            )],
+            "",
+            &[("orders-hourly", "copy_regions", "us-west-2 has no kms_key")],
+        );
+        problems(
+            &[("arn:aws:kms:us-west-2", "arn:aws:kms:us-east-1")],
+            "",
+            &[(
+                "orders-hourly",
+                "copy_regions",
+                "is in us-east-1 but copies go to us-west-2",
+            )],
+        );
+        problems(
+            &[("key/1234", "KEY1234")],
+            "",
+            &[("orders-hourly", "copy_regions", "not a KMS key ARN")],
+        );
+        problems(
+            &[("us-west-2\",", "mars-1\",")],
+            "",
+            &[("orders-hourly", "copy_regions", "not an AWS region")],
+        );
+        problems(&[], GOOD, &[("orders-hourly", "name", "both named")]);
+        problems(
+            &[(
+                "resources = [\"arn:aws:rds:eu-central-1:123456789012:cluster:orders\"]",
+                "",
+            )],
+            "",
+            &[("orders-hourly", "selection", "selects nothing")],
+        );
+        problems(&[("\"1h\"", "\"1h\"")], "", &[]);
+        problems(
+            &[("cron(0 * * * ? *)", "cron(0 2 * * ? *)")],
+            "",
+            &[(
+                "orders-hourly",
+                "rpo",
+                "plan orders-hourly runs every 24 h but promises an RPO of 1 h",
+            )],
+        );
+        problems(
+            &[("cron(0 * * * ? *)", "rate(1 day)")],
+            "",
+            &[("orders-hourly", "rpo", "runs every 24 h but promises an RPO of 1 h")],
+        );
+        // A daily run in Berlin is 25 h apart on the autumn night; that does not count.
+        problems(
+            &[("cron(0 * * * ? *)", "cron(0 2 * * ? *)"), ("\"1h\"", "\"24h\"")],
+            "",
+            &[],
+        );
+        problems(&[("cron(0 * * * ? *)", "rate(30 minutes)")], "", &[]);
+        problems(
+            &[("\"1h\"", "\"soon\"")],
+            "",
+            &[("orders-hourly", "rpo", "not a duration")],
+        );
+        problems(
+            &[("\"critical\"", "\"vital\"")],
+            "",
+            &[("orders-hourly", "tier", "critical, important or standard")],
+        );
+        problems(
+            &[("orders-hourly", "Orders_Hourly")],
+            "",
+            &[("Orders_Hourly", "name", "lowercase")],
+        );
+        problems(
+            &[("cluster:orders", "table/orders")],
+            "",
+            &[("orders-hourly", "resources", "not an RDS")],
+        );
+        problems(
+            &[("keep_days = 7, daily = 30", "daily = 0")],
+            "",
+            &[("orders-hourly", "retention", "keep-daily")],
+        );
+        problems(
+            &[("keep_days = 7, daily = 30", "")],
+            "",
+            &[("orders-hourly", "retention", "no rule")],
+        );
+        problems(
+            &[("keep_days = 7", "keep_days = 7, timezone = \"Nowhere/Else\"")],
+            "",
+            &[("orders-hourly", "retention", "Nowhere/Else")],
+        );
+        problems(
+            &[("cron(0 * * * ? *)", "cron(0 * * * ? 2020)")],
+            "",
+            &[("orders-hourly", "schedule", "never runs")],
+        );
+        problems(
+            &[(
+                "tier = \"critical\"",
+                "tier = \"critical\"\ncolour = \"red\"\nowner = \"ops\"",
+            )],
+            "",
+            &[
+                ("orders-hourly", "colour", "unknown field"),
+                ("orders-hourly", "owner", "unknown field"),
+            ],
+        );
+        problems(
+            &[("region = \"us-west-2\"", "region = \"us-west-2\", kms = \"x\"")],
+            "",
+            &[("orders-hourly", "copy_regions[0].kms", "unknown field")],
+        );
+        problems(
+            &[("rpo = \"1h\"", "rpo = 1")],
+            "",
+            &[("orders-hourly", "plan", "string")],
+        );
+        // Several problems in one plan are all reported.
+        problems(
+            &[
+                ("Europe/Berlin", "Nowhere"),
+                ("\"critical\"", "\"vital\""),
+                ("\"1h\"", "\"x\""),
+            ],
+            "",
+            &[
+                ("orders-hourly", "timezone", "Nowhere"),
+                ("orders-hourly", "rpo", "not a duration"),
+                ("orders-hourly", "tier", "vital"),
+            ],
+        );
+    }
+
+    const RESTORE_TEST: &str = r#"[plan.restore_test]
+url = "postgres://app@{host}:{port}/orders"
+every = "3d"
+security_groups = ["sg-0123"]
+[[plan.restore_test.check]]
+name = "orders present"
+sql = "SELECT count(*) FROM orders"
+at_least = 1
+"#;
+
+    #[test]
+    fn a_restore_test_is_read_with_its_checks_and_defaults() {
+        let text = GOOD.replace("cluster:orders", "db:orders") + RESTORE_TEST;
+        let plans = parse_plans(&text, ts(NOW)).unwrap();
+        let test = plans[0].restore_test.as_ref().expect("a restore test");
+        assert_eq!(test.every, SignedDuration::from_hours(72));
+        assert_eq!(test.timeout, RESTORE_TEST_TIMEOUT);
+        assert_eq!(test.instance_class, RESTORE_TEST_CLASS);
+        assert_eq!(test.security_groups, ["sg-0123"]);
+        assert_eq!(test.subnet_group, None);
+        assert_eq!(test.checks.checks[0].name, "orders present");
+        assert_eq!(test.checks.url_for("h", 1), "postgres://app@h:1/orders");
+        assert!(parse_plans(GOOD, ts(NOW)).unwrap()[0].restore_test.is_none());
+    }
+
+    #[test]
+    fn restore_test_problems_name_the_field() {
+        let instance = [("cluster:orders", "db:orders")];
+        // The good plan selects only a cluster.
+        problems(
+            &[],
+            RESTORE_TEST,
+            &[("orders-hourly", "restore_test", "only Aurora clusters")],
+        );
+        // (in the block, from, to, field, part of the message)
+        let cases = [
+            (
+                "every = \"3d\"",
+                "every = \"soon\"",
+                "restore_test.every",
+                "not a duration",
+            ),
+            (
+                "security_groups = [\"sg-0123\"]",
+                "security_groups = [\"default\"]",
+                "restore_test.security_groups",
+                "not a security group",
+            ),
+            ("at_least = 1", "", "restore_test", "says nothing about the result"),
+            (
+                "url = \"postgres://app@{host}:{port}/orders\"",
+                "url = \"redis://h:6379/0\"",
+                "restore_test",
+                "redis",
+            ),
+            (
+                "every = \"3d\"",
+                "every = \"3d\"\ncolour = \"red\"",
+                "restore_test.colour",
+                "unknown field",
+            ),
+            (
+                "at_least = 1",
+                "at_least = 1\natleast = 2",
+                "restore_test.check[0].atleast",
+                "unknown field",
+            ),
+        ];
+        for (from, to, field, needle) in cases {
+            problems(
+                &instance,
+                &RESTORE_TEST.replace(from, to),
+                &[("orders-hourly", field, needle)],
+            );
+        }
+        let sources_only = [(
+            "resources = [\"arn:aws:rds:eu-central-1:123456789012:cluster:orders\"]",
+            "sources = [\"s3://bucket/data\"]",
+        )];
+        problems(
+            &sources_only,
+            RESTORE_TEST,
+            &[("orders-hourly", "restore_test", "takes no RDS snapshots")],
+        );
+    }
+
+    #[test]
+    fn file_level_problems() {
+        let check = check_plans("[[plan]\nname=", ts(NOW));
+        assert_eq!(check.problems[0].field, "file");
+        let check = check_plans("", ts(NOW));
+        assert!(check.problems[0].message.contains("no plan"));
+        let check = check_plans("[[plan]]\nschedule = \"rate(1 day)\"\n", ts(NOW));
+        assert_eq!(check.problems[0].plan.as_deref(), Some("#1"));
+        let errors = parse_plans("", ts(NOW)).unwrap_err();
+        assert!(errors.to_string().contains("1 problem(s)"), "{errors}");
+    }
+
+    #[test]
+    fn secret_arns_are_database_sources() {
+        let secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf";
+        assert!(is_secret_arn(secret));
+        for not_one in [
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:",
+            "arn:aws:secretsmanager::123456789012:secret:orders",
+            "arn:aws:secretsmanager:eu-west-1:1234:secret:orders",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/orders",
+            "arn:aws:rds:eu-west-1:123456789012:db:orders",
+        ] {
+            assert!(!is_secret_arn(not_one), "{not_one}");
+        }
+        let text = format!(
+            "[[plan]]\nname = \"dumps\"\nschedule = \"rate(1 day)\"\nsources = [\"{secret}\", \"s3://bucket/x\"]\nretention = {{ daily = 7 }}\nrpo = \"26h\"\ntier = \"important\"\n"
+        );
+        let plans = parse_plans(&text, ts(NOW)).expect("a plan with a secret source");
+        assert_eq!(plans[0].database_sources(), [secret]);
+        let bad = check_plans(
+            &text.replace(secret, "arn:aws:secretsmanager:eu-west-1:1:secret:x"),
+            ts(NOW),
+        );
+        assert_eq!(bad.problems[0].field, "sources", "{:?}", bad.problems);
+    }
+}
