@@ -268,7 +268,26 @@ pub fn plan_retention(
 ) -> Result<RetentionPlan, RetentionError> {
     let zone = policy.validate()?;
     let no_rules = !policy.has_rules();
-    // Sources in name order; within one, newest first (ties by id, descending).
+    let by_source = by_source(backups);
+    let mut reasons: Reasons = HashMap::new();
+    for list in by_source.values() {
+        let completed: Vec<&BackupInfo> = list
+            .iter()
+            .copied()
+            .filter(|b| b.status == BackupState::Completed)
+            .collect();
+        keep_by_rules(&completed, policy, &zone, now, &mut reasons);
+        keep_protected(list, &completed, policy, no_rules, now, &mut reasons);
+    }
+    keep_parents(backups, &by_source, &mut reasons);
+    Ok(decide(&by_source, reasons, policy, no_rules, now))
+}
+
+/// Why each backup (by id) is kept.
+type Reasons<'a> = HashMap<&'a str, Vec<KeepReason>>;
+
+/// Sources in name order; within one, newest first (ties by id, descending).
+fn by_source(backups: &[BackupInfo]) -> BTreeMap<&str, Vec<&BackupInfo>> {
     let mut by_source: BTreeMap<&str, Vec<&BackupInfo>> = BTreeMap::new();
     for backup in backups {
         by_source.entry(backup.source.as_str()).or_default().push(backup);
@@ -276,99 +295,125 @@ pub fn plan_retention(
     for list in by_source.values_mut() {
         list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
     }
-    let mut reasons: HashMap<&str, Vec<KeepReason>> = HashMap::new();
-    let days_ago = |days: u32| now - SignedDuration::from_hours(24 * i64::from(days));
-    for list in by_source.values() {
-        let completed: Vec<&BackupInfo> = list
-            .iter()
-            .copied()
-            .filter(|b| b.status == BackupState::Completed)
-            .collect();
-        if let Some(n) = policy.keep_last {
-            for backup in completed.iter().take(n as usize) {
-                add(&mut reasons, &backup.id, KeepReason::Last);
-            }
+    by_source
+}
+
+/// The time `days` days before `now`.
+fn days_before(now: Timestamp, days: u32) -> Timestamp {
+    now - SignedDuration::from_hours(24 * i64::from(days))
+}
+
+/// The policy's rules over one source's completed backups, newest first:
+/// keep-last, keep-days, then the calendar buckets in `zone`.
+fn keep_by_rules<'a>(
+    completed: &[&'a BackupInfo],
+    policy: &RetentionPolicy,
+    zone: &jiff::tz::TimeZone,
+    now: Timestamp,
+    reasons: &mut Reasons<'a>,
+) {
+    if let Some(n) = policy.keep_last {
+        for backup in completed.iter().take(n as usize) {
+            add(reasons, &backup.id, KeepReason::Last);
         }
-        if let Some(days) = policy.keep_days {
-            let cutoff = days_ago(days);
-            for backup in completed.iter().filter(|b| b.created_at > cutoff) {
-                add(&mut reasons, &backup.id, KeepReason::Within { days });
-            }
+    }
+    if let Some(days) = policy.keep_days {
+        let cutoff = days_before(now, days);
+        for backup in completed.iter().filter(|b| b.created_at > cutoff) {
+            add(reasons, &backup.id, KeepReason::Within { days });
         }
-        let buckets: [BucketRule; 4] = [
-            (policy.daily, |z| z.date().to_string(), |day| KeepReason::Daily { day }),
-            (
-                policy.weekly,
-                |z| {
-                    let week = z.date().iso_week_date();
-                    format!("{:04}-W{:02}", week.year(), week.week())
-                },
-                |week| KeepReason::Weekly { week },
-            ),
-            (
-                policy.monthly,
-                |z| format!("{:04}-{:02}", z.year(), z.month()),
-                |month| KeepReason::Monthly { month },
-            ),
-            (
-                policy.yearly,
-                |z| format!("{:04}", z.year()),
-                |year| KeepReason::Yearly { year },
-            ),
-        ];
-        for (count, bucket_of, reason) in buckets {
-            let Some(count) = count else { continue };
-            let mut last: Option<String> = None;
-            let mut left = count;
-            for backup in &completed {
-                if left == 0 {
-                    break;
-                }
-                let bucket = bucket_of(&backup.created_at.to_zoned(zone.clone()));
-                if last.as_ref() != Some(&bucket) {
-                    add(&mut reasons, &backup.id, reason(bucket.clone()));
-                    last = Some(bucket);
-                    left -= 1;
-                }
+    }
+    let buckets: [BucketRule; 4] = [
+        (policy.daily, |z| z.date().to_string(), |day| KeepReason::Daily { day }),
+        (
+            policy.weekly,
+            |z| {
+                let week = z.date().iso_week_date();
+                format!("{:04}-W{:02}", week.year(), week.week())
+            },
+            |week| KeepReason::Weekly { week },
+        ),
+        (
+            policy.monthly,
+            |z| format!("{:04}-{:02}", z.year(), z.month()),
+            |month| KeepReason::Monthly { month },
+        ),
+        (
+            policy.yearly,
+            |z| format!("{:04}", z.year()),
+            |year| KeepReason::Yearly { year },
+        ),
+    ];
+    for (count, bucket_of, reason) in buckets {
+        let Some(count) = count else { continue };
+        let mut last: Option<String> = None;
+        let mut left = count;
+        for backup in completed {
+            if left == 0 {
+                break;
             }
-        }
-        // Protections.
-        let newest_verified = completed.iter().find(|b| b.verified);
-        match newest_verified {
-            Some(backup) => add(&mut reasons, &backup.id, KeepReason::Newest { verified: true }),
-            None => {
-                if let Some(backup) = completed.first() {
-                    add(&mut reasons, &backup.id, KeepReason::Newest { verified: false });
-                }
-            }
-        }
-        let failed_cutoff = days_ago(failed_days(policy));
-        for backup in list {
-            if backup.held {
-                add(&mut reasons, &backup.id, KeepReason::Held);
-            }
-            if let Some(until) = backup.locked_until.filter(|until| *until > now) {
-                add(&mut reasons, &backup.id, KeepReason::Locked { until });
-            }
-            match backup.status {
-                BackupState::Pending | BackupState::InProgress => add(&mut reasons, &backup.id, KeepReason::Unfinished),
-                BackupState::Failed if backup.created_at > failed_cutoff => add(
-                    &mut reasons,
-                    &backup.id,
-                    KeepReason::RecentFailure {
-                        days: failed_days(policy),
-                    },
-                ),
-                _ => {}
-            }
-            if no_rules {
-                add(&mut reasons, &backup.id, KeepReason::NoRules);
+            let bucket = bucket_of(&backup.created_at.to_zoned(zone.clone()));
+            if last.as_ref() != Some(&bucket) {
+                add(reasons, &backup.id, reason(bucket.clone()));
+                last = Some(bucket);
+                left -= 1;
             }
         }
     }
+}
 
-    // Parent chains of everything kept, transitively. Newest first so that
-    // each ancestor names the newest child that needs it.
+/// The protections over one source's backups (`list`, newest first): the
+/// newest (verified) completed backup, holds, locks, unfinished and recently
+/// failed backups, and everything when the policy has no rule.
+fn keep_protected<'a>(
+    list: &[&'a BackupInfo],
+    completed: &[&'a BackupInfo],
+    policy: &RetentionPolicy,
+    no_rules: bool,
+    now: Timestamp,
+    reasons: &mut Reasons<'a>,
+) {
+    let newest_verified = completed.iter().find(|b| b.verified);
+    match newest_verified {
+        Some(backup) => add(reasons, &backup.id, KeepReason::Newest { verified: true }),
+        None => {
+            if let Some(backup) = completed.first() {
+                add(reasons, &backup.id, KeepReason::Newest { verified: false });
+            }
+        }
+    }
+    let failed_cutoff = days_before(now, failed_days(policy));
+    for backup in list {
+        if backup.held {
+            add(reasons, &backup.id, KeepReason::Held);
+        }
+        if let Some(until) = backup.locked_until.filter(|until| *until > now) {
+            add(reasons, &backup.id, KeepReason::Locked { until });
+        }
+        match backup.status {
+            BackupState::Pending | BackupState::InProgress => add(reasons, &backup.id, KeepReason::Unfinished),
+            BackupState::Failed if backup.created_at > failed_cutoff => add(
+                reasons,
+                &backup.id,
+                KeepReason::RecentFailure {
+                    days: failed_days(policy),
+                },
+            ),
+            _ => {}
+        }
+        if no_rules {
+            add(reasons, &backup.id, KeepReason::NoRules);
+        }
+    }
+}
+
+/// Parent chains of everything kept, transitively. Newest first so that
+/// each ancestor names the newest child that needs it.
+fn keep_parents<'a>(
+    backups: &'a [BackupInfo],
+    by_source: &BTreeMap<&'a str, Vec<&'a BackupInfo>>,
+    reasons: &mut Reasons<'a>,
+) {
     let by_id: HashMap<&str, &BackupInfo> = backups.iter().map(|b| (b.id.as_str(), b)).collect();
     let mut work: Vec<&BackupInfo> = by_source
         .values()
@@ -386,7 +431,7 @@ pub fn plan_retention(
             continue;
         };
         add(
-            &mut reasons,
+            reasons,
             &parent.id,
             KeepReason::Parent {
                 child: child.id.clone(),
@@ -394,7 +439,16 @@ pub fn plan_retention(
         );
         work.push(parent);
     }
+}
 
+/// Every backup kept (with its reasons, sorted) or deleted (with why).
+fn decide(
+    by_source: &BTreeMap<&str, Vec<&BackupInfo>>,
+    mut reasons: Reasons<'_>,
+    policy: &RetentionPolicy,
+    no_rules: bool,
+    now: Timestamp,
+) -> RetentionPlan {
     let mut plan = RetentionPlan {
         at: now,
         policy: policy.clone(),
@@ -431,7 +485,7 @@ pub fn plan_retention(
             }),
         }
     }
-    Ok(plan)
+    plan
 }
 
 /// A calendar rule: its count, the bucket (day, week, …) of a local time, and the reason it gives.
@@ -441,7 +495,7 @@ fn failed_days(policy: &RetentionPolicy) -> u32 {
     policy.keep_days.unwrap_or(FAILED_GRACE_DAYS)
 }
 
-fn add<'a>(reasons: &mut HashMap<&'a str, Vec<KeepReason>>, id: &'a str, reason: KeepReason) {
+fn add<'a>(reasons: &mut Reasons<'a>, id: &'a str, reason: KeepReason) {
     reasons.entry(id).or_default().push(reason);
 }
 

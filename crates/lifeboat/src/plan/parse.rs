@@ -247,17 +247,57 @@ fn valid_region(region: &str) -> bool {
         && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// Validates one plan, section by section (each problem under its field, in
+/// the file's order); the plan if nothing was wrong.
 fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Plan> {
     let before = problems.list.len();
     let name = raw.name.clone();
-    if !valid_name(&name) {
+    check_name(&name, problems);
+    let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
+    let zone = time_zone(&timezone, problems);
+    let schedule = schedule(&raw.schedule, zone.as_ref(), now, problems);
+    let resources = selection(&raw, problems);
+    let copy_regions = copy_regions(raw.copy_regions, problems);
+    let retention = retention(raw.retention, &timezone, zone.is_none(), problems);
+    let rpo = rpo(&raw.rpo, schedule.as_ref(), &name, now, problems);
+    let tier = tier(&raw.tier, problems);
+    let restore_test = raw
+        .restore_test
+        .and_then(|r| restore_test(r, &resources, raw.tags.is_empty(), problems));
+    if problems.list.len() != before {
+        return None;
+    }
+    Some(Plan {
+        name,
+        description: raw.description,
+        schedule: schedule?,
+        schedule_text: raw.schedule.trim().to_owned(),
+        timezone,
+        zone: zone?,
+        tags: raw.tags,
+        resources,
+        sources: raw.sources,
+        copy_regions,
+        retention: retention?,
+        rpo: rpo?,
+        tier: tier?,
+        restore_test,
+    })
+}
+
+/// `name`: it becomes part of snapshot names.
+fn check_name(name: &str, problems: &mut Problems) {
+    if !valid_name(name) {
         problems.add(
             "name",
             format!("{name:?} is not a plan name: use lowercase letters, digits and single hyphens (at most 50), e.g. orders-hourly; it becomes part of snapshot names"),
         );
     }
-    let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
-    let zone = match TimeZone::get(&timezone) {
+}
+
+/// `timezone`: an IANA name.
+fn time_zone(timezone: &str, problems: &mut Problems) -> Option<TimeZone> {
+    match TimeZone::get(timezone) {
         Ok(zone) => Some(zone),
         Err(_) => {
             problems.add(
@@ -266,22 +306,32 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
             );
             None
         }
-    };
-    let schedule = match Schedule::parse(&raw.schedule) {
+    }
+}
+
+/// `schedule`: a valid expression that still runs after `now`.
+fn schedule(text: &str, zone: Option<&TimeZone>, now: Timestamp, problems: &mut Problems) -> Option<Schedule> {
+    let schedule = match Schedule::parse(text) {
         Ok(schedule) => Some(schedule),
         Err(e) => {
             problems.add("schedule", e.to_string());
             None
         }
     };
-    if let (Some(Schedule::Cron(cron)), Some(zone)) = (&schedule, &zone) {
+    if let (Some(Schedule::Cron(cron)), Some(zone)) = (&schedule, zone) {
         if matches!(cron.next_runs(now, zone, 1), Ok(runs) if runs.is_empty()) {
             problems.add(
                 "schedule",
-                format!("{} never runs after {now}: check its year field", raw.schedule.trim()),
+                format!("{} never runs after {now}: check its year field", text.trim()),
             );
         }
     }
+    schedule
+}
+
+/// `tags`, `resources` and `sources`: each well formed, and at least one
+/// selecting something. Returns the resources.
+fn selection(raw: &PlanToml, problems: &mut Problems) -> Vec<Resource> {
     for (key, value) in &raw.tags {
         if key.trim().is_empty() {
             problems.add("tags", format!("a tag key is empty (value {value:?}): name the tag"));
@@ -314,9 +364,14 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
             "the plan selects nothing: give tags (e.g. tags = { backup = \"daily\" }), resources (ARNs or identifiers) or sources (s3://... or database URLs)",
         );
     }
+    resources
+}
+
+/// `copy_regions`: each region once, with a KMS key ARN in that region.
+fn copy_regions(copies: Vec<CopyRegionToml>, problems: &mut Problems) -> Vec<CopyRegion> {
     let mut copy_regions = Vec::new();
     let mut seen_regions = BTreeSet::new();
-    for copy in raw.copy_regions {
+    for copy in copies {
         let region = copy.region;
         if !valid_region(&region) {
             problems.add(
@@ -338,74 +393,96 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
             );
             continue;
         };
-        let parts: Vec<&str> = kms_key.splitn(6, ':').collect();
-        if parts.len() != 6
-            || parts[0] != "arn"
-            || parts[2] != "kms"
-            || !(parts[5].starts_with("key/") || parts[5].starts_with("alias/"))
-        {
-            problems.add(
-                "copy_regions",
-                format!("kms_key {kms_key:?} for {region} is not a KMS key ARN: write arn:aws:kms:{region}:ACCOUNT:key/KEY-ID (or :alias/NAME)"),
-            );
-        } else if parts[3] != region {
-            problems.add(
-                "copy_regions",
-                format!(
-                    "kms_key {kms_key} is in {} but copies go to {region}: a KMS key works only in its own region, give a key in {region}",
-                    parts[3]
-                ),
-            );
-        }
+        check_copy_key(&kms_key, &region, problems);
         copy_regions.push(CopyRegion { region, kms_key });
     }
-    let retention = match raw.retention {
-        None => {
-            problems.add(
-                "retention",
-                "missing: add retention = { keep_days = N } (or keep_last, daily, weekly, monthly, yearly)",
-            );
+    copy_regions
+}
+
+/// A copy region's `kms_key`: a KMS key ARN in `region`.
+fn check_copy_key(kms_key: &str, region: &str, problems: &mut Problems) {
+    let parts: Vec<&str> = kms_key.splitn(6, ':').collect();
+    if parts.len() != 6
+        || parts[0] != "arn"
+        || parts[2] != "kms"
+        || !(parts[5].starts_with("key/") || parts[5].starts_with("alias/"))
+    {
+        problems.add(
+            "copy_regions",
+            format!("kms_key {kms_key:?} for {region} is not a KMS key ARN: write arn:aws:kms:{region}:ACCOUNT:key/KEY-ID (or :alias/NAME)"),
+        );
+    } else if parts[3] != region {
+        problems.add(
+            "copy_regions",
+            format!(
+                "kms_key {kms_key} is in {} but copies go to {region}: a KMS key works only in its own region, give a key in {region}",
+                parts[3]
+            ),
+        );
+    }
+}
+
+/// `retention`: present, with at least one rule, valid; its time zone the
+/// plan's unless given (`bad_zone`: the plan's is already reported bad).
+fn retention(
+    raw: Option<RetentionToml>,
+    timezone: &str,
+    bad_zone: bool,
+    problems: &mut Problems,
+) -> Option<RetentionPolicy> {
+    let Some(r) = raw else {
+        problems.add(
+            "retention",
+            "missing: add retention = { keep_days = N } (or keep_last, daily, weekly, monthly, yearly)",
+        );
+        return None;
+    };
+    // A bad inherited time zone is already reported under `timezone`.
+    let inherited_bad_zone = r.timezone.is_none() && bad_zone;
+    let policy = RetentionPolicy {
+        keep_days: r.keep_days,
+        keep_last: r.keep_last,
+        daily: r.daily,
+        weekly: r.weekly,
+        monthly: r.monthly,
+        yearly: r.yearly,
+        timezone: r.timezone.unwrap_or_else(|| timezone.to_owned()),
+    };
+    if !policy.has_rules() {
+        problems.add(
+            "retention",
+            "sets no rule, so nothing would ever be deleted: set keep_days, keep_last, daily, weekly, monthly or yearly",
+        );
+    }
+    match policy.validate() {
+        Ok(_) => Some(policy),
+        Err(RetentionError::UnknownTimezone { .. }) if inherited_bad_zone => None,
+        Err(e) => {
+            problems.add("retention", e.to_string());
             None
         }
-        Some(r) => {
-            // A bad inherited time zone is already reported under `timezone`.
-            let inherited_bad_zone = r.timezone.is_none() && zone.is_none();
-            let policy = RetentionPolicy {
-                keep_days: r.keep_days,
-                keep_last: r.keep_last,
-                daily: r.daily,
-                weekly: r.weekly,
-                monthly: r.monthly,
-                yearly: r.yearly,
-                timezone: r.timezone.unwrap_or_else(|| timezone.clone()),
-            };
-            if !policy.has_rules() {
-                problems.add(
-                    "retention",
-                    "sets no rule, so nothing would ever be deleted: set keep_days, keep_last, daily, weekly, monthly or yearly",
-                );
-            }
-            match policy.validate() {
-                Ok(_) => Some(policy),
-                Err(RetentionError::UnknownTimezone { .. }) if inherited_bad_zone => None,
-                Err(e) => {
-                    problems.add("retention", e.to_string());
-                    None
-                }
-            }
-        }
-    };
-    let rpo = match humantime::parse_duration(&raw.rpo) {
+    }
+}
+
+/// `rpo`: a positive duration the schedule keeps (its longest gap no longer).
+fn rpo(
+    text: &str,
+    schedule: Option<&Schedule>,
+    name: &str,
+    now: Timestamp,
+    problems: &mut Problems,
+) -> Option<SignedDuration> {
+    let rpo = match humantime::parse_duration(text) {
         Ok(d) if !d.is_zero() => SignedDuration::try_from(d).ok(),
         _ => None,
     };
     if rpo.is_none() {
         problems.add(
             "rpo",
-            format!("{:?} is not a duration: write e.g. \"1h\", \"26h\", \"30m\"", raw.rpo),
+            format!("{text:?} is not a duration: write e.g. \"1h\", \"26h\", \"30m\""),
         );
     }
-    if let (Some(schedule), Some(rpo)) = (&schedule, rpo) {
+    if let (Some(schedule), Some(rpo)) = (schedule, rpo) {
         if let Some(gap) = schedule.longest_gap(now) {
             if gap > rpo {
                 problems.add(
@@ -420,7 +497,12 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
             }
         }
     }
-    let tier = match raw.tier.as_str() {
+    rpo
+}
+
+/// `tier`: critical, important or standard.
+fn tier(text: &str, problems: &mut Problems) -> Option<Tier> {
+    match text {
         "critical" => Some(Tier::Critical),
         "important" => Some(Tier::Important),
         "standard" => Some(Tier::Standard),
@@ -431,29 +513,7 @@ fn validate(raw: PlanToml, now: Timestamp, problems: &mut Problems) -> Option<Pl
             );
             None
         }
-    };
-    let restore_test = raw
-        .restore_test
-        .and_then(|r| restore_test(r, &resources, raw.tags.is_empty(), problems));
-    if problems.list.len() != before {
-        return None;
     }
-    Some(Plan {
-        name,
-        description: raw.description,
-        schedule: schedule?,
-        schedule_text: raw.schedule.trim().to_owned(),
-        timezone,
-        zone: zone?,
-        tags: raw.tags,
-        resources,
-        sources: raw.sources,
-        copy_regions,
-        retention: retention?,
-        rpo: rpo?,
-        tier: tier?,
-        restore_test,
-    })
 }
 
 /// A positive duration such as `7d`, `12h`, `90m` (`default` when not
