@@ -1709,7 +1709,7 @@ fn the_snapshot_role_snapshots_and_copies_and_nothing_else() {
     );
     let plans = "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml";
 
-    // The library's calls (snapshot::load_plans, AwsRds, SnapshotCatalog)
+    // The library's calls (plan::load::load_plans, AwsRds, SnapshotCatalog)
     // and the runtime's.
     let allowed = [
         Request::new("s3:GetObject", plans),

@@ -3,8 +3,10 @@
 //! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
-//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline`, `pitr`, `plan` and `retention` import no AWS SDK
-//! type; they are pure and build without the `aws` feature.
+//! Architecture invariant: the pure core (`format`, `crypto`, `chunker`,
+//! `pipeline`, `pitr`, `plan` and `retention`, with `ids` and `times`)
+//! imports no AWS SDK type and builds without the `aws` feature; everything
+//! else, `plan::load` included, needs it.
 
 pub mod chunker;
 pub mod crypto;
