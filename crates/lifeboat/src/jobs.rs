@@ -174,14 +174,6 @@ impl Jobs {
         }
     }
 
-    fn client(&self) -> &aws_sdk_dynamodb::Client {
-        self.catalog.client()
-    }
-
-    fn table(&self) -> &str {
-        self.catalog.table()
-    }
-
     fn error<E, R>(&self, error: SdkError<E, R>) -> JobError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -227,9 +219,10 @@ impl Jobs {
         }
         let mut job = Job::new(self.clone(), kind, subject, false, Some(pointer.clone()));
         let claimed = self
+            .catalog
             .client()
             .put_item()
-            .table_name(self.table())
+            .table_name(self.catalog.table())
             .item("pk", AttributeValue::S(pointer.clone()))
             .item("sk", AttributeValue::S(keys::JOB_OPEN_SK.into()))
             .item("jobId", AttributeValue::S(job.record.id.clone()))
@@ -258,9 +251,10 @@ impl Jobs {
     }
 
     async fn clear_open(&self, pointer: &str) -> Result<(), JobError> {
-        self.client()
+        self.catalog
+            .client()
             .delete_item()
-            .table_name(self.table())
+            .table_name(self.catalog.table())
             .key("pk", AttributeValue::S(pointer.to_owned()))
             .key("sk", AttributeValue::S(keys::JOB_OPEN_SK.into()))
             .send()
@@ -275,7 +269,7 @@ impl Jobs {
             Some(item) => self.record_from_item(&item),
             None => Err(JobError::Unknown {
                 id: id.to_owned(),
-                table: self.table().to_owned(),
+                table: self.catalog.table().to_owned(),
             }),
         }
     }
@@ -283,9 +277,10 @@ impl Jobs {
     /// Jobs, newest first; at most `limit`.
     pub async fn list(&self, limit: Option<usize>) -> Result<Vec<JobRecord>, JobError> {
         let mut pages = self
+            .catalog
             .client()
             .query()
-            .table_name(self.table())
+            .table_name(self.catalog.table())
             .index_name(keys::BY_TIME)
             .key_condition_expression("gsi2pk = :job")
             .expression_attribute_values(":job", AttributeValue::S(keys::JOB_GSI2PK.into()))
@@ -306,7 +301,7 @@ impl Jobs {
     fn record_from_item(&self, item: &HashMap<String, AttributeValue>) -> Result<JobRecord, JobError> {
         let pk = crate::catalog::item_pk(item);
         let corrupt = |message: String| JobError::Corrupt {
-            table: self.table().to_owned(),
+            table: self.catalog.table().to_owned(),
             pk: pk.clone(),
             message,
         };
@@ -493,7 +488,7 @@ impl Job {
 
     async fn save(&mut self) -> Result<(), JobError> {
         let record = serde_json::to_string(&self.record).map_err(|e| JobError::Corrupt {
-            table: self.jobs.table().to_owned(),
+            table: self.jobs.catalog.table().to_owned(),
             pk: keys::job_pk(&self.record.id),
             message: e.to_string(),
         })?;
@@ -504,9 +499,10 @@ impl Job {
         };
         let result = self
             .jobs
+            .catalog
             .client()
             .put_item()
-            .table_name(self.jobs.table())
+            .table_name(self.jobs.catalog.table())
             .item("pk", AttributeValue::S(keys::job_pk(&self.record.id)))
             .item("sk", AttributeValue::S(keys::JOB_SK.into()))
             .item("gsi2pk", AttributeValue::S(keys::JOB_GSI2PK.into()))

@@ -112,14 +112,6 @@ impl AlertState {
         }
     }
 
-    fn client(&self) -> &aws_sdk_dynamodb::Client {
-        self.catalog.client()
-    }
-
-    fn table(&self) -> &str {
-        self.catalog.table()
-    }
-
     fn error<E, R>(&self, error: SdkError<E, R>) -> AlertError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -135,20 +127,8 @@ impl AlertState {
     /// Every alert item, open and resolved, by key. A scan (alert items have
     /// no index; there are few).
     pub async fn list(&self) -> Result<BTreeMap<String, AlertRecord>, AlertError> {
-        let mut pages = self
-            .client()
-            .scan()
-            .table_name(self.table())
-            .filter_expression("sk = :sk AND begins_with(pk, :prefix)")
-            .expression_attribute_values(":sk", AttributeValue::S(keys::ALERT_SK.into()))
-            .expression_attribute_values(":prefix", AttributeValue::S(keys::ALERT_PK_PREFIX.into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
         let mut alerts = BTreeMap::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| self.error(e))?;
+        for item in self.catalog.scan_items(keys::ALERT_SK, keys::ALERT_PK_PREFIX).await? {
             let pk = crate::catalog::item_pk(&item);
             let record = serde_dynamo::from_item::<_, AlertItem>(item)
                 .map_err(|e| self.corrupt(pk, e))?
@@ -168,9 +148,10 @@ impl AlertState {
         })
         .map_err(|e| self.corrupt(pk, e))?;
         let result = self
+            .catalog
             .client()
             .put_item()
-            .table_name(self.table())
+            .table_name(self.catalog.table())
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR #status = :resolved")
             .expression_attribute_names("#status", "status")
@@ -195,9 +176,10 @@ impl AlertState {
     ) -> Result<bool, AlertError> {
         let status_text = |s: AlertStatus| if s == AlertStatus::Open { "open" } else { "resolved" };
         let mut request = self
+            .catalog
             .client()
             .update_item()
-            .table_name(self.table())
+            .table_name(self.catalog.table())
             .key("pk", AttributeValue::S(keys::alert_pk(key)))
             .key("sk", AttributeValue::S(keys::ALERT_SK.into()))
             .condition_expression("#status = :from")

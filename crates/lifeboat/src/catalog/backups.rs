@@ -192,18 +192,9 @@ impl Catalog {
             Err(_) => {}
         }
         // Claimed before: find the backup that holds the claim.
-        let claim = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(keys::event_pk(key)))
-            .key("sk", AttributeValue::S(keys::EVENT_SK.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(e))?;
+        let claim = self.get_item(&keys::event_pk(key), keys::EVENT_SK).await?;
         let holder = claim
-            .item()
+            .as_ref()
             .and_then(|i| i.get("backupId"))
             .and_then(|v| v.as_s().ok())
             .cloned()
@@ -347,17 +338,7 @@ impl Catalog {
     }
 
     pub async fn get(&self, id: &str) -> Result<BackupRecord, CatalogError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(keys::backup_pk(id)))
-            .key("sk", AttributeValue::S(keys::BACKUP_SK.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(e))?;
-        match output.item {
+        match self.get_item(&keys::backup_pk(id), keys::BACKUP_SK).await? {
             Some(item) => self.record_from_item(item),
             None => Err(CatalogError::UnknownBackup {
                 id: id.to_owned(),

@@ -89,20 +89,9 @@ impl Catalog {
     /// Every hold, oldest first. A scan of the table (holds have no index;
     /// they are few and read only by retention and `lifeboat hold list`).
     pub async fn list_holds(&self) -> Result<Vec<HoldRecord>, CatalogError> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("sk = :hold AND begins_with(pk, :prefix)")
-            .expression_attribute_values(":hold", AttributeValue::S(keys::HOLD_SK.into()))
-            .expression_attribute_values(":prefix", AttributeValue::S(keys::HOLD_PK_PREFIX.into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
         let mut holds = Vec::new();
-        while let Some(item) = pages.next().await {
-            holds.push(self.hold_from_item(item.map_err(|e| self.error(e))?)?);
+        for item in self.scan_items(keys::HOLD_SK, keys::HOLD_PK_PREFIX).await? {
+            holds.push(self.hold_from_item(item)?);
         }
         holds.sort_by(|a, b| (&a.created_at, &a.backup_id).cmp(&(&b.created_at, &b.backup_id)));
         Ok(holds)

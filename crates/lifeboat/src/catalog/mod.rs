@@ -241,6 +241,28 @@ impl Catalog {
         Ok(items)
     }
 
+    /// Every item whose `sk` is `sk` and whose `pk` starts with `pk_prefix`,
+    /// read consistently. A scan: for the few items that have no index
+    /// (holds, alert state).
+    pub async fn scan_items(&self, sk: &str, pk_prefix: &str) -> Result<Vec<Item>, CatalogError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :sk AND begins_with(pk, :prefix)")
+            .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned()))
+            .expression_attribute_values(":prefix", AttributeValue::S(pk_prefix.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(|e| self.error(e))?);
+        }
+        Ok(items)
+    }
+
     /// Creates the table with its indexes; `false` if it already existed.
     pub async fn create_table(&self) -> Result<bool, CatalogError> {
         let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
