@@ -3,11 +3,12 @@
 //! The binaries (`functions/*`, `toolkit/`) are thin adapters over this crate.
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
-//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline`, `pitr`, `plan` and `retention` import no AWS SDK
-//! type; they are pure and build without the `aws` feature.
+//! Architecture invariant: `format`, `crypto`, `chunker`, `pipeline`, `pitr`, `plan`, `retention` and `db::url`
+//! import no AWS SDK type; they are pure and build without the `aws` feature.
 
 pub mod chunker;
 pub mod crypto;
+pub mod db;
 pub mod format;
 pub mod ids;
 pub mod pipeline;

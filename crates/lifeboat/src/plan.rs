@@ -30,6 +30,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
+use crate::db::url::is_secret_arn;
 use crate::retention::{RetentionError, RetentionPolicy};
 use crate::validate::{checks_from, CheckFile, Checks};
 
@@ -694,19 +695,6 @@ pub fn is_database_url(source: &str) -> bool {
     source
         .split_once("://")
         .is_some_and(|(scheme, rest)| DATABASE_SCHEMES.contains(&scheme) && !rest.is_empty())
-}
-
-/// Whether a source is a Secrets Manager secret's ARN
-/// (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`), whose value
-/// holds a database's connection (`crate::dump::resolve_database`).
-pub fn is_secret_arn(source: &str) -> bool {
-    let parts: Vec<&str> = source.splitn(7, ':').collect();
-    matches!(
-        parts.as_slice(),
-        ["arn", partition, "secretsmanager", region, account, "secret", name]
-            if !partition.is_empty() && !region.is_empty() && !name.is_empty()
-                && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
-    )
 }
 
 impl Plan {
