@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 use crate::db::url::{DatabaseUrl, Engine};
 
 /// Examples of each side's extra rows shown by default.

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 use crate::db::url::{DatabaseUrl, Engine, UrlError};
 
 #[derive(Debug, thiserror::Error)]

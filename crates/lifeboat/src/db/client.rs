@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
+use super::error::DbError;
 use super::redis::RedisConnection;
 use super::url::{DatabaseUrl, Engine};
 
@@ -20,25 +21,6 @@ use super::url::{DatabaseUrl, Engine};
 const STDERR_LIMIT: usize = 4096;
 /// Seconds a client, dump or restore program waits to connect.
 const CONNECT_TIMEOUT: &str = "10";
-
-/// A database's client program could not be run, or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("{tool} was not found on PATH: install {tools}, or add their directory to PATH")]
-    ToolMissing { tool: String, tools: &'static str },
-    #[error("could not run {tool}: {message}")]
-    ToolStart { tool: String, message: String },
-    #[error("{tool} failed for {target} ({status}): {stderr}\n{hint}")]
-    ToolFailed {
-        tool: String,
-        target: String,
-        status: String,
-        stderr: String,
-        hint: String,
-    },
-    #[error("Redis server {target}: {message}")]
-    Redis { target: String, message: String },
-}
 
 /// A table and its number of rows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -346,14 +328,6 @@ impl DatabaseUrl {
                 .to_owned(),
         };
         self.query(&sql).await
-    }
-
-    /// A Redis server's failure, naming the server.
-    pub(crate) fn redis_error(&self, message: &str) -> DbError {
-        DbError::Redis {
-            target: self.to_string(),
-            message: message.to_owned(),
-        }
     }
 }
 

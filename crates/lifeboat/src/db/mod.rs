@@ -4,6 +4,7 @@
 //!   out of every message, and the Secrets Manager ARN predicate. Pure:
 //!   built without the `aws` feature.
 //! - `client`: SQL run through the engine's own client program.
+//! - `error`: `DbError`, why a database could not be reached or queried.
 //! - `redis`: a Redis protocol (RESP) connection.
 //! - `secret`: a connection kept in a Secrets Manager secret.
 
@@ -11,6 +12,8 @@ pub mod url;
 
 #[cfg(feature = "aws")]
 pub mod client;
+#[cfg(feature = "aws")]
+pub mod error;
 #[cfg(feature = "aws")]
 pub(crate) mod redis;
 #[cfg(feature = "aws")]

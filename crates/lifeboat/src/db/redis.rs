@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use super::client::DbError;
+use super::error::DbError;
 use super::url::DatabaseUrl;
 
 /// Seconds to wait for a Redis server to connect or answer a command.
@@ -153,6 +153,16 @@ impl RedisConnection {
             ))
         } else {
             self.url.redis_error(error)
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// A Redis server's failure, naming the server.
+    pub(crate) fn redis_error(&self, message: &str) -> DbError {
+        DbError::Redis {
+            target: self.to_string(),
+            message: message.to_owned(),
         }
     }
 }

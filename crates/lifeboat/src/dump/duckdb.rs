@@ -21,7 +21,7 @@ use super::{
 };
 use crate::backup::{run_stream_backup, BackupSummary, StreamError};
 use crate::catalog::{BackupRecord, Catalog};
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 use crate::db::url::{DatabaseUrl, Engine};
 use crate::format::Entry;
 use crate::repo::Repository;

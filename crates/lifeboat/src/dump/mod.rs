@@ -39,7 +39,8 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::{run_stream_backup, BackupError, BackupSummary, StreamSpec};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog, CatalogError};
-use crate::db::client::{DbError, TableCount};
+use crate::db::client::TableCount;
+use crate::db::error::DbError;
 use crate::db::secret::SecretError;
 use crate::db::url::{DatabaseUrl, Engine, UrlError};
 use crate::format::{BackupType, Entry};

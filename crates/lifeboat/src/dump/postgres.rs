@@ -11,7 +11,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 use crate::db::url::DatabaseUrl;
 
 /// pg_dump's arguments for `url`'s database.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::{stream_spec, DumpBackupOptions, DumpError};
 use crate::backup::{run_stream_backup, BackupSummary};
 use crate::catalog::Catalog;
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 use crate::db::redis::RedisConnection;
 use crate::repo::Repository;
 

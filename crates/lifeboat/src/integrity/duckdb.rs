@@ -4,7 +4,7 @@
 //! its checksum verified.
 
 use super::{ident, is_damage, said, Audit, Severity};
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 
 fn restore_action(path: &str) -> String {
     format!("restore {path} from a backup (`lifeboat restore dump ID --to duckdb://{path} --overwrite`)")

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 use crate::db::url::{DatabaseUrl, Engine, UrlError};
 
 /// How many example keys a finding names.

@@ -2,7 +2,7 @@
 //! foreign key (rows written while `FOREIGN_KEY_CHECKS` was off).
 
 use super::{count_and_examples, Audit, Severity, EXAMPLES, FIELD};
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 
 /// `name` quoted as a MySQL identifier.
 fn ident(name: &str) -> String {

@@ -2,7 +2,7 @@
 //! behind their column, invalid indexes, data-checksum failures.
 
 use super::{count_and_examples, literal, said, Audit, Severity, EXAMPLES, FIELD};
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 
 /// Joins a key's column names (the ASCII record separator).
 const COLUMN: char = '\u{1e}';

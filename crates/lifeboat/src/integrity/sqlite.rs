@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{is_damage, said, Audit, Severity, EXAMPLES};
-use crate::db::client::DbError;
+use crate::db::error::DbError;
 
 fn salvage_action(path: &str) -> String {
     format!(
