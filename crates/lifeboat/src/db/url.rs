@@ -165,70 +165,51 @@ impl DatabaseUrl {
                 "query parameters are not supported; give the connection in the URL itself",
             ));
         }
-        if engine.is_file() {
-            // sqlite:///absolute/file.db or sqlite://relative/file.db: a file, no server.
-            let path = percent_decode(rest).ok_or_else(|| bad("the file path is badly percent-encoded"))?;
-            if path.is_empty() || path.ends_with('/') {
-                return Err(bad(&format!("no database file ({scheme}:///PATH/TO/FILE)")));
-            }
-            let path = std::path::absolute(&path).map_err(|e| bad(&format!("the file path: {e}")))?;
-            return Ok(Self {
-                engine,
-                user: None,
-                password: None,
-                host: String::new(),
-                port: 0,
-                database: path.to_string_lossy().into_owned(),
-            });
+        let parsed = if engine.is_file() {
+            Self::parse_file(engine, scheme, rest)
+        } else {
+            Self::parse_server(engine, rest)
+        };
+        parsed.map_err(|message| bad(&message))
+    }
+
+    /// `sqlite:///absolute/file.db` or `sqlite://relative/file.db` (after
+    /// the `://`): a file, no server.
+    fn parse_file(engine: Engine, scheme: &str, rest: &str) -> Result<Self, String> {
+        let path = percent_decode(rest).ok_or("the file path is badly percent-encoded")?;
+        if path.is_empty() || path.ends_with('/') {
+            return Err(format!("no database file ({scheme}:///PATH/TO/FILE)"));
         }
+        let path = std::path::absolute(&path).map_err(|e| format!("the file path: {e}"))?;
+        Ok(Self {
+            engine,
+            user: None,
+            password: None,
+            host: String::new(),
+            port: 0,
+            database: path.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// `[USER[:PASSWORD]@]HOST[:PORT]/DATABASE` (after the `://`): a server.
+    fn parse_server(engine: Engine, rest: &str) -> Result<Self, String> {
         let (authority, database) = match rest.split_once('/') {
             Some(split) => split,
             // Redis: database 0 unless given.
             None if engine == Engine::Redis => (rest, "0"),
-            None => return Err(bad("no database name")),
+            None => return Err("no database name".to_owned()),
         };
-        let database = if engine == Engine::Redis && database.is_empty() {
-            "0"
-        } else {
-            database
-        };
-        if engine == Engine::Redis && database.parse::<u32>().is_err() {
-            return Err(bad("a Redis database is a number (redis://HOST:PORT/0)"));
-        }
-        let database = percent_decode(database).ok_or_else(|| bad("the database name is badly percent-encoded"))?;
-        if database.is_empty() {
-            return Err(bad("no database name"));
-        }
-        if !database
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
-        {
-            return Err(bad(
-                "the database name may hold only ASCII letters, digits, '_', '-' and '$'",
-            ));
-        }
+        let database = parse_database(engine, database)?;
         let (credentials, host_port) = match authority.rsplit_once('@') {
             Some((c, h)) => (Some(c), h),
             None => (None, authority),
         };
         let (user, password) = match credentials {
             None => (None, None),
-            Some(c) => {
-                let (user, password) = match c.split_once(':') {
-                    Some((u, p)) => (u, Some(p)),
-                    None => (c, None),
-                };
-                let user = percent_decode(user).ok_or_else(|| bad("the user name is badly percent-encoded"))?;
-                let password = password
-                    .map(|p| percent_decode(p).ok_or_else(|| bad("the password is badly percent-encoded")))
-                    .transpose()?;
-                ((!user.is_empty()).then_some(user), password)
-            }
+            Some(c) => parse_credentials(c)?,
         };
         let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed '[' in the host"))?;
+            let (host, after) = bracketed.split_once(']').ok_or("unclosed '[' in the host")?;
             (host.to_owned(), after.strip_prefix(':'))
         } else {
             match host_port.split_once(':') {
@@ -238,7 +219,7 @@ impl DatabaseUrl {
         };
         let port = match port {
             None | Some("") => engine.default_port(),
-            Some(p) => p.parse().map_err(|_| bad("the port is not a number from 1 to 65535"))?,
+            Some(p) => p.parse().map_err(|_| "the port is not a number from 1 to 65535")?,
         };
         Ok(Self {
             engine,
@@ -262,6 +243,42 @@ impl DatabaseUrl {
             ..self.clone()
         }
     }
+}
+
+/// A server URL's database name, decoded and checked.
+fn parse_database(engine: Engine, database: &str) -> Result<String, String> {
+    let database = if engine == Engine::Redis && database.is_empty() {
+        "0"
+    } else {
+        database
+    };
+    if engine == Engine::Redis && database.parse::<u32>().is_err() {
+        return Err("a Redis database is a number (redis://HOST:PORT/0)".to_owned());
+    }
+    let database = percent_decode(database).ok_or("the database name is badly percent-encoded")?;
+    if database.is_empty() {
+        return Err("no database name".to_owned());
+    }
+    if !database
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
+    {
+        return Err("the database name may hold only ASCII letters, digits, '_', '-' and '$'".to_owned());
+    }
+    Ok(database)
+}
+
+/// `USER[:PASSWORD]`, decoded; an empty user is none.
+fn parse_credentials(credentials: &str) -> Result<(Option<String>, Option<String>), String> {
+    let (user, password) = match credentials.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (credentials, None),
+    };
+    let user = percent_decode(user).ok_or("the user name is badly percent-encoded")?;
+    let password = password
+        .map(|p| percent_decode(p).ok_or("the password is badly percent-encoded"))
+        .transpose()?;
+    Ok(((!user.is_empty()).then_some(user), password))
 }
 
 /// Whether a source is a Secrets Manager secret's ARN
