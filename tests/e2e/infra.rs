@@ -3010,7 +3010,7 @@ async fn the_plans_schedules_template_is_one_schedule_per_plan() {
     let mut expected_count = 0;
     for plan in &plans {
         let snapshot = !plan.tags.is_empty() || !plan.resources.is_empty() || !plan.database_sources().is_empty();
-        let files = plan.sources.iter().any(|s| !lifeboat::plan::is_database_url(s));
+        let files = plan.sources.iter().any(|s| !lifeboat::db::url::is_database_url(s));
         for (runs, function, export) in [
             (snapshot, "snapshot", "SnapshotFunctionArn"),
             (files, "file-backup", "FileBackupFunctionArn"),

@@ -10,7 +10,9 @@ use lifeboat::audit::{parse_time, AuditEvent};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::backup::{run_backup, BackupError, BackupOptions};
 use lifeboat::catalog::{Catalog, HoldRecord};
-use lifeboat::dump::{run_dump_backup, DatabaseUrl, DumpBackupOptions, DumpError, DumpRestoreOptions};
+use lifeboat::db::secret::resolve_database;
+use lifeboat::db::url::DatabaseUrl;
+use lifeboat::dump::{restore_dump_to_file, run_dump_backup, DumpBackupOptions, DumpError, DumpRestoreOptions};
 use lifeboat::expire::{apply_expiry, plan_expiry};
 use lifeboat::format::BackupType;
 use lifeboat::gc::{collect_garbage, GcOptions};
@@ -347,7 +349,7 @@ async fn restore_files(
 }
 
 async fn backup_dump(env: &Env, url: &str, retention_days: Option<u32>) -> Result<ExitCode> {
-    let url = lifeboat::dump::resolve_database(url, &env.clients.secretsmanager).await?;
+    let url = resolve_database(url, &env.clients.secretsmanager).await?;
     let repo = env.open_repo().await?;
     let options = DumpBackupOptions { url, retention_days };
     let summary = run_dump_backup(repo, &env.catalog, &options).await?;
@@ -360,8 +362,7 @@ async fn restore_dump(env: &Env, id: &str, to: &str, overwrite: bool, source: Op
         // A file: the verified dump itself (a Redis RDB for a stopped server).
         let id = env.resolve_backup(id, source).await?;
         let repo = env.open_repo().await?;
-        let summary =
-            lifeboat::dump::restore_dump_to_file(repo, &env.catalog, &id, std::path::Path::new(to), overwrite).await?;
+        let summary = restore_dump_to_file(repo, &env.catalog, &id, std::path::Path::new(to), overwrite).await?;
         env.out.restore_dump_file(&summary);
         return Ok(ExitCode::SUCCESS);
     }

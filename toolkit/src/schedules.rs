@@ -5,7 +5,8 @@
 //! scheduler's role, the dead-letter queue).
 
 use anyhow::{bail, Result};
-use lifeboat::plan::{is_database_url, Plan};
+use lifeboat::db::url::is_database_url;
+use lifeboat::plan::Plan;
 use serde_json::{json, Map, Value};
 
 /// What Scheduler puts in place of this in a target's input: the run's

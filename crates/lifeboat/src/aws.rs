@@ -31,7 +31,7 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub rds: aws_sdk_rds::Client,
     pub route53: aws_sdk_route53::Client,
-    /// Database connections kept as secrets (`crate::dump::resolve_database`).
+    /// Database connections kept as secrets (`crate::db::secret::resolve_database`).
     pub secretsmanager: aws_sdk_secretsmanager::Client,
     pub region: String,
 }

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dump::{DatabaseUrl, DumpError, Engine};
+use crate::db::error::DbError;
+use crate::db::url::{DatabaseUrl, Engine};
 
 /// Examples of each side's extra rows shown by default.
 const DEFAULT_EXAMPLES: usize = 5;
@@ -29,7 +30,7 @@ pub enum ConsistencyError {
         side: &'static str,
         url: String,
         #[source]
-        source: Box<DumpError>,
+        source: Box<DbError>,
     },
 }
 
@@ -155,7 +156,7 @@ pub struct ConsistencyReport {
 }
 
 /// A query's rows as a set of `|`-joined text rows.
-async fn rows(url: &DatabaseUrl, query: &str) -> Result<BTreeSet<String>, DumpError> {
+async fn rows(url: &DatabaseUrl, query: &str) -> Result<BTreeSet<String>, DbError> {
     let raw = url.query(query).await?;
     Ok(raw.iter().map(|row| normalise(url.engine, row)).collect())
 }

@@ -4,12 +4,14 @@
 //! Modules are named for the domain: see ARCHITECTURE.md for the map.
 //!
 //! Architecture invariant: the pure core (`format`, `crypto`, `chunker`,
-//! `pipeline`, `pitr`, `plan` and `retention`, with `ids` and `times`)
+//! `pipeline`, `pitr`, `plan`, `retention` and `db::url`, with `ids` and
+//! `times`)
 //! imports no AWS SDK type and builds without the `aws` feature; everything
 //! else, `plan::load` included, needs it.
 
 pub mod chunker;
 pub mod crypto;
+pub mod db;
 pub mod format;
 pub mod ids;
 pub mod pipeline;

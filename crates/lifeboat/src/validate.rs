@@ -18,7 +18,7 @@
 //!
 //! Each query must return one integer (its first row's first column). The
 //! queries run through the database's own client (psql, mariadb), as dumps
-//! do (`crate::dump`), with passwords from the URL or `PGPASSWORD` /
+//! do (`crate::db::client`), with passwords from the URL or `PGPASSWORD` /
 //! `MYSQL_PWD`. The checks themselves (types and parsing, pure) are
 //! `crate::plan::checks`; this module reads a checks file and runs it.
 
@@ -27,7 +27,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dump::{DatabaseUrl, DumpError};
+use crate::db::error::DbError;
+use crate::db::url::{DatabaseUrl, UrlError};
 use crate::plan::checks;
 pub use crate::plan::checks::{Check, Checks};
 
@@ -38,7 +39,9 @@ pub enum ValidateError {
     #[error("checks file{}: {message}", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
     Invalid { path: Option<String>, message: String },
     #[error("validation database: {0}")]
-    Url(DumpError),
+    Url(UrlError),
+    #[error("validation database: {0}")]
+    Client(DbError),
 }
 
 /// Parses a checks file's text; `path` only names it in errors.
@@ -139,9 +142,7 @@ pub async fn run(url: &str, checks: &Checks) -> Result<ValidationReport, Validat
                 ),
             },
             // Without the client program no check can run: say it once.
-            Err(e @ (DumpError::ToolMissing { .. } | DumpError::ToolStart { .. })) => {
-                return Err(ValidateError::Url(e))
-            }
+            Err(e @ (DbError::ToolMissing { .. } | DbError::ToolStart { .. })) => return Err(ValidateError::Client(e)),
             // A refused login or a missing table fails the check, with the client's words.
             Err(e) => (None, Some(e.to_string())),
         };

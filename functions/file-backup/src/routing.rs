@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use lifeboat::plan::{is_database_url, Plan};
+use lifeboat::db::url::is_database_url;
+use lifeboat::plan::Plan;
 use lifeboat::storage::Location;
 use sha2::{Digest, Sha256};
 

@@ -15,16 +15,16 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use sha2::{Digest, Sha256};
-
 use super::tar::{ArchiveReader, Extractor};
-use super::{stream_spec, DatabaseUrl, DumpBackupOptions, DumpError, DumpRestoreOptions, DumpRestoreSummary, Engine};
+use super::{
+    stream_spec, DumpBackupOptions, DumpError, DumpRestoreOptions, DumpRestoreSummary, EntryChunks, RemoveOnDrop,
+};
 use crate::backup::{run_stream_backup, BackupSummary, StreamError};
 use crate::catalog::{BackupRecord, Catalog};
+use crate::db::error::DbError;
+use crate::db::url::{DatabaseUrl, Engine};
 use crate::format::Entry;
 use crate::repo::Repository;
-use crate::restore::fetch_chunk;
 
 const TOOL: &str = "duckdb";
 
@@ -52,7 +52,7 @@ impl Drop for TemporaryDir {
 }
 
 /// Runs `duckdb FILE -c SQL` in `dir`, failing with what it said.
-fn run_duckdb(url: &DatabaseUrl, file: &str, sql: &str, read_only: bool, dir: &Path) -> Result<(), DumpError> {
+fn run_duckdb(url: &DatabaseUrl, file: &str, sql: &str, read_only: bool, dir: &Path) -> Result<(), DbError> {
     let mut command = Command::new(TOOL);
     command.args(["-no-init", "-batch", "-bail"]);
     if read_only {
@@ -66,7 +66,7 @@ fn run_duckdb(url: &DatabaseUrl, file: &str, sql: &str, read_only: bool, dir: &P
         Ok(output) => output,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(url.missing(TOOL)),
         Err(e) => {
-            return Err(DumpError::ToolStart {
+            return Err(DbError::ToolStart {
                 tool: TOOL.to_owned(),
                 message: e.to_string(),
             })
@@ -161,32 +161,21 @@ pub(super) async fn restore_duckdb(
     let temporary_db = format!("{}.lifeboat-restore", target.database);
     let dir = TemporaryDir::create(PathBuf::from(format!("{}.lifeboat-restore.d", target.database)))
         .map_err(|e| fail(format!("could not create a directory beside the target: {e}")))?;
-    let _temporary = super::RemoveOnDrop(Some(temporary_db.clone()));
-    let _temporary_wal = super::RemoveOnDrop(Some(format!("{temporary_db}.wal")));
+    let _temporary = RemoveOnDrop(Some(temporary_db.clone()));
+    let _temporary_wal = RemoveOnDrop(Some(format!("{temporary_db}.wal")));
     let _ = std::fs::remove_file(&temporary_db);
 
     let index = repo.load_index().await?;
     let mut extractor = Extractor::new(&dir.0);
-    let mut sha = Sha256::new();
-    let mut written = 0u64;
-    let mut chunks = futures::stream::iter(entry.chunks.iter())
-        .map(|id| fetch_chunk(&repo, &index, id))
-        .buffered(4);
+    let mut chunks = EntryChunks::new(&repo, &index, entry);
     while let Some(chunk) = chunks.next().await {
         let data = chunk.map_err(&fail)?;
-        sha.update(&data);
-        written += data.len() as u64;
         extractor
             .write_all(&data)
             .map_err(|e| fail(format!("unpacking the export: {e}")))?;
     }
-    let found = hex::encode(sha.finalize());
-    if found != entry.sha256 {
-        return Err(fail(format!(
-            "{} has SHA-256 {found}, the manifest says {}",
-            entry.path, entry.sha256
-        )));
-    }
+    chunks.check().map_err(&fail)?;
+    let written = chunks.written();
     extractor
         .finish()
         .map_err(|e| fail(format!("unpacking the export: {e}")))?;

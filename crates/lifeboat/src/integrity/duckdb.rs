@@ -4,13 +4,13 @@
 //! its checksum verified.
 
 use super::{ident, is_damage, said, Audit, Severity};
-use crate::dump::DumpError;
+use crate::db::error::DbError;
 
 fn restore_action(path: &str) -> String {
     format!("restore {path} from a backup (`lifeboat restore dump ID --to duckdb://{path} --overwrite`)")
 }
 
-pub(super) async fn audit(audit: &mut Audit) -> Result<(), DumpError> {
+pub(super) async fn audit(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let path = url.database.clone();
     audit.ran("checkpoint", "CHECKPOINT", 1);

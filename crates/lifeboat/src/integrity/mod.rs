@@ -25,7 +25,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::dump::{DatabaseUrl, DumpError, Engine};
+use crate::db::error::DbError;
+use crate::db::url::{DatabaseUrl, Engine, UrlError};
 
 /// How many example keys a finding names.
 const EXAMPLES: usize = 5;
@@ -103,7 +104,9 @@ pub enum AuditError {
     #[error("{target}: Redis has no relations to audit; `lifeboat backup dump` checks an RDB snapshot as it reads it")]
     Unsupported { target: String },
     #[error(transparent)]
-    Dump(#[from] DumpError),
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// The database to audit: a URL, or the path of a SQLite or DuckDB file
@@ -225,17 +228,17 @@ pub async fn run_audit(url: &DatabaseUrl) -> Result<AuditReport, AuditError> {
 }
 
 /// What a failed query's program said (its standard error), else the error.
-fn said(error: &DumpError) -> String {
+fn said(error: &DbError) -> String {
     match error {
-        DumpError::ToolFailed { stderr, .. } => stderr.clone(),
+        DbError::ToolFailed { stderr, .. } => stderr.clone(),
         other => other.to_string(),
     }
 }
 
 /// Whether a query failed because the database's data is damaged (rather
 /// than unreachable): SQLite's and DuckDB's words for it.
-fn is_damage(error: &DumpError) -> bool {
-    let DumpError::ToolFailed { stderr, .. } = error else {
+fn is_damage(error: &DbError) -> bool {
+    let DbError::ToolFailed { stderr, .. } = error else {
         return false;
     };
     let lower = stderr.to_lowercase();

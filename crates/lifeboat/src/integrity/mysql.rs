@@ -2,19 +2,19 @@
 //! foreign key (rows written while `FOREIGN_KEY_CHECKS` was off).
 
 use super::{count_and_examples, Audit, Severity, EXAMPLES, FIELD};
-use crate::dump::DumpError;
+use crate::db::error::DbError;
 
 /// `name` quoted as a MySQL identifier.
 fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-pub(super) async fn audit(audit: &mut Audit) -> Result<(), DumpError> {
+pub(super) async fn audit(audit: &mut Audit) -> Result<(), DbError> {
     check_tables(audit).await?;
     foreign_keys(audit).await
 }
 
-async fn check_tables(audit: &mut Audit) -> Result<(), DumpError> {
+async fn check_tables(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let tables = url.tables().await?;
     audit.ran("check_table", "CHECK TABLE on every table", tables.len() as u64);
@@ -47,7 +47,7 @@ async fn check_tables(audit: &mut Audit) -> Result<(), DumpError> {
     Ok(())
 }
 
-async fn foreign_keys(audit: &mut Audit) -> Result<(), DumpError> {
+async fn foreign_keys(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let constraints = url
         .query(

@@ -2,7 +2,7 @@
 //! behind their column, invalid indexes, data-checksum failures.
 
 use super::{count_and_examples, literal, said, Audit, Severity, EXAMPLES, FIELD};
-use crate::dump::DumpError;
+use crate::db::error::DbError;
 
 /// Joins a key's column names (the ASCII record separator).
 const COLUMN: char = '\u{1e}';
@@ -14,7 +14,7 @@ const USER_BTREES: &str = "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrel
      WHERE am.amname = 'btree' AND c.relkind = 'i' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't' \
      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'";
 
-pub(super) async fn audit(audit: &mut Audit) -> Result<(), DumpError> {
+pub(super) async fn audit(audit: &mut Audit) -> Result<(), DbError> {
     btree_indexes(audit).await?;
     foreign_keys(audit).await?;
     sequences(audit).await?;
@@ -22,7 +22,7 @@ pub(super) async fn audit(audit: &mut Audit) -> Result<(), DumpError> {
     Ok(())
 }
 
-async fn btree_indexes(audit: &mut Audit) -> Result<(), DumpError> {
+async fn btree_indexes(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     if let Err(error) = url.query("CREATE EXTENSION IF NOT EXISTS amcheck").await {
         audit.found(
@@ -68,7 +68,7 @@ async fn btree_indexes(audit: &mut Audit) -> Result<(), DumpError> {
     Ok(())
 }
 
-async fn foreign_keys(audit: &mut Audit) -> Result<(), DumpError> {
+async fn foreign_keys(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let columns = |keys: &str, table: &str| {
         format!(
@@ -150,7 +150,7 @@ async fn foreign_keys(audit: &mut Audit) -> Result<(), DumpError> {
     Ok(())
 }
 
-async fn sequences(audit: &mut Audit) -> Result<(), DumpError> {
+async fn sequences(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let owned = url
         .query(
@@ -200,7 +200,7 @@ async fn sequences(audit: &mut Audit) -> Result<(), DumpError> {
     Ok(())
 }
 
-async fn catalog(audit: &mut Audit) -> Result<(), DumpError> {
+async fn catalog(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let invalid = url
         .query("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1")

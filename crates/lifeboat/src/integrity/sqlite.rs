@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{is_damage, said, Audit, Severity, EXAMPLES};
-use crate::dump::DumpError;
+use crate::db::error::DbError;
 
 fn salvage_action(path: &str) -> String {
     format!(
@@ -12,7 +12,7 @@ fn salvage_action(path: &str) -> String {
     )
 }
 
-pub(super) async fn audit(audit: &mut Audit) -> Result<(), DumpError> {
+pub(super) async fn audit(audit: &mut Audit) -> Result<(), DbError> {
     let url = audit.url.clone();
     let path = url.database.clone();
     audit.ran("integrity_check", "PRAGMA integrity_check", 1);

@@ -18,6 +18,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 use serde::Serialize;
 
+use crate::db::url::{is_database_url, is_secret_arn};
 use crate::retention::RetentionPolicy;
 
 pub mod checks;
@@ -194,38 +195,6 @@ pub const RESTORE_TEST_EVERY: SignedDuration = SignedDuration::from_hours(7 * 24
 pub const RESTORE_TEST_TIMEOUT: SignedDuration = SignedDuration::from_hours(2);
 /// A restore test's default instance class.
 pub const RESTORE_TEST_CLASS: &str = "db.t3.micro";
-
-/// The URL schemes of databases a plan's `sources` may name for logical
-/// dumps (`crate::dump`).
-pub const DATABASE_SCHEMES: &[&str] = &[
-    "postgres",
-    "postgresql",
-    "mysql",
-    "mariadb",
-    "sqlite",
-    "redis",
-    "duckdb",
-];
-
-/// Whether a plan source is a database URL (a logical dump) rather than an S3 location.
-pub fn is_database_url(source: &str) -> bool {
-    source
-        .split_once("://")
-        .is_some_and(|(scheme, rest)| DATABASE_SCHEMES.contains(&scheme) && !rest.is_empty())
-}
-
-/// Whether a source is a Secrets Manager secret's ARN
-/// (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`), whose value
-/// holds a database's connection (`crate::dump::resolve_database`).
-pub fn is_secret_arn(source: &str) -> bool {
-    let parts: Vec<&str> = source.splitn(7, ':').collect();
-    matches!(
-        parts.as_slice(),
-        ["arn", partition, "secretsmanager", region, account, "secret", name]
-            if !partition.is_empty() && !region.is_empty() && !name.is_empty()
-                && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
-    )
-}
 
 impl Plan {
     /// The sources that are databases to dump, by URL or by the ARN of the

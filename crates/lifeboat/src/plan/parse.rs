@@ -11,9 +11,10 @@ use serde::Deserialize;
 use super::checks::{checks_from, CheckFile};
 use super::schedule::Schedule;
 use super::{
-    duration_words, is_database_url, is_secret_arn, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier,
+    duration_words, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier,
     RESTORE_TEST_CLASS, RESTORE_TEST_EVERY, RESTORE_TEST_TIMEOUT,
 };
+use crate::db::url::{is_database_url, is_secret_arn};
 use crate::retention::{RetentionError, RetentionPolicy};
 
 // The file's boundary types: TOML, snake_case, unknown fields refused.

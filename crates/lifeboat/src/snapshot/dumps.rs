@@ -7,7 +7,7 @@
 //! backup record like `lifeboat backup dump` makes (its source the URL
 //! without the password). Passwords do not belong in the plan file: a
 //! source may be the ARN of a Secrets Manager secret holding the database's
-//! URL or RDS-style credentials JSON (`crate::dump::resolve_database`), read
+//! URL or RDS-style credentials JSON (`crate::db::secret::resolve_database`), read
 //! at each run, so a rotated password is picked up.
 
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use jiff::Timestamp;
 use super::records::{DumpClaim, SnapshotStatus};
 use super::{moment_text, time_text, SnapshotError, SnapshotFailure, SnapshotSummary};
 use crate::catalog::Catalog;
-use crate::dump::{resolve_database, run_dump_backup, DumpBackupOptions};
+use crate::db::secret::resolve_database;
+use crate::dump::{run_dump_backup, DumpBackupOptions};
 use crate::plan::Plan;
 use crate::repo::Repository;
 

@@ -14,19 +14,28 @@
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde_json::Value;
 
-use super::{DatabaseUrl, DumpError};
-use crate::plan::is_secret_arn;
+use super::url::{is_secret_arn, DatabaseUrl, UrlError};
+
+/// A database connection that could not be read from its secret; never
+/// quotes the secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("Secrets Manager secret {arn}: {message}")]
+    Secret { arn: String, message: String },
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
 
 /// The database `source` names: a database URL, or the ARN of a secret that
 /// holds one (or RDS-style JSON), read with `secrets` (GetSecretValue).
 pub async fn resolve_database(
     source: &str,
     secrets: &aws_sdk_secretsmanager::Client,
-) -> Result<DatabaseUrl, DumpError> {
+) -> Result<DatabaseUrl, SecretError> {
     if !is_secret_arn(source) {
-        return DatabaseUrl::parse(source);
+        return Ok(DatabaseUrl::parse(source)?);
     }
-    let secret_error = |message: String| DumpError::Secret {
+    let secret_error = |message: String| SecretError::Secret {
         arn: source.to_owned(),
         message,
     };
@@ -85,11 +94,8 @@ fn database_url(text: &str) -> Result<DatabaseUrl, String> {
                 .to_owned(),
         );
     };
-    DatabaseUrl::parse(&url_text).map_err(|error| match error {
-        // The message says what is wrong; the URL it was about stays unsaid.
-        DumpError::BadUrl { message, .. } => format!("its database URL is not usable: {message}"),
-        other => other.to_string(),
-    })
+    // The message says what is wrong; the URL it was about stays unsaid.
+    DatabaseUrl::parse(&url_text).map_err(|error| format!("its database URL is not usable: {}", error.message))
 }
 
 /// The URL of RDS-style credentials JSON, user and password percent-encoded.
@@ -157,7 +163,7 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dump::Engine;
+    use crate::db::url::Engine;
 
     #[test]
     fn rds_json_and_urls_become_the_same_database() {
@@ -166,7 +172,7 @@ mod tests {
         let url = database_url(json).expect("RDS JSON");
         assert_eq!(url.engine, Engine::Postgresql);
         assert_eq!(url.to_string(), "postgresql://app@db.internal:5433/orders");
-        assert_eq!(url.password.as_deref(), Some("p@ss:w/rd%"));
+        assert_eq!(url.password(), Some("p@ss:w/rd%"));
 
         let mysql = database_url(
             r#"{"engine":"aurora-mysql","host":"::1","port":"3306","username":"root","password":"x","dbname":"shop"}"#,
@@ -177,10 +183,10 @@ mod tests {
             r#"{"engine":"mariadb","host":"h","port":3306,"username":"root","password":"","dbname":"shop"}"#,
         )
         .expect("an empty password");
-        assert_eq!(no_password.password, None);
+        assert_eq!(no_password.password(), None);
 
         let plain = database_url("postgres://app:secret@db.internal/orders").expect("a URL");
-        assert_eq!(plain.password.as_deref(), Some("secret"));
+        assert_eq!(plain.password(), Some("secret"));
     }
 
     #[test]
