@@ -5,10 +5,9 @@
 use std::future::Future;
 
 use super::plan::{DrDatabase, DrPlan};
-use super::steps::{conclude, preflight, restore_snapshot, step, wait_validate, ActionDone};
+use super::steps::{conclude, preflight, restore_snapshot, step, wait_replica, wait_validate, ActionDone};
 use super::{Action, DrError, DrInspection, DrOptions, DrRun, Leftover, Regions, DRILL_TAG, PLAN_TAG};
 use crate::jobs::{Job, JobKind, Jobs};
-use crate::rds::wait::{wait_for, Goal};
 use crate::rds::ReplicaRequest;
 
 /// The drill instance of `database` in job `job_id`: `drill-<db>-<8 hex>`.
@@ -116,13 +115,11 @@ async fn drill_steps(
                     Ok(ActionDone::now(&instance, Some(snapshot.clone()), None))
                 })
                 .await?;
-                Goal::Available
+                options.goal(false)
             }
             Action::DrillReplica => {
                 replicate_and_promote(job, regions, plan, db, &instance, &tags, options).await?;
-                Goal::Promoted {
-                    settle_polls: options.settle_polls,
-                }
+                options.goal(true)
             }
             other => {
                 return Err(DrError::State {
@@ -173,10 +170,7 @@ async fn replicate_and_promote(
         Ok(ActionDone::now(instance, None, Some(note)))
     })
     .await?;
-    step(job, &format!("{}/wait-replica", db.name), || async {
-        Ok(wait_for(&regions.dr, instance, Goal::Available, options.wait, |_| {}).await?)
-    })
-    .await?;
+    wait_replica(job, &regions.dr, instance, db, options).await?;
     step(job, &format!("{}/promote", db.name), || async {
         regions.dr.promote(instance).await?;
         Ok(crate::times::now_text())

@@ -7,10 +7,11 @@
 use std::future::Future;
 
 use super::plan::{DrDatabase, DrPlan};
-use super::steps::{preflight, restore_snapshot, run_switch, step, wait_validate_switch, ActionDone, Target};
+use super::steps::{
+    preflight, restore_snapshot, run_switch, step, wait_replica, wait_validate_switch, ActionDone, Target,
+};
 use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRun, Regions, Snapshot};
 use crate::jobs::{Job, JobKind, Jobs};
-use crate::rds::wait::{wait_for, Goal};
 use crate::rds::ReplicaRequest;
 
 /// Fails over every database of `plan` as [`super::inspect_failover`] found
@@ -65,12 +66,7 @@ async fn failover_steps(
         }
     }
     for (db, state) in &active {
-        let goal = match state.action {
-            Action::Promote => Goal::Promoted {
-                settle_polls: options.settle_polls,
-            },
-            _ => Goal::Available,
-        };
+        let goal = options.goal(state.action == Action::Promote);
         let target = Target {
             rds: &regions.dr,
             instance: &db.dr_instance,
@@ -151,17 +147,7 @@ async fn failback_steps(
         replicate_back(job, regions, plan, db).await?;
     }
     for db in &active {
-        step(job, &format!("{}/wait-replica", db.name), || async {
-            Ok(wait_for(
-                &regions.primary,
-                &db.failback_instance,
-                Goal::Available,
-                options.wait,
-                |_| {},
-            )
-            .await?)
-        })
-        .await?;
+        wait_replica(job, &regions.primary, &db.failback_instance, db, options).await?;
         step(job, &format!("{}/promote", db.name), || async {
             match regions.primary.instance(&db.failback_instance).await? {
                 Some(i) if i.replica_of.is_some() => regions.primary.promote(&db.failback_instance).await?,
@@ -170,15 +156,12 @@ async fn failback_steps(
             Ok(crate::times::now_text())
         })
         .await?;
-        let goal = Goal::Promoted {
-            settle_polls: options.settle_polls,
-        };
         let target = Target {
             rds: &regions.primary,
             instance: &db.failback_instance,
             failback: true,
         };
-        wait_validate_switch(job, regions, db, target, goal, options).await?;
+        wait_validate_switch(job, regions, db, target, options.goal(true), options).await?;
     }
     Ok(inspection)
 }

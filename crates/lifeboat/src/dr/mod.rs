@@ -153,6 +153,19 @@ pub struct DrOptions {
     pub restart: bool,
 }
 
+impl DrOptions {
+    /// What a run waits for: a promoted writer (`promoted`), or an available instance.
+    pub fn goal(&self, promoted: bool) -> crate::rds::wait::Goal {
+        if promoted {
+            crate::rds::wait::Goal::Promoted {
+                settle_polls: self.settle_polls,
+            }
+        } else {
+            crate::rds::wait::Goal::Available
+        }
+    }
+}
+
 impl Default for DrOptions {
     fn default() -> Self {
         Self {

@@ -82,6 +82,21 @@ pub(super) struct Target<'a> {
     pub failback: bool,
 }
 
+/// `DB/wait-replica`: until the new replica `instance` is available.
+pub(super) async fn wait_replica(
+    job: &mut Job,
+    rds: &Rds,
+    instance: &str,
+    db: &DrDatabase,
+    options: DrOptions,
+) -> Result<(), DrError> {
+    step(job, &format!("{}/wait-replica", db.name), || async {
+        Ok(wait_for(rds, instance, Goal::Available, options.wait, |_| {}).await?)
+    })
+    .await
+    .map(|_: Observed| ())
+}
+
 /// `DB/wait` until `instance` reaches `goal`, then `DB/validate` (with
 /// checks); what the wait saw.
 pub(super) async fn wait_validate(
