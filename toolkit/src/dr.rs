@@ -1,5 +1,5 @@
 //! `lifeboat failover`, `failback` and `drill`: read the DR plan, inspect,
-//! confirm, make one library call (`lifeboat::failover`), write the report,
+//! confirm, make one library call (`lifeboat::dr`), write the report,
 //! render. The rendering of these commands lives here, at the end.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use lifeboat::catalog::Catalog;
-use lifeboat::failover::report::{seconds_words, DrReport, Outcome};
-use lifeboat::failover::{
+use lifeboat::dr::report::{seconds_words, DrReport, Outcome};
+use lifeboat::dr::{
     inspect_drill, inspect_failback, inspect_failover, plan, run_drill, run_failback, run_failover, Action,
     DrInspection, DrOptions, DrRun, Regions,
 };

@@ -33,11 +33,11 @@ pub mod catalog;
 #[cfg(feature = "aws")]
 pub mod consistency;
 #[cfg(feature = "aws")]
+pub mod dr;
+#[cfg(feature = "aws")]
 pub mod dump;
 #[cfg(feature = "aws")]
 pub mod expire;
-#[cfg(feature = "aws")]
-pub mod failover;
 #[cfg(feature = "aws")]
 pub mod gc;
 #[cfg(feature = "aws")]

@@ -187,6 +187,39 @@ pub fn load(path: &Path) -> Result<DrPlan, DrPlanError> {
     parse(&text, &path.display().to_string(), base)
 }
 
+/// Where in a plan file a field is, to name it in errors: `prefix` is
+/// empty for the plan's own fields, `database #1 (orders), ` for a
+/// database's, `database #1 (orders), record #2, ` for a record's.
+struct Place<'a> {
+    path: &'a str,
+    prefix: String,
+}
+
+impl Place<'_> {
+    fn field(&self, name: &str, message: String) -> DrPlanError {
+        DrPlanError::Field {
+            path: self.path.to_owned(),
+            field: format!("{}{name}", self.prefix),
+            message,
+        }
+    }
+
+    fn checks(&self, name: &str, error: validate::ValidateError) -> DrPlanError {
+        DrPlanError::Checks {
+            path: self.path.to_owned(),
+            field: format!("{}{name}", self.prefix),
+            error: Box::new(error),
+        }
+    }
+
+    fn inner(&self, prefix: String) -> Place<'_> {
+        Place {
+            path: self.path,
+            prefix: format!("{}{prefix}, ", self.prefix),
+        }
+    }
+}
+
 /// Validates a DR plan's text; `path` names it in errors, `base` is where
 /// relative checks files are looked up.
 pub fn parse(text: &str, path: &str, base: &Path) -> Result<DrPlan, DrPlanError> {
@@ -194,17 +227,16 @@ pub fn parse(text: &str, path: &str, base: &Path) -> Result<DrPlan, DrPlanError>
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })?;
-    let field = |field: &str, message: String| DrPlanError::Field {
-        path: path.to_owned(),
-        field: field.to_owned(),
-        message,
+    let place = Place {
+        path,
+        prefix: String::new(),
     };
-    check_name(&raw.name).map_err(|m| field("name", m))?;
+    check_name(&raw.name).map_err(|m| place.field("name", m))?;
     for (key, region) in [("primary_region", &raw.primary_region), ("dr_region", &raw.dr_region)] {
-        check_region(region).map_err(|m| field(key, m))?;
+        check_region(region).map_err(|m| place.field(key, m))?;
     }
     if raw.primary_region == raw.dr_region {
-        return Err(field(
+        return Err(place.field(
             "dr_region",
             format!(
                 "is the primary region {}: a DR region must be another region",
@@ -213,7 +245,7 @@ pub fn parse(text: &str, path: &str, base: &Path) -> Result<DrPlan, DrPlanError>
         ));
     }
     if raw.database.is_empty() {
-        return Err(field(
+        return Err(place.field(
             "database",
             "the plan has no [[database]]: list each database to fail over".into(),
         ));
@@ -221,156 +253,169 @@ pub fn parse(text: &str, path: &str, base: &Path) -> Result<DrPlan, DrPlanError>
     let mut names = BTreeSet::new();
     let mut databases = Vec::new();
     for (i, db) in raw.database.into_iter().enumerate() {
-        let at = format!("database #{} ({})", i + 1, db.name);
-        let field = |name: &str, message: String| DrPlanError::Field {
-            path: path.to_owned(),
-            field: format!("{at}, {name}"),
-            message,
-        };
-        check_name(&db.name).map_err(|m| field("name", m))?;
+        let place = place.inner(format!("database #{} ({})", i + 1, db.name));
+        check_name(&db.name).map_err(|m| place.field("name", m))?;
         if !names.insert(db.name.clone()) {
-            return Err(field("name", "another database of the plan has this name".into()));
+            return Err(place.field("name", "another database of the plan has this name".into()));
         }
-        check_instance_id(&db.primary_instance).map_err(|m| field("primary_instance", m))?;
-        let dr_instance = match db.strategy {
-            Strategy::Replica => {
-                if db.restore_instance.is_some() {
-                    return Err(field(
-                        "restore_instance",
-                        "is for strategy \"snapshot\"; a replica strategy names its replica_instance".into(),
-                    ));
-                }
-                db.replica_instance.ok_or_else(|| {
-                    field(
-                        "replica_instance",
-                        "missing: strategy \"replica\" needs the read replica's identifier in the DR region".into(),
-                    )
-                })?
-            }
-            Strategy::Snapshot => {
-                if db.replica_instance.is_some() {
-                    return Err(field(
-                        "replica_instance",
-                        "is for strategy \"replica\"; a snapshot strategy names its restore_instance (optional)".into(),
-                    ));
-                }
-                db.restore_instance.unwrap_or_else(|| db.primary_instance.clone())
-            }
-        };
-        let dr_key = match db.strategy {
-            Strategy::Replica => "replica_instance",
-            Strategy::Snapshot => "restore_instance",
-        };
-        check_instance_id(&dr_instance).map_err(|m| field(dr_key, m))?;
-        let failback_instance = db
-            .failback_instance
-            .unwrap_or_else(|| format!("{}-failback", db.primary_instance));
-        check_instance_id(&failback_instance).map_err(|m| field("failback_instance", m))?;
-        if failback_instance == db.primary_instance {
-            return Err(field(
-                "failback_instance",
-                "is the primary instance's identifier: failback creates a new instance beside the old primary".into(),
-            ));
-        }
-        let checks = match (db.checks, db.validation) {
-            (Some(_), Some(_)) => {
-                return Err(field(
-                    "checks",
-                    "give either a checks file or an inline [database.validation], not both".into(),
-                ))
-            }
-            (Some(file), None) => {
-                let file = base.join(file);
-                Some(validate::load(&file).map_err(|error| DrPlanError::Checks {
-                    path: path.to_owned(),
-                    field: format!("{at}, checks"),
-                    error: Box::new(error),
-                })?)
-            }
-            (None, Some(table)) => {
-                let text = toml::to_string(&table).map_err(|e| field("validation", e.to_string()))?;
-                Some(validate::parse(&text).map_err(|error| DrPlanError::Checks {
-                    path: path.to_owned(),
-                    field: format!("{at}, validation"),
-                    error: Box::new(error),
-                })?)
-            }
-            (None, None) => None,
-        };
-        let mut records = Vec::new();
-        for (j, record) in db.record.into_iter().enumerate() {
-            let field = |name: &str, message: String| DrPlanError::Field {
-                path: path.to_owned(),
-                field: format!("{at}, record #{}, {name}", j + 1),
-                message,
-            };
-            let zone = match (record.zone, record.zone_id) {
-                (Some(name), None) => ZoneRef::Name(name.trim_end_matches('.').to_ascii_lowercase()),
-                (None, Some(id)) => ZoneRef::Id(id.trim_start_matches("/hostedzone/").to_owned()),
-                _ => {
-                    return Err(field(
-                        "zone",
-                        "give exactly one of zone (the hosted zone's name) and zone_id".into(),
-                    ))
-                }
-            };
-            let name = record.name.trim_end_matches('.').to_ascii_lowercase();
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(field("name", format!("{:?} is not a DNS name", record.name)));
-            }
-            if let ZoneRef::Name(zone) = &zone {
-                if name != *zone && !name.ends_with(&format!(".{zone}")) {
-                    return Err(field("name", format!("{name} is not in the zone {zone}")));
-                }
-            }
-            let record_type = record
-                .record_type
-                .unwrap_or_else(|| "CNAME".into())
-                .to_ascii_uppercase();
-            if !["CNAME", "A", "AAAA"].contains(&record_type.as_str()) {
-                return Err(field(
-                    "type",
-                    format!("{record_type} is not supported: use CNAME (the default), A or AAAA"),
-                ));
-            }
-            if record_type != "CNAME" && record.target.is_none() {
-                return Err(field(
-                    "target",
-                    format!("a {record_type} record needs an explicit target: an RDS endpoint is a DNS name (CNAME)"),
-                ));
-            }
-            let ttl = record.ttl.unwrap_or(60);
-            if !(0..=172_800).contains(&ttl) {
-                return Err(field("ttl", format!("{ttl} is out of range 0-172800 seconds")));
-            }
-            records.push(DrRecord {
-                zone,
-                name,
-                record_type,
-                ttl,
-                target: record.target,
-                failback_target: record.failback_target,
-            });
-        }
-        databases.push(DrDatabase {
-            name: db.name,
-            primary_instance: db.primary_instance,
-            strategy: db.strategy,
-            dr_instance,
-            failback_instance,
-            instance_class: db.instance_class,
-            subnet_group: db.subnet_group,
-            security_groups: db.security_groups,
-            primary_kms_key: db.primary_kms_key,
-            checks,
-            records,
-        });
+        databases.push(database(db, &place, base)?);
     }
     Ok(DrPlan {
         name: raw.name,
         primary_region: raw.primary_region,
         dr_region: raw.dr_region,
         databases,
+    })
+}
+
+/// One `[[database]]`, its name already checked.
+fn database(db: DatabaseToml, place: &Place<'_>, base: &Path) -> Result<DrDatabase, DrPlanError> {
+    check_instance_id(&db.primary_instance).map_err(|m| place.field("primary_instance", m))?;
+    let dr_instance = dr_instance(&db, place)?;
+    let failback_instance = db
+        .failback_instance
+        .clone()
+        .unwrap_or_else(|| format!("{}-failback", db.primary_instance));
+    check_instance_id(&failback_instance).map_err(|m| place.field("failback_instance", m))?;
+    if failback_instance == db.primary_instance {
+        return Err(place.field(
+            "failback_instance",
+            "is the primary instance's identifier: failback creates a new instance beside the old primary".into(),
+        ));
+    }
+    let checks = checks(db.checks, db.validation, place, base)?;
+    let mut records = Vec::new();
+    for (j, record_toml) in db.record.into_iter().enumerate() {
+        records.push(record(record_toml, &place.inner(format!("record #{}", j + 1)))?);
+    }
+    Ok(DrDatabase {
+        name: db.name,
+        primary_instance: db.primary_instance,
+        strategy: db.strategy,
+        dr_instance,
+        failback_instance,
+        instance_class: db.instance_class,
+        subnet_group: db.subnet_group,
+        security_groups: db.security_groups,
+        primary_kms_key: db.primary_kms_key,
+        checks,
+        records,
+    })
+}
+
+/// The instance that becomes the writer in the DR region: the replica
+/// (strategy `replica`) or the instance a snapshot is restored as.
+fn dr_instance(db: &DatabaseToml, place: &Place<'_>) -> Result<String, DrPlanError> {
+    let (dr_instance, dr_key) = match db.strategy {
+        Strategy::Replica => {
+            if db.restore_instance.is_some() {
+                return Err(place.field(
+                    "restore_instance",
+                    "is for strategy \"snapshot\"; a replica strategy names its replica_instance".into(),
+                ));
+            }
+            let replica = db.replica_instance.clone().ok_or_else(|| {
+                place.field(
+                    "replica_instance",
+                    "missing: strategy \"replica\" needs the read replica's identifier in the DR region".into(),
+                )
+            })?;
+            (replica, "replica_instance")
+        }
+        Strategy::Snapshot => {
+            if db.replica_instance.is_some() {
+                return Err(place.field(
+                    "replica_instance",
+                    "is for strategy \"replica\"; a snapshot strategy names its restore_instance (optional)".into(),
+                ));
+            }
+            let restored = db
+                .restore_instance
+                .clone()
+                .unwrap_or_else(|| db.primary_instance.clone());
+            (restored, "restore_instance")
+        }
+    };
+    check_instance_id(&dr_instance).map_err(|m| place.field(dr_key, m))?;
+    Ok(dr_instance)
+}
+
+/// A database's checks: from a checks file (relative to `base`) or inline.
+fn checks(
+    file: Option<String>,
+    inline: Option<toml::Table>,
+    place: &Place<'_>,
+    base: &Path,
+) -> Result<Option<Checks>, DrPlanError> {
+    match (file, inline) {
+        (Some(_), Some(_)) => Err(place.field(
+            "checks",
+            "give either a checks file or an inline [database.validation], not both".into(),
+        )),
+        (Some(file), None) => {
+            let file = base.join(file);
+            Ok(Some(
+                validate::load(&file).map_err(|error| place.checks("checks", error))?,
+            ))
+        }
+        (None, Some(table)) => {
+            let text = toml::to_string(&table).map_err(|e| place.field("validation", e.to_string()))?;
+            Ok(Some(
+                validate::parse(&text).map_err(|error| place.checks("validation", error))?,
+            ))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// One `[[database.record]]`.
+fn record(record: RecordToml, place: &Place<'_>) -> Result<DrRecord, DrPlanError> {
+    let zone = match (record.zone, record.zone_id) {
+        (Some(name), None) => ZoneRef::Name(name.trim_end_matches('.').to_ascii_lowercase()),
+        (None, Some(id)) => ZoneRef::Id(id.trim_start_matches("/hostedzone/").to_owned()),
+        _ => {
+            return Err(place.field(
+                "zone",
+                "give exactly one of zone (the hosted zone's name) and zone_id".into(),
+            ))
+        }
+    };
+    let name = record.name.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(place.field("name", format!("{:?} is not a DNS name", record.name)));
+    }
+    if let ZoneRef::Name(zone) = &zone {
+        if name != *zone && !name.ends_with(&format!(".{zone}")) {
+            return Err(place.field("name", format!("{name} is not in the zone {zone}")));
+        }
+    }
+    let record_type = record
+        .record_type
+        .unwrap_or_else(|| "CNAME".into())
+        .to_ascii_uppercase();
+    if !["CNAME", "A", "AAAA"].contains(&record_type.as_str()) {
+        return Err(place.field(
+            "type",
+            format!("{record_type} is not supported: use CNAME (the default), A or AAAA"),
+        ));
+    }
+    if record_type != "CNAME" && record.target.is_none() {
+        return Err(place.field(
+            "target",
+            format!("a {record_type} record needs an explicit target: an RDS endpoint is a DNS name (CNAME)"),
+        ));
+    }
+    let ttl = record.ttl.unwrap_or(60);
+    if !(0..=172_800).contains(&ttl) {
+        return Err(place.field("ttl", format!("{ttl} is out of range 0-172800 seconds")));
+    }
+    Ok(DrRecord {
+        zone,
+        name,
+        record_type,
+        ttl,
+        target: record.target,
+        failback_target: record.failback_target,
     })
 }
 

@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::dns::RecordSwitch;
@@ -100,7 +99,7 @@ pub struct DrReport {
 
 /// Seconds from `from` to `to` (RFC 3339 times), if both parse.
 pub fn seconds_between(from: &str, to: &str) -> Option<f64> {
-    let (from, to) = (from.parse::<Timestamp>().ok()?, to.parse::<Timestamp>().ok()?);
+    let (from, to) = (crate::times::parse(from).ok()?, crate::times::parse(to).ok()?);
     let span = to.duration_since(from);
     Some((span.as_millis() as f64) / 1000.0)
 }

@@ -1,12 +1,27 @@
-//! The Route 53 calls a failover makes, each error naming the zone, the
+//! The Route 53 calls a failover or failback makes, each error naming the zone, the
 //! record and what to do. (RDS is `crate::rds`.)
 
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{DrRecord, ZoneRef};
-use super::FailoverError;
 use crate::aws::error_code;
+
+/// A Route 53 call that failed, or a hosted zone the plan names that does
+/// not resolve to exactly one zone.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("Route 53, {action} on {what}: {message}")]
+    Route53 {
+        action: String,
+        what: String,
+        message: String,
+    },
+    #[error("no Route 53 hosted zone is named {zone}: create it (or fix the plan's zone), then run again")]
+    NoZone { zone: String },
+    #[error("several Route 53 hosted zones are named {zone} ({}): name the one to change with zone_id", ids.join(", "))]
+    AmbiguousZone { zone: String, ids: Vec<String> },
+}
 
 /// Route 53 (a global service).
 #[derive(Clone, Debug)]
@@ -33,13 +48,13 @@ pub fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Dns {
-    fn error<E, R>(&self, action: &str, what: &str, error: aws_sdk_route53::error::SdkError<E, R>) -> FailoverError
+    fn error<E, R>(&self, action: &str, what: &str, error: aws_sdk_route53::error::SdkError<E, R>) -> DnsError
     where
         E: aws_sdk_route53::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         let (code, message) = error_code(&error);
-        FailoverError::Route53 {
+        DnsError::Route53 {
             action: action.to_owned(),
             what: what.to_owned(),
             message: match code {
@@ -50,7 +65,7 @@ impl Dns {
     }
 
     /// The hosted zone's id.
-    pub async fn zone_id(&self, zone: &ZoneRef) -> Result<String, FailoverError> {
+    pub async fn zone_id(&self, zone: &ZoneRef) -> Result<String, DnsError> {
         match zone {
             ZoneRef::Id(id) => Ok(id.clone()),
             ZoneRef::Name(name) => {
@@ -69,8 +84,8 @@ impl Dns {
                     .collect();
                 match found.as_slice() {
                     [id] => Ok((*id).to_owned()),
-                    [] => Err(FailoverError::NoZone { zone: name.clone() }),
-                    _ => Err(FailoverError::AmbiguousZone {
+                    [] => Err(DnsError::NoZone { zone: name.clone() }),
+                    _ => Err(DnsError::AmbiguousZone {
                         zone: name.clone(),
                         ids: found.iter().map(|s| (*s).to_owned()).collect(),
                     }),
@@ -80,7 +95,7 @@ impl Dns {
     }
 
     /// The record's current value (the first, for records with several).
-    pub async fn current(&self, zone_id: &str, record: &DrRecord) -> Result<Option<String>, FailoverError> {
+    pub async fn current(&self, zone_id: &str, record: &DrRecord) -> Result<Option<String>, DnsError> {
         let answer = self
             .client
             .list_resource_record_sets()
@@ -106,7 +121,7 @@ impl Dns {
     }
 
     /// Points the record at `target` (UPSERT), unless it already points there.
-    pub async fn switch(&self, record: &DrRecord, target: &str) -> Result<RecordSwitch, FailoverError> {
+    pub async fn switch(&self, record: &DrRecord, target: &str) -> Result<RecordSwitch, DnsError> {
         let zone_id = self.zone_id(&record.zone).await?;
         let from = self.current(&zone_id, record).await?;
         let mut switch = RecordSwitch {
@@ -121,7 +136,7 @@ impl Dns {
             return Ok(switch);
         }
         let what = format!("{} {} in hosted zone {zone_id}", record.record_type, record.name);
-        let build = |e: aws_sdk_route53::error::BuildError| FailoverError::Route53 {
+        let build = |e: aws_sdk_route53::error::BuildError| DnsError::Route53 {
             action: "ChangeResourceRecordSets".into(),
             what: what.clone(),
             message: e.to_string(),

@@ -1,0 +1,199 @@
+//! Failover and failback of a DR plan, as recovery jobs: the failover
+//! promotes each database's DR replica or restores its newest DR snapshot;
+//! the failback replicates the DR writer back to the primary region and
+//! promotes that. Both then wait, validate and switch DNS
+//! ([`super::steps`]).
+
+use std::future::Future;
+
+use super::plan::{DrDatabase, DrPlan};
+use super::steps::{
+    preflight, restore_snapshot, run_switch, step, wait_replica, wait_validate_switch, ActionDone, Target,
+};
+use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRun, Regions, Snapshot};
+use crate::jobs::{Job, JobKind, Jobs};
+use crate::rds::ReplicaRequest;
+
+/// Fails over every database of `plan` as [`super::inspect_failover`] found
+/// it (resuming the plan's interrupted failover, if there is one). When
+/// `interrupted` completes first (the toolkit passes Ctrl-C), the job is
+/// recorded failed where it stood, to be resumed by the next run.
+pub async fn run_failover(
+    regions: &Regions,
+    jobs: &Jobs,
+    plan: &DrPlan,
+    inspection: &DrInspection,
+    options: DrOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<DrRun, DrError> {
+    let steps = async |job: &mut Job| failover_steps(job, regions, plan, inspection, options).await;
+    run_switch(JobKind::Failover, jobs, plan, inspection, options, interrupted, steps).await
+}
+
+/// Fails back every database of `plan` to the primary region.
+pub async fn run_failback(
+    regions: &Regions,
+    jobs: &Jobs,
+    plan: &DrPlan,
+    inspection: &DrInspection,
+    options: DrOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<DrRun, DrError> {
+    let steps = async |job: &mut Job| failback_steps(job, regions, plan, inspection, options).await;
+    run_switch(JobKind::Failback, jobs, plan, inspection, options, interrupted, steps).await
+}
+
+async fn failover_steps(
+    job: &mut Job,
+    regions: &Regions,
+    plan: &DrPlan,
+    inspection: &DrInspection,
+    options: DrOptions,
+) -> Result<DrInspection, DrError> {
+    let inspection = preflight(job, inspection).await?;
+    let active: Vec<(&DrDatabase, &DatabaseState)> = plan
+        .databases
+        .iter()
+        .filter_map(|db| inspection.databases.iter().find(|s| s.name == db.name).map(|s| (db, s)))
+        .filter(|(_, s)| s.action != Action::Done)
+        .collect();
+    // Start every promotion and restore first, so the regions work in parallel.
+    for (db, state) in &active {
+        match &state.action {
+            Action::Promote => promote_replica(job, regions, plan, db).await?,
+            Action::Restore { snapshot } => restore_newest(job, regions, plan, db, snapshot).await?,
+            _ => {}
+        }
+    }
+    for (db, state) in &active {
+        let goal = options.goal(state.action == Action::Promote);
+        let target = Target {
+            rds: &regions.dr,
+            instance: &db.dr_instance,
+            failback: false,
+        };
+        wait_validate_switch(job, regions, db, target, goal, options).await?;
+    }
+    Ok(inspection)
+}
+
+/// `DB/promote`: promotes `db`'s DR replica (unless it is a writer already).
+async fn promote_replica(job: &mut Job, regions: &Regions, plan: &DrPlan, db: &DrDatabase) -> Result<(), DrError> {
+    step(job, &format!("{}/promote", db.name), || async {
+        let note = match regions.dr.instance(&db.dr_instance).await? {
+            Some(i) if i.replica_of.is_none() => Some("already promoted".to_owned()),
+            Some(_) => {
+                regions.dr.promote(&db.dr_instance).await?;
+                None
+            }
+            None => {
+                return Err(DrError::State {
+                    database: db.name.clone(),
+                    message: format!("read replica {} disappeared from {}", db.dr_instance, plan.dr_region),
+                })
+            }
+        };
+        Ok(ActionDone::now(&db.dr_instance, None, note))
+    })
+    .await?;
+    Ok(())
+}
+
+/// `DB/restore`: restores `snapshot` as `db`'s DR instance (unless an
+/// interrupted run already started it).
+async fn restore_newest(
+    job: &mut Job,
+    regions: &Regions,
+    plan: &DrPlan,
+    db: &DrDatabase,
+    snapshot: &Snapshot,
+) -> Result<(), DrError> {
+    step(job, &format!("{}/restore", db.name), || async {
+        let note = if regions.dr.instance(&db.dr_instance).await?.is_some() {
+            Some(format!(
+                "{} existed already (an earlier interrupted restore): used as is",
+                db.dr_instance
+            ))
+        } else {
+            let tags = [("lifeboat:failover", plan.name.as_str())];
+            restore_snapshot(&regions.dr, db, &db.dr_instance, snapshot, &tags).await?;
+            None
+        };
+        Ok(ActionDone::now(&db.dr_instance, Some(snapshot.clone()), note))
+    })
+    .await?;
+    Ok(())
+}
+
+async fn failback_steps(
+    job: &mut Job,
+    regions: &Regions,
+    plan: &DrPlan,
+    inspection: &DrInspection,
+    options: DrOptions,
+) -> Result<DrInspection, DrError> {
+    let inspection = preflight(job, inspection).await?;
+    let active: Vec<&DrDatabase> = plan
+        .databases
+        .iter()
+        .filter(|db| {
+            inspection
+                .databases
+                .iter()
+                .any(|s| s.name == db.name && s.action != Action::Done)
+        })
+        .collect();
+    for db in &active {
+        replicate_back(job, regions, plan, db).await?;
+    }
+    for db in &active {
+        wait_replica(job, &regions.primary, &db.failback_instance, db, options).await?;
+        step(job, &format!("{}/promote", db.name), || async {
+            match regions.primary.instance(&db.failback_instance).await? {
+                Some(i) if i.replica_of.is_some() => regions.primary.promote(&db.failback_instance).await?,
+                _ => {}
+            }
+            Ok(crate::times::now_text())
+        })
+        .await?;
+        let target = Target {
+            rds: &regions.primary,
+            instance: &db.failback_instance,
+            failback: true,
+        };
+        wait_validate_switch(job, regions, db, target, options.goal(true), options).await?;
+    }
+    Ok(inspection)
+}
+
+/// `DB/replicate`: creates the failback instance, a read replica of the DR
+/// writer in the primary region (unless it exists already).
+async fn replicate_back(job: &mut Job, regions: &Regions, plan: &DrPlan, db: &DrDatabase) -> Result<(), DrError> {
+    step(job, &format!("{}/replicate", db.name), || async {
+        if regions.primary.instance(&db.failback_instance).await?.is_some() {
+            let note = format!("{} existed already: used as is", db.failback_instance);
+            return Ok(ActionDone::now(&db.failback_instance, None, Some(note)));
+        }
+        let writer = regions
+            .dr
+            .instance(&db.dr_instance)
+            .await?
+            .ok_or_else(|| DrError::State {
+                database: db.name.clone(),
+                message: format!("the DR instance {} disappeared from {}", db.dr_instance, plan.dr_region),
+            })?;
+        regions
+            .primary
+            .create_replica(&ReplicaRequest {
+                instance: &db.failback_instance,
+                source_arn: &writer.arn,
+                instance_class: db.instance_class.as_deref(),
+                kms_key: db.primary_kms_key.as_deref(),
+                tags: &[("lifeboat:failback", &plan.name)],
+            })
+            .await?;
+        Ok(ActionDone::now(&db.failback_instance, None, None))
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! What a failover, failback or drill of a DR plan would do now, and the RPO
+//! it would cost: each reads the regions, Route 53 and the plan's earlier
+//! jobs, and changes nothing (`--dry-run` prints its answer).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use super::dns::{self, Dns};
+use super::plan::{DrDatabase, DrPlan, DrRecord, Strategy};
+use super::report::Rpo;
+use super::{Action, DatabaseState, DrError, DrInspection, Instance, Leftover, RecordState, Regions, Snapshot};
+use super::{DRILL_TAG, PLAN_TAG};
+use crate::jobs::{JobError, JobKind, JobStatus, Jobs, StepStatus};
+use crate::rds::Rds;
+
+const REPLICA_NOTE: &str = "up to the replication lag at promotion (CloudWatch ReplicaLag; RDS does not report it)";
+
+/// How many recent jobs [`promoted_by_jobs`] reads.
+const JOBS_SEARCHED: usize = 200;
+
+/// The RPO of promoting a replica: its lag, which RDS does not report.
+fn replica_rpo(note: &str) -> Rpo {
+    Rpo::Replica {
+        lag_seconds: None,
+        note: note.into(),
+    }
+}
+
+/// The newest available snapshot of `primary` in `rds`'s region.
+async fn newest_snapshot(rds: &Rds, primary: &str) -> Result<Option<Snapshot>, DrError> {
+    Ok(rds.newest_snapshot(primary).await?.map(|(id, taken)| Snapshot {
+        id,
+        taken_at: taken.to_string(),
+    }))
+}
+
+/// The action restoring the newest snapshot of `db`'s primary in the DR
+/// region (`restore` makes it) and its RPO at `now`; blocked with the reason
+/// `missing` gives when there is none.
+async fn restore_newest(
+    dr: &Rds,
+    db: &DrDatabase,
+    now: Timestamp,
+    restore: impl FnOnce(Snapshot) -> Action,
+    missing: impl FnOnce() -> String,
+) -> Result<(Action, Option<Rpo>), DrError> {
+    Ok(match newest_snapshot(dr, &db.primary_instance).await? {
+        Some(snapshot) => {
+            let rpo = snapshot.rpo_at(now);
+            (restore(snapshot), Some(rpo))
+        }
+        None => (Action::Blocked { reason: missing() }, None),
+    })
+}
+
+/// Drill instances of `plan` still in `rds`'s region: `(instance, drill job id)`.
+async fn drill_instances(rds: &Rds, plan: &str) -> Result<Vec<(String, String)>, DrError> {
+    let mut found = Vec::new();
+    for instance in rds.instances().await? {
+        let tag = |key: &str| {
+            instance
+                .tag_list()
+                .iter()
+                .find(|t| t.key() == Some(key))
+                .and_then(|t| t.value())
+        };
+        let (Some(id), Some(job)) = (instance.db_instance_identifier(), tag(DRILL_TAG)) else {
+            continue;
+        };
+        if id.starts_with("drill-") && tag(PLAN_TAG) == Some(plan) && instance.db_instance_status() != Some("deleting")
+        {
+            found.push((id.to_owned(), job.to_owned()));
+        }
+    }
+    Ok(found)
+}
+
+/// Reads each record's value; `target_of` gives the value a run would set.
+async fn record_states(
+    dns: &Dns,
+    db: &DrDatabase,
+    target_of: impl Fn(&DrRecord) -> Option<String>,
+) -> Vec<RecordState> {
+    let mut states = Vec::new();
+    for record in &db.records {
+        let current = match dns.zone_id(&record.zone).await {
+            Ok(zone_id) => dns.current(&zone_id, record).await,
+            Err(e) => Err(e),
+        };
+        let (current, problem) = match current {
+            Ok(value) => (value, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        states.push(RecordState {
+            name: record.name.clone(),
+            record_type: record.record_type.clone(),
+            current,
+            target: target_of(record),
+            problem,
+        });
+    }
+    states
+}
+
+fn all_point_at_targets(records: &[RecordState]) -> bool {
+    records.iter().all(|r| match (&r.current, &r.target) {
+        (Some(current), Some(target)) => dns::same_name(current, target),
+        _ => false,
+    })
+}
+
+/// Whether a switch of `db` to `instance` is complete: it is an available
+/// writer (or promoted by a finished job, see [`promoted_by_jobs`]) and
+/// every record of `db` points at its target.
+fn switched(instance: &Instance, db: &DrDatabase, records: &[RecordState], promoted: &BTreeSet<String>) -> bool {
+    instance.status == "available"
+        && !db.records.is_empty()
+        && all_point_at_targets(records)
+        && (instance.replica_of.is_none() || promoted.contains(&db.name))
+}
+
+/// The databases of `plan` a finished job of `kind` promoted. An instance
+/// RDS still lists as a replica counts as promoted only then: AWS drops the
+/// link when a promotion ends, but the emulator keeps it forever, and a
+/// replica DNS already points at must not pass for a writer.
+async fn promoted_by_jobs(jobs: &Jobs, kind: JobKind, plan: &DrPlan) -> Result<BTreeSet<String>, DrError> {
+    let mut promoted = BTreeSet::new();
+    for job in jobs.list(Some(JOBS_SEARCHED)).await? {
+        if job.kind != kind || job.subject != plan.name || job.status != JobStatus::Succeeded {
+            continue;
+        }
+        for db in &plan.databases {
+            if job
+                .step(&format!("{}/promote", db.name))
+                .is_some_and(|s| s.status == StepStatus::Done)
+            {
+                promoted.insert(db.name.clone());
+            }
+        }
+    }
+    Ok(promoted)
+}
+
+/// One database's line of an inspection.
+struct Found {
+    instance: String,
+    region: String,
+    existing: Option<Instance>,
+    action: Action,
+    rpo: Option<Rpo>,
+    records: Vec<RecordState>,
+}
+
+impl Found {
+    fn state(self, db: &DrDatabase) -> DatabaseState {
+        DatabaseState {
+            name: db.name.clone(),
+            strategy: db.strategy,
+            instance: self.instance,
+            region: self.region,
+            existing: self.existing,
+            action: self.action,
+            rpo: self.rpo,
+            records: self.records,
+            checks: db.checks.as_ref().map_or(0, |c| c.checks.len()),
+        }
+    }
+}
+
+fn inspection(kind: JobKind, plan: &DrPlan, now: Timestamp, databases: Vec<DatabaseState>) -> DrInspection {
+    DrInspection {
+        kind,
+        plan: plan.name.clone(),
+        primary_region: plan.primary_region.clone(),
+        dr_region: plan.dr_region.clone(),
+        inspected_at: now.to_string(),
+        databases,
+        leftovers: Vec::new(),
+    }
+}
+
+/// What a failover of `plan` would do now, and the RPO it would cost.
+pub async fn inspect_failover(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<DrInspection, DrError> {
+    let now = crate::times::now();
+    let promoted = promoted_by_jobs(jobs, JobKind::Failover, plan).await?;
+    let mut databases = Vec::new();
+    for db in &plan.databases {
+        let existing = regions.dr.instance(&db.dr_instance).await?;
+        let endpoint = existing.as_ref().and_then(|i| i.endpoint.clone());
+        let records = record_states(&regions.dns, db, |r| r.target.clone().or_else(|| endpoint.clone())).await;
+        let (action, rpo) = failover_action(regions, plan, db, existing.as_ref(), &records, &promoted, now).await?;
+        let found = Found {
+            instance: db.dr_instance.clone(),
+            region: plan.dr_region.clone(),
+            existing,
+            action,
+            rpo,
+            records,
+        };
+        databases.push(found.state(db));
+    }
+    Ok(inspection(JobKind::Failover, plan, now, databases))
+}
+
+/// What a failover does to `db`, whose DR instance is `existing`.
+async fn failover_action(
+    regions: &Regions,
+    plan: &DrPlan,
+    db: &DrDatabase,
+    existing: Option<&Instance>,
+    records: &[RecordState],
+    promoted: &BTreeSet<String>,
+    now: Timestamp,
+) -> Result<(Action, Option<Rpo>), DrError> {
+    let writer = existing.is_some_and(|i| i.replica_of.is_none());
+    Ok(match (db.strategy, existing) {
+        (_, Some(instance)) if switched(instance, db, records, promoted) => (Action::Done, None),
+        (Strategy::Snapshot, Some(_)) => (Action::Continue, None),
+        (Strategy::Replica, Some(_)) if writer => (Action::Continue, None),
+        (Strategy::Replica, Some(_)) => (Action::Promote, Some(replica_rpo(REPLICA_NOTE))),
+        (Strategy::Replica, None) => (
+            Action::Blocked {
+                reason: format!(
+                    "read replica {} does not exist in {}: create it (or change the plan's strategy to \"snapshot\")",
+                    db.dr_instance, plan.dr_region
+                ),
+            },
+            None,
+        ),
+        (Strategy::Snapshot, None) => {
+            restore_newest(&regions.dr, db, now, |snapshot| Action::Restore { snapshot }, || {
+                format!(
+                    "no available snapshot of {} in {}: copy one there (the snapshot function's copy_regions), then run again",
+                    db.primary_instance, plan.dr_region
+                )
+            })
+            .await?
+        }
+    })
+}
+
+/// What a failback of `plan` would do now.
+pub async fn inspect_failback(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<DrInspection, DrError> {
+    let now = crate::times::now();
+    let promoted = promoted_by_jobs(jobs, JobKind::Failback, plan).await?;
+    let mut databases = Vec::new();
+    for db in &plan.databases {
+        // Reading the failback instance also proves the primary region answers.
+        let existing = regions.primary.instance(&db.failback_instance).await?;
+        let writer = regions.dr.instance(&db.dr_instance).await?;
+        let endpoint = existing.as_ref().and_then(|i| i.endpoint.clone());
+        let records = record_states(&regions.dns, db, |r| {
+            r.failback_target.clone().or_else(|| endpoint.clone())
+        })
+        .await;
+        let action = failback_action(plan, db, existing.as_ref(), writer.as_ref(), &records, &promoted);
+        let found = Found {
+            instance: db.failback_instance.clone(),
+            region: plan.primary_region.clone(),
+            existing,
+            action,
+            rpo: Some(replica_rpo(
+                "writes to the DR database after the replica's last applied change are lost: stop writes before the switch",
+            )),
+            records,
+        };
+        databases.push(found.state(db));
+    }
+    Ok(inspection(JobKind::Failback, plan, now, databases))
+}
+
+/// What a failback does to `db`, whose failback instance is `existing` and
+/// DR instance `writer`.
+fn failback_action(
+    plan: &DrPlan,
+    db: &DrDatabase,
+    existing: Option<&Instance>,
+    writer: Option<&Instance>,
+    records: &[RecordState],
+    promoted: &BTreeSet<String>,
+) -> Action {
+    let dr_endpoint = writer.and_then(|w| w.endpoint.clone());
+    let dr_serves = writer.is_some_and(|w| {
+        w.replica_of.is_none()
+            || (!records.is_empty()
+                && records.iter().all(|r| {
+                    r.current
+                        .as_deref()
+                        .is_some_and(|c| dr_endpoint.as_deref().is_some_and(|e| dns::same_name(c, e)))
+                }))
+    });
+    match (existing, writer) {
+        (Some(instance), _) if switched(instance, db, records, promoted) => Action::Done,
+        (Some(_), _) => Action::Continue,
+        (None, None) => Action::Blocked {
+            reason: format!(
+                "the DR instance {} does not exist in {}: there is nothing to fail back from",
+                db.dr_instance, plan.dr_region
+            ),
+        },
+        (None, Some(_)) if !dr_serves => Action::Blocked {
+            reason: format!(
+                "the DR instance {} in {} is still a read replica and no record points at it: fail over first",
+                db.dr_instance, plan.dr_region
+            ),
+        },
+        (None, Some(_)) => Action::Replicate,
+    }
+}
+
+/// What a drill of `plan` would do now. Drill instance names are given when it runs.
+pub async fn inspect_drill(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<DrInspection, DrError> {
+    let now = crate::times::now();
+    let leftovers = leftovers(regions, jobs, plan).await?;
+    let mut databases = Vec::new();
+    for db in &plan.databases {
+        let (action, rpo) = match db.strategy {
+            Strategy::Snapshot => {
+                restore_newest(
+                    &regions.dr,
+                    db,
+                    now,
+                    |snapshot| Action::DrillRestore { snapshot },
+                    || {
+                        format!(
+                            "no available snapshot of {} in {} to rehearse with",
+                            db.primary_instance, plan.dr_region
+                        )
+                    },
+                )
+                .await?
+            }
+            Strategy::Replica => match regions.primary.instance(&db.primary_instance).await? {
+                Some(_) => (Action::DrillReplica, Some(replica_rpo(REPLICA_NOTE))),
+                None => (
+                    Action::Blocked {
+                        reason: format!(
+                            "primary instance {} does not exist in {}: a replica drill replicates it",
+                            db.primary_instance, plan.primary_region
+                        ),
+                    },
+                    None,
+                ),
+            },
+        };
+        let found = Found {
+            instance: "drill-".to_owned() + &db.name,
+            region: plan.dr_region.clone(),
+            existing: None,
+            action,
+            rpo,
+            records: Vec::new(),
+        };
+        databases.push(found.state(db));
+    }
+    let mut inspection = inspection(JobKind::Drill, plan, now, databases);
+    inspection.leftovers = leftovers;
+    Ok(inspection)
+}
+
+/// Instances earlier drills of `plan` left behind, each deletable once its job has ended.
+async fn leftovers(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<Vec<Leftover>, DrError> {
+    let mut leftovers = Vec::new();
+    for (instance, job) in drill_instances(&regions.dr, &plan.name).await? {
+        let deletable = match jobs.get(&job).await {
+            Ok(record) => record.status != JobStatus::Running,
+            Err(JobError::Unknown { .. }) => true,
+            Err(e) => return Err(e.into()),
+        };
+        leftovers.push(Leftover {
+            instance,
+            job,
+            deletable,
+        });
+    }
+    Ok(leftovers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_count_as_switched_only_when_every_one_points_at_its_target() {
+        let record = |current: Option<&str>, target: Option<&str>| RecordState {
+            name: "db.example.internal".into(),
+            record_type: "CNAME".into(),
+            current: current.map(str::to_owned),
+            target: target.map(str::to_owned),
+            problem: None,
+        };
+        assert!(all_point_at_targets(&[record(Some("A.example."), Some("a.example"))]));
+        assert!(!all_point_at_targets(&[
+            record(Some("a.example"), Some("a.example")),
+            record(Some("b.example"), Some("a.example"))
+        ]));
+        assert!(!all_point_at_targets(&[record(None, Some("a.example"))]));
+        assert!(!all_point_at_targets(&[record(Some("a.example"), None)]));
+    }
+}
