@@ -237,3 +237,23 @@ fn the_librarys_pure_core_imports_no_aws() {
         breaches.join("\n")
     );
 }
+
+#[test]
+fn module_declarations_and_crate_imports_are_read() {
+    let declared = declared_modules(
+        "pub mod a;\n#[cfg(feature = \"aws\")]\npub mod b;\n#[cfg(test)]\nmod tests;\nmod c {\n}\npub(crate) mod d;\n",
+    );
+    let seen: Vec<(&str, bool, bool)> = declared.iter().map(|m| (m.name.as_str(), m.aws, m.test)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", false, false),
+            ("b", true, false),
+            ("tests", false, true),
+            ("d", false, false)
+        ]
+    );
+
+    let named = crate_modules_named("use crate::a::X;\nuse crate::{b::{c, d}, e};\nlet x = crate::f::g();");
+    assert_eq!(named, BTreeSet::from(["a", "b", "e", "f"].map(String::from)));
+}

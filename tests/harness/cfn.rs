@@ -331,3 +331,79 @@ fn single_key(value: &Value) -> Option<(&str, &Value)> {
     }
     map.iter().next().map(|(k, v)| (k.as_str(), v))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sample() -> Value {
+        json!({
+            "Parameters": {
+                "Env": {"Type": "String", "Default": "prod"},
+                "Subnets": {"Type": "CommaDelimitedList", "Default": ""},
+                "Owner": {"Type": "String"}
+            },
+            "Conditions": {
+                "IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
+                "HasSubnets": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", {"Ref": "Subnets"}]}, ""]}]}
+            },
+            "Resources": {
+                "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {
+                    "BucketName": {"Fn::Sub": "${AWS::StackName}-${Env}-data"},
+                    "Tags": [{"Fn::If": ["IsProd", {"Key": "tier", "Value": "1"}, {"Ref": "AWS::NoValue"}]}]
+                }},
+                "Role": {"Type": "AWS::IAM::Role", "Properties": {"Path": "/lifeboat/"}},
+                "Key": {"Type": "AWS::KMS::Key", "Properties": {
+                    "Description": {"Fn::Sub": ["${Key.Arn} for ${Who} ${!Literal}", {"Who": {"Ref": "Owner"}}]},
+                    "Policy": {"Fn::GetAtt": ["Role", "Arn"]},
+                    "Subnets": {"Fn::If": ["HasSubnets", {"Ref": "Subnets"}, {"Ref": "AWS::NoValue"}]}
+                }}
+            }
+        })
+    }
+
+    #[test]
+    fn intrinsic_functions_resolve_as_cloudformation_would() {
+        let template = sample();
+        let stack = Stack::new(&template, "s", &[("Owner", "ops")]);
+        assert_eq!(stack.reference("Bucket"), "s-prod-data");
+        assert_eq!(stack.attribute("Bucket", "Arn"), "arn:aws:s3:::s-prod-data");
+        assert_eq!(stack.property("Bucket", "Tags"), json!([{"Key": "tier", "Value": "1"}]));
+        assert_eq!(
+            stack.property("Key", "Policy"),
+            json!(format!("arn:aws:iam::{ACCOUNT_ID}:role/lifeboat/s-Role"))
+        );
+        assert!(
+            stack.property("Key", "Subnets").is_null(),
+            "AWS::NoValue drops the property"
+        );
+        assert!(!stack.condition("HasSubnets"));
+
+        let staging = Stack::new(&template, "s", &[("Owner", "ops"), ("Env", "dev"), ("Subnets", "a,b")]);
+        assert_eq!(
+            staging.property("Bucket", "Tags"),
+            json!([]),
+            "AWS::NoValue leaves lists"
+        );
+        assert_eq!(staging.property("Key", "Subnets"), json!(["a", "b"]));
+    }
+
+    #[test]
+    fn sub_takes_local_variables_and_literals() {
+        let template = sample();
+        let stack = Stack::new(&template, "s", &[("Owner", "ops")]);
+        assert_eq!(
+            stack.string(&stack.resource("Key")["Properties"]["Description"]),
+            format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/0a1b2c3d-0000-4000-8000-00000000000a for ops ${{Literal}}")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "parameter Owner has no default and was not given")]
+    fn a_parameter_without_default_must_be_given() {
+        let template = sample();
+        Stack::new(&template, "s", &[]);
+    }
+}
