@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries and handlers against the AWS emulator.
 
 mod alert;
+mod architecture;
 mod audit;
 mod catalog;
 mod damage;

@@ -8,6 +8,12 @@
 //! when the test process ends, however it ends. Set `LIFEBOAT_TEST_ENDPOINT`
 //! to use an emulator that is already running instead (for example one from
 //! `eval "$(scripts/emulator start)"`).
+//!
+//! For the infrastructure tests: [`cfn`] reads the templates of `infra/` and
+//! resolves their intrinsic functions; [`iam`] evaluates their policies.
+
+pub mod cfn;
+pub mod iam;
 
 use std::future::IntoFuture;
 use std::io::{Read, Write};
@@ -15,7 +21,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::Credentials;
@@ -494,10 +500,7 @@ fn runtime_router(state: Arc<RuntimeState>) -> axum::Router {
             state.shut_down().await;
             return StatusCode::GONE.into_response();
         }
-        let deadline_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() + 15 * 60 * 1000)
-            .unwrap_or_default();
+        let deadline_ms = jiff::Timestamp::now().as_millisecond() + 15 * 60 * 1000;
         let mut headers = HeaderMap::new();
         let mut set = |name: &'static str, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -592,10 +595,7 @@ async fn run_local_invoke(options: &LocalInvoke, event: &Value) -> anyhow::Resul
         rand::random::<u16>() & 0xfff,
         rand::random::<u64>() & 0xffff_ffff_ffff,
     );
-    let now_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let now_secs = jiff::Timestamp::now().as_second();
     let trace_id = format!(
         "Root=1-{now_secs:08x}-{:024x};Parent={:016x};Sampled=0",
         rand::random::<u128>() >> 32,
