@@ -351,9 +351,9 @@ impl Catalog {
         crate::snapshot::SnapshotCatalog::new(self.client.clone(), &self.table, &self.region)
     }
 
-    /// Snapshot verifications, holds and deletions (`crate::snapshot_ops`).
-    pub fn snapshot_checks(&self) -> crate::snapshot_ops::SnapshotChecks {
-        crate::snapshot_ops::SnapshotChecks::new(self.client.clone(), &self.table, &self.region)
+    /// Snapshot verifications, holds and deletions (`crate::snapshot::verifications`).
+    pub fn snapshot_checks(&self) -> crate::snapshot::SnapshotChecks {
+        crate::snapshot::SnapshotChecks::new(self.client.clone(), &self.table, &self.region)
     }
 
     /// The alert state kept in this catalog's table (`crate::alert`).

@@ -8,7 +8,7 @@
 //! optional `digest` and `at` (see `event.rs` and `events/alert-scheduled.json`).
 //! With a plan file (`LIFEBOAT_PLANS` or `LIFEBOAT_PLANS_TOML`, as the
 //! snapshot function reads it), the plans' RDS snapshots are checked too
-//! (`lifeboat::snapshot_ops::alerts`: failed snapshots and copies, RPO per
+//! (`lifeboat::snapshot::alerts`: failed snapshots and copies, RPO per
 //! plan, copies missing in a copy region, failed or stale verifications;
 //! `failedLookbackHours` and `verificationMaxAgeHours` apply to them).
 //! Answers an `AlertSummary`; a bad event fails with `Lifeboat.BadEvent`,
@@ -21,9 +21,9 @@ use lifeboat::alert::{run_alerts_with, AlertError, AlertSummary, AlertTopic};
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::{Catalog, DEFAULT_TABLE};
 use lifeboat::plan::Plan;
+use lifeboat::snapshot::alerts::{snapshot_conditions, SnapshotAlertRules};
 use lifeboat::snapshot::load_plans;
-use lifeboat::snapshot_ops::alerts::{snapshot_conditions, SnapshotAlertRules};
-use lifeboat::snapshot_ops::plan_source;
+use lifeboat::snapshot::plan_source;
 use lifeboat_lambda::{diagnostic, init_tracing, required_setting, setting, Metrics};
 
 use crate::event::AlertRequest;

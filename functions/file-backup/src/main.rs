@@ -35,7 +35,7 @@ use lifeboat::format::BackupType;
 use lifeboat::plan::Plan;
 use lifeboat::repo::Repository;
 use lifeboat::snapshot::load_plans;
-use lifeboat::snapshot_ops::plan_source;
+use lifeboat::snapshot::plan_source;
 use lifeboat::storage::Location;
 use lifeboat_lambda::{diagnostic, init_tracing, setting, Metrics};
 use serde::Serialize;

@@ -14,7 +14,7 @@
 //! applies each plan's own retention (plan file: `LIFEBOAT_PLANS` or
 //! `LIFEBOAT_PLANS_TOML`; all plans without `plans`) to its RDS snapshots,
 //! deleting each doomed one in its region and every copy region
-//! (`lifeboat::snapshot_ops::retention`; `events/retention-snapshots.json`).
+//! (`lifeboat::snapshot::retention`; `events/retention-snapshots.json`).
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use lifeboat::aws::{load_config, Clients};
@@ -26,10 +26,10 @@ use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
 use lifeboat::retention::{RetentionPlan, RetentionPolicy};
 use lifeboat::snapshot::load_plans;
-use lifeboat::snapshot_ops::retention::{
+use lifeboat::snapshot::retention::{
     apply_snapshot_retention, plan_snapshot_expiry, SnapshotExpirySummary, SnapshotRetentionPlan,
 };
-use lifeboat::snapshot_ops::{plan_source, select_plans};
+use lifeboat::snapshot::{plan_source, select_plans};
 use lifeboat::storage::Location;
 use lifeboat_lambda::{diagnostic, init_tracing, parse_request, setting, Request};
 use serde::{Deserialize, Serialize};

@@ -15,7 +15,7 @@
 //! newest completed RDS snapshot of each resource of those plans (all plans
 //! without `plans`) from the plan file (`LIFEBOAT_PLANS` or
 //! `LIFEBOAT_PLANS_TOML`): available, encrypted, copied to every copy region
-//! with that region's key, within the RPO (`lifeboat::snapshot_ops::verify`;
+//! with that region's key, within the RPO (`lifeboat::snapshot::verify`;
 //! `events/verify-snapshots.json`). `"restoreTest": {"checksToml": "..."}`
 //! (or `"checks": PATH` in the package) also restores each to a temporary
 //! instance and runs the checks' SQL against it.
@@ -23,7 +23,7 @@
 //! `{"restoreTests": true}` (scheduled every 15 minutes,
 //! `events/verify-restore-tests.json`) advances the scheduled restore tests
 //! of the plans that ask for them (`[plan.restore_test]`;
-//! `lifeboat::snapshot_ops::scheduled`): starts those that are due, polls
+//! `lifeboat::snapshot::restore_tests`): starts those that are due, polls
 //! those in progress while the invocation's deadline leaves time (less
 //! [`RESTORE_TESTS_MARGIN`]), records finished ones, deletes their
 //! instances, and sweeps orphaned `lifeboat:restore-test` instances. A test
@@ -43,10 +43,10 @@ use lifeboat::plan::Plan;
 use lifeboat::rds::Rds;
 use lifeboat::repo::Repository;
 use lifeboat::snapshot::load_plans;
-use lifeboat::snapshot_ops::restore_test::RestoreTestOptions;
-use lifeboat::snapshot_ops::scheduled::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions, RestoreTestsReport};
-use lifeboat::snapshot_ops::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
-use lifeboat::snapshot_ops::{plan_source, select_plans, SnapshotVerification};
+use lifeboat::snapshot::restore_tests::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions, RestoreTestsReport};
+use lifeboat::snapshot::trial_restore::RestoreTestOptions;
+use lifeboat::snapshot::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
+use lifeboat::snapshot::{plan_source, select_plans, SnapshotVerification};
 use lifeboat::storage::Location;
 use lifeboat::validate;
 use lifeboat::verify::sample::{run_sample, SampleOptions, SampleReport};

@@ -52,9 +52,19 @@
 //! A plan's `sources` that are database URLs are dumped on its schedule
 //! too ([`run_plan_dumps`], `dumps.rs`), once per scheduled run.
 
-mod api;
+pub mod alerts;
+pub mod api;
+pub mod checks;
 mod dumps;
-mod records;
+pub mod error;
+pub mod observe;
+pub mod plans;
+pub mod records;
+pub mod restore_tests;
+pub mod retention;
+pub mod trial_restore;
+pub mod verifications;
+pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,15 +73,20 @@ use serde::Serialize;
 
 pub use crate::rds::{DbResource, RdsError, ResourceKind, SnapshotState};
 pub use api::SnapshotApi;
+pub use checks::{ProblemKind, SnapshotProblem};
 pub use dumps::run_plan_dumps;
+pub use error::SnapshotOpsError;
+pub use plans::{load_plans, plan_source, select_plans, PlanLoadError, PlanSource};
 pub use records::{
     Claim, CopyRecord, CopyStatus, DumpClaim, OpenWork, SnapshotCatalog, SnapshotHistory, SnapshotRecord,
     SnapshotStatus,
 };
+pub use verifications::{SnapshotChecks, SnapshotVerification};
 
 use crate::catalog::CatalogError;
-use crate::plan::{parse_plans, Plan, PlanErrors, Resource};
+use crate::plan::{Plan, Resource};
 use crate::retention::RetentionPolicy;
+use crate::times;
 
 /// RDS allows this many cross-region snapshot copies in flight per
 /// destination region (per account).
@@ -100,103 +115,6 @@ pub enum SnapshotError {
     UnknownPlan { name: String, known: String },
 }
 
-/// Where the snapshot function reads its plan file from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PlanSource {
-    /// `s3://BUCKET/KEY`.
-    S3 { bucket: String, key: String },
-    /// A file shipped with the function.
-    Path(std::path::PathBuf),
-    /// The file's text itself.
-    Inline(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanLoadError {
-    #[error("{0:?} names no plan file: give s3://BUCKET/KEY or a path")]
-    BadLocation(String),
-    #[error("reading the plan file s3://{bucket}/{key} failed ({message}): check that it exists and that the role may s3:GetObject it")]
-    S3 {
-        bucket: String,
-        key: String,
-        message: String,
-    },
-    #[error("reading the plan file {path} failed: {message}")]
-    File { path: String, message: String },
-    #[error("the plan file {location} is not UTF-8 text")]
-    NotText { location: String },
-    #[error("the plan file {location} is not valid (check it with `lifeboat plan check`): {errors}")]
-    Invalid { location: String, errors: PlanErrors },
-}
-
-impl PlanSource {
-    /// `s3://BUCKET/KEY` or a path.
-    pub fn parse(text: &str) -> Result<Self, PlanLoadError> {
-        if let Some(rest) = text.strip_prefix("s3://") {
-            return match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }),
-                _ => Err(PlanLoadError::BadLocation(text.to_owned())),
-            };
-        }
-        if text.trim().is_empty() || text.contains("://") {
-            return Err(PlanLoadError::BadLocation(text.to_owned()));
-        }
-        Ok(Self::Path(text.into()))
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Self::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
-            Self::Path(path) => path.display().to_string(),
-            Self::Inline(_) => "(inline)".to_owned(),
-        }
-    }
-}
-
-/// Reads and validates a plan file: all plans, or every problem.
-pub async fn load_plans(
-    source: &PlanSource,
-    s3: &aws_sdk_s3::Client,
-    now: Timestamp,
-) -> Result<Vec<Plan>, PlanLoadError> {
-    let location = source.describe();
-    let bytes = match source {
-        PlanSource::Inline(text) => text.clone().into_bytes(),
-        PlanSource::Path(path) => tokio::fs::read(path).await.map_err(|e| PlanLoadError::File {
-            path: location.clone(),
-            message: e.to_string(),
-        })?,
-        PlanSource::S3 { bucket, key } => {
-            let s3_error = |message: String| PlanLoadError::S3 {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                message,
-            };
-            let object = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| s3_error(crate::aws::error_code(&e).1))?;
-            object
-                .body
-                .collect()
-                .await
-                .map_err(|e| s3_error(e.to_string()))?
-                .into_bytes()
-                .to_vec()
-        }
-    };
-    let text = String::from_utf8(bytes).map_err(|_| PlanLoadError::NotText {
-        location: location.clone(),
-    })?;
-    parse_plans(&text, now).map_err(|errors| PlanLoadError::Invalid { location, errors })
-}
-
 /// The plan named `name`.
 fn find_plan<'a>(plans: &'a [Plan], name: &str) -> Result<&'a Plan, SnapshotError> {
     plans
@@ -222,11 +140,6 @@ pub fn scheduled_minute(time: Timestamp) -> Timestamp {
 /// A time as the records write it: RFC 3339, UTC, seconds.
 pub fn time_text(time: Timestamp) -> String {
     time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// A time with milliseconds, for when things happened.
-fn moment_text(time: Timestamp) -> String {
-    time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The snapshot's identifier, in its region and in every copy region:
@@ -319,7 +232,7 @@ pub fn backoff(attempts: u32) -> SignedDuration {
 /// many are in flight: those not backing off, oldest scheduled time first,
 /// up to the free slots. Returns (start, keep waiting).
 pub fn due_copies(queued: Vec<CopyRecord>, in_flight: usize, now: Timestamp) -> (Vec<CopyRecord>, Vec<CopyRecord>) {
-    let now_text = moment_text(now);
+    let now_text = times::format(now);
     let (mut due, mut waiting): (Vec<_>, Vec<_>) = queued
         .into_iter()
         .partition(|c| c.next_attempt_at.as_deref().is_none_or(|at| at <= now_text.as_str()));
@@ -498,12 +411,12 @@ async fn take_snapshots<R: SnapshotApi>(
             snapshot_id: snapshot_name(&plan.name, &id, scheduled),
             snapshot_arn: None,
             status: SnapshotStatus::Failed,
-            created_at: moment_text(now),
+            created_at: times::format(now),
             completed_at: None,
             retention_until: None,
             engine: None,
             error: Some(error.clone()),
-            failed_at: Some(moment_text(now)),
+            failed_at: Some(times::format(now)),
         };
         catalog.record_failure(&record).await?;
         summary.failures.push(SnapshotFailure {
@@ -527,7 +440,7 @@ async fn take_snapshots<R: SnapshotApi>(
             snapshot_id: snapshot_id.clone(),
             snapshot_arn: None,
             status: SnapshotStatus::InProgress,
-            created_at: moment_text(now),
+            created_at: times::format(now),
             completed_at: None,
             retention_until: retention.clone(),
             engine: None,
@@ -560,7 +473,7 @@ async fn take_snapshots<R: SnapshotApi>(
                 let message = format!("creating snapshot {snapshot_id} of {} failed: {error}", resource.id);
                 record.status = SnapshotStatus::Failed;
                 record.error = Some(message.clone());
-                record.failed_at = Some(moment_text(now));
+                record.failed_at = Some(times::format(now));
                 if !catalog.update_snapshot(&record, SnapshotStatus::InProgress).await? {
                     continue;
                 }
@@ -636,7 +549,7 @@ async fn advance_snapshot<R: SnapshotApi>(
             Phase::Failed => format!("RDS reports snapshot {} as {:?}", record.snapshot_id, state.status),
             Phase::Available => {
                 record.status = SnapshotStatus::Completed;
-                record.completed_at = Some(moment_text(now));
+                record.completed_at = Some(times::format(now));
                 record.snapshot_arn = state.arn.or(record.snapshot_arn);
                 record.engine = state.engine.or(record.engine);
                 if !catalog.update_snapshot(&record, SnapshotStatus::InProgress).await? {
@@ -661,7 +574,7 @@ async fn advance_snapshot<R: SnapshotApi>(
                         snapshot_id: record.snapshot_id.clone(),
                         snapshot_arn: None,
                         status: CopyStatus::Queued,
-                        queued_at: moment_text(now),
+                        queued_at: times::format(now),
                         started_at: None,
                         completed_at: None,
                         attempts: 0,
@@ -677,7 +590,7 @@ async fn advance_snapshot<R: SnapshotApi>(
                         );
                         copy.status = CopyStatus::Failed;
                         copy.error = Some(error.clone());
-                        copy.failed_at = Some(moment_text(now));
+                        copy.failed_at = Some(times::format(now));
                         if catalog.queue_copy(&copy).await? {
                             summary.failures.push(copy_failure(&copy, &error));
                         }
@@ -694,7 +607,7 @@ async fn advance_snapshot<R: SnapshotApi>(
     tracing::warn!(plan = %plan.name, snapshot = %record.snapshot_id, error = %failure, "snapshot failed");
     record.status = SnapshotStatus::Failed;
     record.error = Some(failure.clone());
-    record.failed_at = Some(moment_text(now));
+    record.failed_at = Some(times::format(now));
     if !catalog.update_snapshot(&record, SnapshotStatus::InProgress).await? {
         return Ok(None);
     }
@@ -730,7 +643,7 @@ async fn fail_copy(
     tracing::warn!(snapshot = %copy.snapshot_id, region = %copy.region, error = %error, "copy failed");
     copy.status = CopyStatus::Failed;
     copy.error = Some(error.clone());
-    copy.failed_at = Some(moment_text(now));
+    copy.failed_at = Some(times::format(now));
     copy.next_attempt_at = None;
     if catalog.update_copy(&copy, from).await? {
         summary.failures.push(copy_failure(&copy, &error));
@@ -759,7 +672,7 @@ async fn advance_copies<R: SnapshotApi>(
             Ok(Some(state)) => match phase(&state.status) {
                 Phase::Available => {
                     copy.status = CopyStatus::Completed;
-                    copy.completed_at = Some(moment_text(now));
+                    copy.completed_at = Some(times::format(now));
                     copy.snapshot_arn = state.arn.or(copy.snapshot_arn);
                     copy.error = None;
                     if catalog.update_copy(&copy, CopyStatus::Copying).await? {
@@ -825,7 +738,7 @@ async fn advance_copies<R: SnapshotApi>(
         let mut started = copy.clone();
         started.status = CopyStatus::Copying;
         started.attempts += 1;
-        started.started_at = Some(moment_text(now));
+        started.started_at = Some(times::format(now));
         started.next_attempt_at = None;
         if !catalog.update_copy(&started, CopyStatus::Queued).await? {
             continue;
@@ -874,7 +787,7 @@ async fn advance_copies<R: SnapshotApi>(
                 let mut again = started.clone();
                 again.status = CopyStatus::Queued;
                 again.started_at = None;
-                again.next_attempt_at = Some(moment_text(next));
+                again.next_attempt_at = Some(times::format(next));
                 again.error = Some(error.to_string());
                 catalog.update_copy(&again, CopyStatus::Copying).await?;
                 summary.copies_queued.push(copy_label(&copy));
@@ -948,7 +861,7 @@ mod tests {
             snapshot_name("db-nightly", "Orders-1", scheduled),
             "lifeboat-db-nightly-orders-1-20261123-0200"
         );
-        assert_eq!(moment_text(at("2026-11-23T02:00:41.5Z")), "2026-11-23T02:00:41.500Z");
+        assert_eq!(times::format(at("2026-11-23T02:00:41.5Z")), "2026-11-23T02:00:41.500Z");
         assert_eq!(scheduled_minute(at("2026-11-23T01:59:59Z")), at("2026-11-23T01:59:00Z"));
     }
 
