@@ -47,7 +47,7 @@ pub use state::{RestoreTestState, TestPhase};
 
 use super::checks::{check_rpo, check_snapshot, ProblemKind, RestoreTestOutcome, SnapshotProblem};
 use super::error::SnapshotOpsError;
-use super::records::{newest_completed, SnapshotHistory};
+use super::records::{newest_completed, SnapshotHistory, SnapshotRecord};
 use super::trial_restore::restore_test_instance;
 use super::verifications::SnapshotVerification;
 use crate::plan::{Plan, RestoreTestPlan};
@@ -147,23 +147,7 @@ pub async fn run_restore_tests<E: RestoreTestEnv + Sync, S: RestoreTestStore + S
         .filter(|s| s.active())
         .filter_map(|s| Some((s.region()?, s.instance.as_deref()?)))
         .collect();
-    let orphans: Vec<(String, String)> = tagged
-        .iter()
-        .filter(|(region, id, status)| status != "deleting" && !owned.contains(&(region.as_str(), id.as_str())))
-        .map(|(region, id, _)| (region.clone(), id.clone()))
-        .collect();
-    for (region, id) in orphans {
-        match env.delete(&region, &id).await {
-            Ok(_) => {
-                tracing::warn!(instance = %id, region = %region, "deleted a restore test instance no test owned");
-                report.orphans_deleted.push(id);
-            }
-            Err(error) => {
-                tracing::error!(instance = %id, region = %region, error = %error, "deleting an orphaned restore test instance failed");
-                report.cleanup_failed.push(format!("{id} ({region}): {error}"));
-            }
-        }
-    }
+    sweep_orphans(env, &owned, &tagged, &mut report).await;
 
     for history in newest {
         let snapshot = &history.snapshot;
@@ -239,6 +223,32 @@ pub async fn run_restore_tests<E: RestoreTestEnv + Sync, S: RestoreTestStore + S
     Ok(report)
 }
 
+/// Deletes the tagged instances (region, id, status) no active test owns.
+async fn sweep_orphans<E: RestoreTestEnv + Sync>(
+    env: &E,
+    owned: &BTreeSet<(&str, &str)>,
+    tagged: &[(String, String, String)],
+    report: &mut RestoreTestsReport,
+) {
+    let orphans: Vec<(String, String)> = tagged
+        .iter()
+        .filter(|(region, id, status)| status != "deleting" && !owned.contains(&(region.as_str(), id.as_str())))
+        .map(|(region, id, _)| (region.clone(), id.clone()))
+        .collect();
+    for (region, id) in orphans {
+        match env.delete(&region, &id).await {
+            Ok(_) => {
+                tracing::warn!(instance = %id, region = %region, "deleted a restore test instance no test owned");
+                report.orphans_deleted.push(id);
+            }
+            Err(error) => {
+                tracing::error!(instance = %id, region = %region, error = %error, "deleting an orphaned restore test instance failed");
+                report.cleanup_failed.push(format!("{id} ({region}): {error}"));
+            }
+        }
+    }
+}
+
 /// A test that has not passed (yet), on `instance`.
 fn outcome_on(instance: &str) -> RestoreTestOutcome {
     RestoreTestOutcome {
@@ -289,58 +299,8 @@ async fn step<E: RestoreTestEnv + Sync, S: RestoreTestStore + Sync>(
         .find(|p| p.name == state.plan)
         .and_then(|p| p.restore_test.clone());
     if state.phase == TestPhase::Restoring {
-        let started: Option<Timestamp> = state.restore_started_at.as_deref().and_then(|t| t.parse().ok());
-        let waited = started.map(|s| env.now().duration_since(s));
-        let timeout = test.as_ref().map_or(crate::plan::RESTORE_TEST_TIMEOUT, |t| t.timeout);
-        let outcome = match env.status(&snapshot.region, &instance).await {
-            Err(error) if error.is_retryable() && waited.is_none_or(|w| w < timeout) => {
-                tracing::warn!(instance = %instance, error = %error, "describing the restore test's instance failed; trying again");
-                return Ok(Some(state));
-            }
-            Err(error) => failed_outcome(&instance, format!("describing {instance} failed: {error}")),
-            Ok(seen) => {
-                let (status, endpoint) = seen.unwrap_or_default();
-                match phase(&status) {
-                    Phase::Ready => {
-                        let mut outcome = outcome_on(&instance);
-                        outcome.restore_seconds = waited.map(|w| w.as_secs_f64().max(0.0));
-                        match &test {
-                            None => {
-                                outcome.error = Some(format!(
-                                    "plan {} no longer asks for restore tests: no checks to run",
-                                    state.plan
-                                ))
-                            }
-                            Some(test) => {
-                                let url = match &endpoint {
-                                    Some((host, port)) => test.checks.url_for(host, *port),
-                                    None => test.checks.url.clone(),
-                                };
-                                match env.run_checks(&url, &test.checks).await {
-                                    Ok(checked) => {
-                                        outcome.passed = checked.passed();
-                                        outcome.error = checked.failure_message();
-                                        outcome.validation = Some(checked);
-                                    }
-                                    Err(error) => outcome.error = Some(error.to_string()),
-                                }
-                            }
-                        }
-                        outcome
-                    }
-                    Phase::Failed => {
-                        failed_outcome(&instance, format!("{instance} ended {status:?} instead of available"))
-                    }
-                    Phase::Waiting if waited.is_some_and(|w| w >= timeout) => failed_outcome(
-                        &instance,
-                        format!(
-                            "{instance} was still {status:?} after {} s (the plan's restore_test.timeout)",
-                            timeout.as_secs()
-                        ),
-                    ),
-                    Phase::Waiting => return Ok(Some(state)),
-                }
-            }
+        let Some(outcome) = restoring_outcome(env, &state, &snapshot, &instance, test.as_ref()).await else {
+            return Ok(Some(state));
         };
         state.phase = TestPhase::Deleting;
         state.outcome = Some(outcome);
@@ -409,6 +369,70 @@ async fn step<E: RestoreTestEnv + Sync, S: RestoreTestStore + Sync>(
     }
     store.save(&state, Some(expected)).await?;
     Ok(None)
+}
+
+/// A restoring test's instance looked at: the outcome once it is ready
+/// (the checks run), failed, or out of time; `None` while it is worth
+/// polling again.
+async fn restoring_outcome<E: RestoreTestEnv + Sync>(
+    env: &E,
+    state: &RestoreTestState,
+    snapshot: &SnapshotRecord,
+    instance: &str,
+    test: Option<&RestoreTestPlan>,
+) -> Option<RestoreTestOutcome> {
+    let started: Option<Timestamp> = state.restore_started_at.as_deref().and_then(|t| t.parse().ok());
+    let waited = started.map(|s| env.now().duration_since(s));
+    let timeout = test.map_or(crate::plan::RESTORE_TEST_TIMEOUT, |t| t.timeout);
+    let outcome = match env.status(&snapshot.region, instance).await {
+        Err(error) if error.is_retryable() && waited.is_none_or(|w| w < timeout) => {
+            tracing::warn!(instance = %instance, error = %error, "describing the restore test's instance failed; trying again");
+            return None;
+        }
+        Err(error) => failed_outcome(instance, format!("describing {instance} failed: {error}")),
+        Ok(seen) => {
+            let (status, endpoint) = seen.unwrap_or_default();
+            match phase(&status) {
+                Phase::Ready => {
+                    let mut outcome = outcome_on(instance);
+                    outcome.restore_seconds = waited.map(|w| w.as_secs_f64().max(0.0));
+                    match test {
+                        None => {
+                            outcome.error = Some(format!(
+                                "plan {} no longer asks for restore tests: no checks to run",
+                                state.plan
+                            ))
+                        }
+                        Some(test) => {
+                            let url = match &endpoint {
+                                Some((host, port)) => test.checks.url_for(host, *port),
+                                None => test.checks.url.clone(),
+                            };
+                            match env.run_checks(&url, &test.checks).await {
+                                Ok(checked) => {
+                                    outcome.passed = checked.passed();
+                                    outcome.error = checked.failure_message();
+                                    outcome.validation = Some(checked);
+                                }
+                                Err(error) => outcome.error = Some(error.to_string()),
+                            }
+                        }
+                    }
+                    outcome
+                }
+                Phase::Failed => failed_outcome(instance, format!("{instance} ended {status:?} instead of available")),
+                Phase::Waiting if waited.is_some_and(|w| w >= timeout) => failed_outcome(
+                    &instance,
+                    format!(
+                        "{instance} was still {status:?} after {} s (the plan's restore_test.timeout)",
+                        timeout.as_secs()
+                    ),
+                ),
+                Phase::Waiting => return None,
+            }
+        }
+    };
+    Some(outcome)
 }
 
 /// The snapshot's verification with this restore test's outcome: the
