@@ -422,7 +422,7 @@ async fn restoring_outcome<E: RestoreTestEnv + Sync>(
                 }
                 Phase::Failed => failed_outcome(instance, format!("{instance} ended {status:?} instead of available")),
                 Phase::Waiting if waited.is_some_and(|w| w >= timeout) => failed_outcome(
-                    &instance,
+                    instance,
                     format!(
                         "{instance} was still {status:?} after {} s (the plan's restore_test.timeout)",
                         timeout.as_secs()
