@@ -1,4 +1,4 @@
-//! Looking after RDS snapshots (`lifeboat::snapshot_ops`) against the
+//! Looking after RDS snapshots (`lifeboat::snapshot`) against the
 //! emulator's RDS in two regions: eu-central-1 (the databases, the catalog)
 //! and us-west-2 (the DR region, with its own KMS key). Snapshots and their
 //! copies are made by the snapshot run itself (`run_scheduled`, then
@@ -16,10 +16,10 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use jiff::{SignedDuration, Timestamp};
 use lifeboat::catalog::Catalog;
 use lifeboat::plan::{parse_plans, Plan};
+use lifeboat::snapshot::ProblemKind;
 use lifeboat::snapshot::{
     advance, run_scheduled, snapshot_name, time_text, CopyStatus, ResourceKind, SnapshotRecord, SnapshotStatus,
 };
-use lifeboat::snapshot_ops::ProblemKind;
 use lifeboat_e2e::{aws_env, invoke_function, sdk_config_in, unique, workspace_bin};
 use serde_json::{json, Value};
 
@@ -850,13 +850,13 @@ async fn scheduled_restore_tests_pass_or_record_the_failed_assertion_and_always_
         .db_instance_identifier(&orphan)
         .tags(
             aws_sdk_rds::types::Tag::builder()
-                .key(lifeboat::snapshot_ops::restore_test::TAG_RESTORE_TEST)
+                .key(lifeboat::snapshot::trial_restore::TAG_RESTORE_TEST)
                 .value(&record.snapshot_id)
                 .build(),
         )
         .tags(
             aws_sdk_rds::types::Tag::builder()
-                .key(lifeboat::snapshot_ops::scheduled::TAG_SCHEDULED)
+                .key(lifeboat::snapshot::restore_tests::TAG_SCHEDULED)
                 .value("db-nightly")
                 .build(),
         )
@@ -923,7 +923,7 @@ async fn scheduled_restore_tests_pass_or_record_the_failed_assertion_and_always_
     assert_eq!(passed, [true, true, false], "{test:?}");
     assert!(stored[0].rto_seconds.is_some(), "{stored:?}");
     let temporary =
-        lifeboat::snapshot_ops::restore_test::restore_test_instance(&record.resource_id, &record.scheduled_time);
+        lifeboat::snapshot::trial_restore::restore_test_instance(&record.resource_id, &record.scheduled_time);
     assert_eq!(test.instance, temporary);
     assert!(!setup.instance_exists(&temporary).await, "{temporary} was left behind");
 

@@ -1,5 +1,5 @@
 //! `lifeboat snapshots verify|retention|hold|unhold`: the RDS snapshots the
-//! snapshot function takes, looked after (`lifeboat::snapshot_ops`). Parse,
+//! snapshot function takes, looked after (`lifeboat::snapshot`). Parse,
 //! make one library call, render; the rendering of these commands lives
 //! here, at the end.
 
@@ -14,13 +14,13 @@ use lifeboat::aws::load_config;
 use lifeboat::catalog::{Catalog, HoldRecord};
 use lifeboat::plan::Plan;
 use lifeboat::rds::Rds;
-use lifeboat::snapshot_ops::restore_test::RestoreTestOptions;
-use lifeboat::snapshot_ops::retention::{
+use lifeboat::snapshot::restore_tests::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions, RestoreTestsReport};
+use lifeboat::snapshot::retention::{
     apply_snapshot_retention, plan_snapshot_expiry, SnapshotExpirySummary, SnapshotRetentionPlan,
 };
-use lifeboat::snapshot_ops::scheduled::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions, RestoreTestsReport};
-use lifeboat::snapshot_ops::select_plans;
-use lifeboat::snapshot_ops::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
+use lifeboat::snapshot::select_plans;
+use lifeboat::snapshot::trial_restore::RestoreTestOptions;
+use lifeboat::snapshot::verify::{run_snapshot_verify, SnapshotVerifyOptions, SnapshotVerifyReport};
 use serde::Serialize;
 
 use crate::cli::Output;

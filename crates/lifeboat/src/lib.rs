@@ -59,8 +59,6 @@ pub mod salvage;
 #[cfg(feature = "aws")]
 pub mod snapshot;
 #[cfg(feature = "aws")]
-pub mod snapshot_ops;
-#[cfg(feature = "aws")]
 pub mod source;
 #[cfg(feature = "aws")]
 pub mod status;

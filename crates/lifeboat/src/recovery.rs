@@ -17,14 +17,14 @@
 
 use std::time::Duration;
 
-use aws_sdk_rds::types::{DbCluster, DbInstance, Tag};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::{Job, JobError, JobKind, JobRecord, Jobs, StepError};
 use crate::pitr::{self, check_time, restore_window, RestoreTime, RestoreWindow, WindowError, WindowFacts};
 use crate::rds::wait::{wait_for, Goal, StatusChange, WaitError, WaitPolicy};
-use crate::rds::{timestamp, ClusterStatus, Rds, RdsError, ResourceKind};
+pub use crate::rds::Endpoint;
+use crate::rds::{ClusterStatus, Database, PointInTimeRestore, Rds, RdsError, ResourceKind, SnapshotRestore};
 use crate::validate::{Checks, ValidateError, ValidationReport};
 
 /// Tag put on every database a restore creates: the job that made it.
@@ -82,85 +82,19 @@ pub enum RecoveryError {
     },
 }
 
-/// The automated backups' restore window of an instance, when RDS reports one.
-async fn automated_backup_window(
-    rds: &Rds,
-    id: &str,
-) -> Result<Option<(Option<Timestamp>, Option<Timestamp>)>, RecoveryError> {
-    let answer = rds
-        .client()
-        .describe_db_instance_automated_backups()
-        .db_instance_identifier(id)
-        .send()
-        .await;
-    let out = match answer {
-        Ok(out) => out,
-        Err(e) => {
-            let error = rds.fail("DescribeDBInstanceAutomatedBackups", &format!("DB instance {id}"), &e);
-            if error.is_not_found() {
-                return Ok(None);
-            }
-            return Err(error.into());
-        }
-    };
-    Ok(out
-        .db_instance_automated_backups()
-        .iter()
-        .filter_map(|b| b.restore_window())
-        .map(|w| {
-            (
-                w.earliest_time().and_then(timestamp),
-                w.latest_time().and_then(timestamp),
-            )
-        })
-        .next())
-}
-
 /// Fails if a DB instance or cluster called `name` exists.
 async fn check_free(rds: &Rds, name: &str) -> Result<(), RecoveryError> {
     if !pitr::valid_identifier(name) {
         return Err(RecoveryError::BadName { name: name.to_owned() });
     }
-    let taken = if rds.describe_instance(name).await?.is_some() {
-        Some("DB instance")
-    } else if rds.describe_cluster(name).await?.is_some() {
-        Some("Aurora cluster")
-    } else {
-        None
-    };
-    match taken {
-        Some(what) => Err(RecoveryError::TargetExists {
-            what: what.to_owned(),
+    match rds.database(name, None).await? {
+        Some(taken) => Err(RecoveryError::TargetExists {
+            what: taken.kind.describe().to_owned(),
             name: name.to_owned(),
             region: rds.region().to_owned(),
         }),
         None => Ok(()),
     }
-}
-
-/// The class of a cluster's writer (else any member).
-async fn cluster_instance_class(rds: &Rds, cluster: &DbCluster) -> Result<Option<String>, RecoveryError> {
-    if let Some(class) = cluster.db_cluster_instance_class() {
-        return Ok(Some(class.to_owned()));
-    }
-    let mut members: Vec<_> = cluster.db_cluster_members().iter().collect();
-    members.sort_by_key(|m| !m.is_cluster_writer().unwrap_or(false));
-    for member in members {
-        if let Some(id) = member.db_instance_identifier() {
-            if let Some(class) = rds
-                .describe_instance(id)
-                .await?
-                .and_then(|i| i.db_instance_class().map(str::to_owned))
-            {
-                return Ok(Some(class));
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn sdk_time(at: Timestamp) -> aws_sdk_rds::primitives::DateTime {
-    aws_sdk_rds::primitives::DateTime::from_secs_and_nanos(at.as_second(), at.subsec_nanosecond().unsigned_abs())
 }
 
 /// The database a restore copies, as the `check-window` step found it.
@@ -227,18 +161,6 @@ pub struct Restored {
 impl Restored {
     pub fn describe(&self) -> String {
         format!("{} {}", self.kind.describe(), self.id)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
     }
 }
 
@@ -346,11 +268,9 @@ async fn open_job(
     }
 }
 
-fn tags(job_id: &str, from: &str) -> Vec<Tag> {
-    vec![
-        Tag::builder().key(JOB_TAG).value(job_id).build(),
-        Tag::builder().key(RESTORED_FROM_TAG).value(from).build(),
-    ]
+/// The tags of a database a restore creates.
+fn tags<'a>(job_id: &'a str, from: &'a str) -> [(&'a str, &'a str); 2] {
+    [(JOB_TAG, job_id), (RESTORED_FROM_TAG, from)]
 }
 
 /// Restores a DB instance or Aurora cluster to a point in time, as a
@@ -421,70 +341,43 @@ async fn check_pitr(
     source_id: &str,
     requested: Request,
 ) -> Result<PitrCheck, RecoveryError> {
-    let (source, facts) = if let Some(instance) = rds.describe_instance(source_id).await? {
-        if let Some(cluster) = instance.db_cluster_identifier() {
-            return Err(RecoveryError::ClusterMember {
-                instance: source_id.to_owned(),
-                cluster: cluster.to_owned(),
-            });
-        }
-        let facts = WindowFacts {
-            resource: format!("DB instance {source_id}"),
-            retention_days: instance.backup_retention_period().unwrap_or(0),
-            automated_backup_window: automated_backup_window(rds, source_id).await?,
-            earliest_restorable: None,
-            latest_restorable: instance.latest_restorable_time().and_then(timestamp),
-            created_at: instance.instance_create_time().and_then(timestamp),
-        };
-        let source = SourceDb {
-            kind: ResourceKind::DbInstance,
-            id: source_id.to_owned(),
-            arn: instance.db_instance_arn().map(str::to_owned),
-            engine: instance.engine().map(str::to_owned),
-            instance_class: instance.db_instance_class().map(str::to_owned),
-            subnet_group: instance
-                .db_subnet_group()
-                .and_then(|g| g.db_subnet_group_name())
-                .map(str::to_owned),
-            security_groups: instance
-                .vpc_security_groups()
-                .iter()
-                .filter_map(|g| g.vpc_security_group_id().map(str::to_owned))
-                .collect(),
-        };
-        (source, facts)
-    } else if let Some(cluster) = rds.describe_cluster(source_id).await? {
-        let facts = WindowFacts {
-            resource: format!("Aurora cluster {source_id}"),
-            retention_days: cluster.backup_retention_period().unwrap_or(0),
-            automated_backup_window: None,
-            earliest_restorable: cluster.earliest_restorable_time().and_then(timestamp),
-            latest_restorable: cluster.latest_restorable_time().and_then(timestamp),
-            created_at: cluster.cluster_create_time().and_then(timestamp),
-        };
-        let instance_class = match &options.instance_class {
-            Some(class) => Some(class.clone()),
-            None => cluster_instance_class(rds, &cluster).await?,
-        };
-        let source = SourceDb {
-            kind: ResourceKind::Cluster,
-            id: source_id.to_owned(),
-            arn: cluster.db_cluster_arn().map(str::to_owned),
-            engine: cluster.engine().map(str::to_owned),
-            instance_class,
-            subnet_group: cluster.db_subnet_group().map(str::to_owned),
-            security_groups: cluster
-                .vpc_security_groups()
-                .iter()
-                .filter_map(|g| g.vpc_security_group_id().map(str::to_owned))
-                .collect(),
-        };
-        (source, facts)
-    } else {
+    let Some(db) = rds.database(source_id, None).await? else {
         return Err(RecoveryError::NoSource {
             id: source_id.to_owned(),
             region: rds.region().to_owned(),
         });
+    };
+    if let (ResourceKind::DbInstance, Some(cluster)) = (db.kind, &db.cluster) {
+        return Err(RecoveryError::ClusterMember {
+            instance: source_id.to_owned(),
+            cluster: cluster.clone(),
+        });
+    }
+    let automated_backup_window = match db.kind {
+        ResourceKind::DbInstance => rds.automated_backup_window(source_id).await?,
+        ResourceKind::Cluster => None,
+    };
+    let facts = WindowFacts {
+        resource: format!("{} {source_id}", db.kind.describe()),
+        retention_days: db.backup_retention_days,
+        automated_backup_window,
+        earliest_restorable: db.earliest_restorable,
+        latest_restorable: db.latest_restorable,
+        created_at: db.created_at,
+    };
+    let instance_class = match (db.kind, &options.instance_class) {
+        (ResourceKind::DbInstance, _) => db.instance_class.clone(),
+        (ResourceKind::Cluster, Some(class)) => Some(class.clone()),
+        (ResourceKind::Cluster, None) => rds.instance_class(&db).await?,
+    };
+    let source = SourceDb {
+        kind: db.kind,
+        id: source_id.to_owned(),
+        arn: db.arn,
+        engine: db.engine,
+        instance_class,
+        subnet_group: db.subnet_group,
+        security_groups: db.security_groups,
     };
     let window = restore_window(&facts, options.now)?;
     let restore_time = check_time(&facts.resource, &window, options.time)?;
@@ -516,22 +409,11 @@ async fn made_by_job(
     target: &str,
     job_id: &str,
 ) -> Result<Option<Restored>, RecoveryError> {
-    let ours = |tags: &[Tag]| {
-        tags.iter()
-            .any(|t| t.key() == Some(JOB_TAG) && t.value() == Some(job_id))
-    };
-    Ok(match kind {
-        ResourceKind::DbInstance => rds
-            .describe_instance(target)
-            .await?
-            .filter(|i| ours(i.tag_list()))
-            .map(|i| restored_instance(Some(&i), target, rds.region())),
-        ResourceKind::Cluster => rds
-            .describe_cluster(target)
-            .await?
-            .filter(|c| ours(c.tag_list()))
-            .map(|c| restored_cluster(Some(&c), target, rds.region())),
-    })
+    Ok(rds
+        .database(target, Some(kind))
+        .await?
+        .filter(|db| db.tags.get(JOB_TAG).map(String::as_str) == Some(job_id))
+        .map(|db| restored(kind, Some(&db), target, rds.region())))
 }
 
 async fn start_pitr(rds: &Rds, check: &PitrCheck, job_id: &str) -> Result<Restored, RecoveryError> {
@@ -540,97 +422,33 @@ async fn start_pitr(rds: &Rds, check: &PitrCheck, job_id: &str) -> Result<Restor
         return Ok(restored);
     }
     let latest = check.requested.time.as_deref() == Some("latest");
-    let security_groups = (!source.security_groups.is_empty()).then(|| source.security_groups.clone());
-    match source.kind {
-        ResourceKind::DbInstance => {
-            let mut call = rds
-                .client()
-                .restore_db_instance_to_point_in_time()
-                .source_db_instance_identifier(&source.id)
-                .target_db_instance_identifier(&check.target)
-                .set_db_subnet_group_name(source.subnet_group.clone())
-                .set_vpc_security_group_ids(security_groups)
-                .set_tags(Some(tags(job_id, &source.id)));
-            call = if latest {
-                call.use_latest_restorable_time(true)
-            } else {
-                call.restore_time(sdk_time(check.restore_time))
-            };
-            let out = call.send().await.map_err(|e| {
-                rds.fail(
-                    "RestoreDBInstanceToPointInTime",
-                    &format!("DB instance {} from {}", check.target, source.id),
-                    &e,
-                )
-            })?;
-            Ok(restored_instance(out.db_instance(), &check.target, rds.region()))
-        }
-        ResourceKind::Cluster => {
-            let mut call = rds
-                .client()
-                .restore_db_cluster_to_point_in_time()
-                .source_db_cluster_identifier(&source.id)
-                .db_cluster_identifier(&check.target)
-                .set_db_subnet_group_name(source.subnet_group.clone())
-                .set_vpc_security_group_ids(security_groups)
-                .set_tags(Some(tags(job_id, &source.id)));
-            call = if latest {
-                call.use_latest_restorable_time(true)
-            } else {
-                call.restore_to_time(sdk_time(check.restore_time))
-            };
-            let out = call.send().await.map_err(|e| {
-                rds.fail(
-                    "RestoreDBClusterToPointInTime",
-                    &format!("Aurora cluster {} from {}", check.target, source.id),
-                    &e,
-                )
-            })?;
-            Ok(restored_cluster(out.db_cluster(), &check.target, rds.region()))
-        }
-    }
+    let made = rds
+        .restore_to_point_in_time(&PointInTimeRestore {
+            kind: source.kind,
+            source: &source.id,
+            target: &check.target,
+            time: (!latest).then_some(check.restore_time),
+            subnet_group: source.subnet_group.as_deref(),
+            security_groups: &source.security_groups,
+            tags: &tags(job_id, &source.id),
+        })
+        .await?;
+    Ok(restored(source.kind, made.as_ref(), &check.target, rds.region()))
 }
 
-fn restored_instance(instance: Option<&DbInstance>, id: &str, region: &str) -> Restored {
+/// A database a restore made, as RDS first described it (if it did).
+fn restored(kind: ResourceKind, db: Option<&Database>, id: &str, region: &str) -> Restored {
     Restored {
-        kind: ResourceKind::DbInstance,
+        kind,
         id: id.to_owned(),
         region: region.to_owned(),
-        arn: instance.and_then(|i| i.db_instance_arn()).map(str::to_owned),
+        arn: db.and_then(|d| d.arn.clone()),
         instance: None,
-        status: instance
-            .and_then(|i| i.db_instance_status())
-            .unwrap_or("creating")
-            .to_owned(),
-        endpoint: instance.and_then(instance_endpoint),
+        status: db
+            .and_then(|d| d.status.clone())
+            .unwrap_or_else(|| "creating".to_owned()),
+        endpoint: db.and_then(|d| d.endpoint.clone()),
     }
-}
-
-fn restored_cluster(cluster: Option<&DbCluster>, id: &str, region: &str) -> Restored {
-    Restored {
-        kind: ResourceKind::Cluster,
-        id: id.to_owned(),
-        region: region.to_owned(),
-        arn: cluster.and_then(|c| c.db_cluster_arn()).map(str::to_owned),
-        instance: None,
-        status: cluster.and_then(|c| c.status()).unwrap_or("creating").to_owned(),
-        endpoint: cluster.and_then(cluster_endpoint),
-    }
-}
-
-fn instance_endpoint(instance: &DbInstance) -> Option<Endpoint> {
-    let endpoint = instance.endpoint()?;
-    Some(Endpoint {
-        host: endpoint.address()?.to_owned(),
-        port: u16::try_from(endpoint.port()?).ok()?,
-    })
-}
-
-fn cluster_endpoint(cluster: &DbCluster) -> Option<Endpoint> {
-    Some(Endpoint {
-        host: cluster.endpoint()?.to_owned(),
-        port: u16::try_from(cluster.port()?).ok()?,
-    })
 }
 
 /// For a restored cluster, the `create-instance` step: its first instance.
@@ -649,32 +467,16 @@ async fn finish_cluster(
             why: format!("no class recorded for cluster {}", restored.id),
         })?;
         let cluster = rds
-            .describe_cluster(&restored.id)
+            .database(&restored.id, Some(ResourceKind::Cluster))
             .await?
             .ok_or_else(|| RecoveryError::NoSource {
                 id: restored.id.clone(),
                 region: rds.region().to_owned(),
             })?;
-        let engine = cluster.engine().unwrap_or_default().to_owned();
         let instance = pitr::cluster_instance_name(&restored.id);
-        let existing = rds.describe_instance(&instance).await?;
-        if existing.is_none() {
-            rds.client()
-                .create_db_instance()
-                .db_instance_identifier(&instance)
-                .db_cluster_identifier(&restored.id)
-                .db_instance_class(&class)
-                .engine(&engine)
-                .set_tags(Some(tags(&job_id, &restored.id)))
-                .send()
-                .await
-                .map_err(|e| {
-                    rds.fail(
-                        "CreateDBInstance",
-                        &format!("DB instance {instance} in cluster {}", restored.id),
-                        &e,
-                    )
-                })?;
+        if rds.database(&instance, Some(ResourceKind::DbInstance)).await?.is_none() {
+            rds.create_cluster_instance(&instance, &cluster, &class, &tags(&job_id, &restored.id))
+                .await?;
         }
         Ok(Restored {
             instance: Some(instance),
@@ -964,11 +766,11 @@ async fn check_snapshot(
         (ResourceKind::Cluster, Some(class)) => Some(class.clone()),
         (ResourceKind::Cluster, None) => {
             let cluster = match &info.source {
-                Some(source) => rds.describe_cluster(source).await?,
+                Some(source) => rds.database(source, Some(ResourceKind::Cluster)).await?,
                 None => None,
             };
             let class = match &cluster {
-                Some(cluster) => cluster_instance_class(rds, cluster).await?,
+                Some(cluster) => rds.instance_class(cluster).await?,
                 None => None,
             };
             Some(class.ok_or_else(|| RecoveryError::NoInstanceClass {
@@ -998,45 +800,20 @@ async fn start_snapshot_restore(rds: &Rds, check: &SnapshotCheck, job_id: &str) 
     if let Some(restored) = made_by_job(rds, snapshot.kind, &check.target, job_id).await? {
         return Ok(restored);
     }
-    match snapshot.kind {
-        ResourceKind::DbInstance => {
-            let out = rds
-                .client()
-                .restore_db_instance_from_db_snapshot()
-                .db_instance_identifier(&check.target)
-                .db_snapshot_identifier(&snapshot.id)
-                .set_tags(Some(tags(job_id, &snapshot.id)))
-                .send()
-                .await
-                .map_err(|e| {
-                    rds.fail(
-                        "RestoreDBInstanceFromDBSnapshot",
-                        &format!("DB instance {} from {}", check.target, snapshot.id),
-                        &e,
-                    )
-                })?;
-            Ok(restored_instance(out.db_instance(), &check.target, rds.region()))
-        }
-        ResourceKind::Cluster => {
-            let out = rds
-                .client()
-                .restore_db_cluster_from_snapshot()
-                .db_cluster_identifier(&check.target)
-                .snapshot_identifier(&snapshot.id)
-                .set_engine(snapshot.engine.clone())
-                .set_tags(Some(tags(job_id, &snapshot.id)))
-                .send()
-                .await
-                .map_err(|e| {
-                    rds.fail(
-                        "RestoreDBClusterFromSnapshot",
-                        &format!("Aurora cluster {} from {}", check.target, snapshot.id),
-                        &e,
-                    )
-                })?;
-            Ok(restored_cluster(out.db_cluster(), &check.target, rds.region()))
-        }
-    }
+    let engine = match snapshot.kind {
+        ResourceKind::DbInstance => None,
+        ResourceKind::Cluster => snapshot.engine.as_deref(),
+    };
+    let made = rds
+        .restore_from_snapshot(&SnapshotRestore {
+            kind: snapshot.kind,
+            snapshot: &snapshot.id,
+            target: &check.target,
+            engine,
+            tags: &tags(job_id, &snapshot.id),
+        })
+        .await?;
+    Ok(restored(snapshot.kind, made.as_ref(), &check.target, rds.region()))
 }
 
 #[cfg(test)]

@@ -23,11 +23,10 @@ use aws_config::SdkConfig;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::aws::error_code;
 use crate::catalog::Catalog;
 use crate::plan::{duration_words, Plan, Resource, Tier};
-use crate::rds::{timestamp, Rds};
-use crate::snapshot::{select_by_tags, DbResource, RdsError, ResourceKind, SnapshotApi, TAG_PLAN};
+use crate::rds::{DbResource, ListedSnapshot, Rds, RdsError, ResourceKind};
+use crate::snapshot::{select_by_tags, TAG_PLAN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -323,13 +322,6 @@ pub fn protected_by(plan: &Plan, region: &str, listed: &[DbResource]) -> Vec<Pro
     out
 }
 
-/// A snapshot as listed, before its tags are checked.
-struct Listed {
-    snapshot: SeenSnapshot,
-    arn: Option<String>,
-    tags: Vec<(String, String)>,
-}
-
 /// The plan's manual snapshots of a database in one region.
 async fn plan_snapshots(
     rds: &Rds,
@@ -337,102 +329,31 @@ async fn plan_snapshots(
     plan: &str,
     protected: &Protected,
 ) -> Result<Vec<SeenSnapshot>, StatusError> {
-    let failed = |message: String| StatusError::Snapshots {
+    let failed = |error: RdsError| StatusError::Snapshots {
         resource: format!("{} {}", kind_words(protected.kind), protected.id),
         region: region.to_owned(),
-        message,
+        message: error.message,
     };
-    let mut found: Vec<Listed> = Vec::new();
-    let tag_pairs = |tags: &[aws_sdk_rds::types::Tag]| -> Vec<(String, String)> {
-        tags.iter()
-            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
-            .collect()
-    };
-    match protected.kind {
-        ResourceKind::DbInstance => {
-            let mut pages = rds
-                .client()
-                .describe_db_snapshots()
-                .db_instance_identifier(&protected.id)
-                .snapshot_type("manual")
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| failed(error_code(&e).1))?;
-                for s in page.db_snapshots() {
-                    let (Some(id), Some(at)) = (
-                        s.db_snapshot_identifier(),
-                        s.original_snapshot_create_time()
-                            .or(s.snapshot_create_time())
-                            .and_then(timestamp),
-                    ) else {
-                        continue;
-                    };
-                    found.push(Listed {
-                        snapshot: SeenSnapshot {
-                            id: id.to_owned(),
-                            status: s.status().unwrap_or_default().to_owned(),
-                            created_at: at,
-                        },
-                        arn: s.db_snapshot_arn().map(str::to_owned),
-                        tags: tag_pairs(s.tag_list()),
-                    });
-                }
-            }
-        }
-        ResourceKind::Cluster => {
-            let mut pages = rds
-                .client()
-                .describe_db_cluster_snapshots()
-                .db_cluster_identifier(&protected.id)
-                .snapshot_type("manual")
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| failed(error_code(&e).1))?;
-                for s in page.db_cluster_snapshots() {
-                    let (Some(id), Some(at)) = (
-                        s.db_cluster_snapshot_identifier(),
-                        s.snapshot_create_time().and_then(timestamp),
-                    ) else {
-                        continue;
-                    };
-                    found.push(Listed {
-                        snapshot: SeenSnapshot {
-                            id: id.to_owned(),
-                            status: s.status().unwrap_or_default().to_owned(),
-                            created_at: at,
-                        },
-                        arn: s.db_cluster_snapshot_arn().map(str::to_owned),
-                        tags: tag_pairs(s.tag_list()),
-                    });
-                }
-            }
-        }
-    }
+    let listed = rds
+        .manual_snapshots(protected.kind, &protected.id)
+        .await
+        .map_err(failed)?;
     let mut out = Vec::new();
-    for Listed {
-        snapshot,
-        arn,
-        mut tags,
-    } in found
-    {
+    for ListedSnapshot { id, state, mut tags } in listed {
+        let Some(at) = state.taken_at else { continue };
         // DescribeDB*Snapshots lists tags on AWS; where it does not, ask, but only
         // about snapshots named as Lifeboat names its own (`snapshot::snapshot_name`).
-        if tags.is_empty() && snapshot.id.starts_with(&format!("lifeboat-{plan}-")) {
-            if let Some(arn) = &arn {
-                let listed = rds
-                    .client()
-                    .list_tags_for_resource()
-                    .resource_name(arn)
-                    .send()
-                    .await
-                    .map_err(|e| failed(error_code(&e).1))?;
-                tags = tag_pairs(listed.tag_list());
+        if tags.is_empty() && id.starts_with(&format!("lifeboat-{plan}-")) {
+            if let Some(arn) = &state.arn {
+                tags = rds.tags_of(arn).await.map_err(failed)?;
             }
         }
         if tags.iter().any(|(k, v)| k == TAG_PLAN && v == plan) {
-            out.push(snapshot);
+            out.push(SeenSnapshot {
+                id,
+                status: state.status,
+                created_at: at,
+            });
         }
     }
     Ok(out)
@@ -450,7 +371,7 @@ pub async fn protection_status(
     let region = primary.region().to_owned();
     let selects_databases = |p: &Plan| !p.tags.is_empty() || !p.resources.is_empty();
     let listed = if plans.iter().any(selects_databases) {
-        primary.list_resources().await.map_err(|error| StatusError::List {
+        primary.resources().await.map_err(|error| StatusError::List {
             region: region.clone(),
             error,
         })?

@@ -25,7 +25,7 @@ pub enum ConditionKind {
     BackupOverdue,
     VerificationFailed,
     VerificationStale,
-    /// The snapshot conditions (`crate::snapshot_ops::alerts`).
+    /// The snapshot conditions (`crate::snapshot::alerts`).
     SnapshotFailed,
     SnapshotCopyFailed,
     SnapshotCopyMissing,

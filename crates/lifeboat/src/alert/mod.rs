@@ -118,7 +118,7 @@ pub async fn run_alerts(
 }
 
 /// [`run_alerts`], with the snapshot conditions evaluated by the caller
-/// (`crate::snapshot_ops::alerts`): `None` when snapshots were not
+/// (`crate::snapshot::alerts`): `None` when snapshots were not
 /// evaluated, so their open alerts are neither resolved nor sent again.
 pub async fn run_alerts_with(
     catalog: &Catalog,

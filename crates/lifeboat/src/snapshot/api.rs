@@ -1,11 +1,11 @@
 //! The RDS and KMS calls of the snapshot run, behind the [`SnapshotApi`]
-//! trait: [`crate::rds::Rds`] makes them with the AWS SDK; tests script what
+//! trait, and its implementation for [`Rds`] (the AWS SDK); tests script what
 //! the emulator cannot show (a snapshot that stays `creating`, a copy that
 //! fails, throttling).
 
 use std::future::Future;
 
-use crate::rds::{DbResource, RdsError, ResourceKind, SnapshotState};
+use crate::rds::{DbResource, Rds, RdsError, ResourceKind, SnapshotState};
 
 /// The calls the snapshot run makes. `region` names the region a call goes
 /// to; resources and new snapshots are always in the primary region.
@@ -55,4 +55,53 @@ pub trait SnapshotApi: Sync {
 
     /// Checks that `kms_key` exists in `region` and is enabled.
     fn check_key(&self, region: &str, kms_key: &str) -> impl Future<Output = Result<(), RdsError>> + Send;
+}
+
+/// Production: the calls made with the AWS SDK through [`Rds`].
+impl SnapshotApi for Rds {
+    fn region(&self) -> &str {
+        Rds::region(self)
+    }
+
+    async fn list_resources(&self) -> Result<Vec<DbResource>, RdsError> {
+        self.resources().await
+    }
+
+    async fn find_resource(&self, id: &str, kind: Option<ResourceKind>) -> Result<DbResource, RdsError> {
+        Rds::find_resource(self, id, kind).await
+    }
+
+    async fn create_snapshot(
+        &self,
+        resource: &DbResource,
+        snapshot_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<SnapshotState, RdsError> {
+        Rds::create_snapshot(self, resource, snapshot_id, tags).await
+    }
+
+    async fn describe_snapshot(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        snapshot_id: &str,
+    ) -> Result<Option<SnapshotState>, RdsError> {
+        self.in_region(region).snapshot(kind, snapshot_id).await
+    }
+
+    async fn copy_snapshot(
+        &self,
+        region: &str,
+        kind: ResourceKind,
+        source_arn: &str,
+        target_id: &str,
+        kms_key: &str,
+        tags: &[(String, String)],
+    ) -> Result<SnapshotState, RdsError> {
+        Rds::copy_snapshot(self, region, kind, source_arn, target_id, kms_key, tags).await
+    }
+
+    async fn check_key(&self, region: &str, kms_key: &str) -> Result<(), RdsError> {
+        Rds::check_key(self, region, kms_key).await
+    }
 }

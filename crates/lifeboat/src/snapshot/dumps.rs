@@ -15,7 +15,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use super::records::{DumpClaim, SnapshotStatus};
-use super::{moment_text, time_text, SnapshotError, SnapshotFailure, SnapshotSummary};
+use super::{time_text, SnapshotError, SnapshotFailure, SnapshotSummary};
 use crate::catalog::Catalog;
 use crate::db::secret::resolve_database;
 use crate::dump::{run_dump_backup, DumpBackupOptions};
@@ -58,7 +58,7 @@ pub async fn run_plan_dumps(
             status: SnapshotStatus::InProgress,
             backup_id: None,
             error: None,
-            created_at: moment_text(now),
+            created_at: crate::times::format(now),
         };
         if let Some(existing) = claims.claim_dump(&claim).await? {
             tracing::info!(plan = %plan.name, source = %claim.source, status = existing.status.as_str(), "dump already taken for this scheduled run");

@@ -605,3 +605,25 @@ impl SnapshotCatalog {
         Ok(records)
     }
 }
+/// The newest completed snapshot of each (plan, resource), by plan and resource.
+pub fn newest_completed(histories: &[SnapshotHistory]) -> Vec<&SnapshotHistory> {
+    let mut newest: std::collections::BTreeMap<(&str, &str), &SnapshotHistory> = std::collections::BTreeMap::new();
+    for history in histories {
+        if history.snapshot.status != SnapshotStatus::Completed {
+            continue;
+        }
+        let key = (history.snapshot.plan.as_str(), history.snapshot.resource.as_str());
+        let better = newest
+            .get(&key)
+            .is_none_or(|h| h.snapshot.scheduled_time < history.snapshot.scheduled_time);
+        if better {
+            newest.insert(key, history);
+        }
+    }
+    newest.into_values().collect()
+}
+
+/// Whether a snapshot, or any of its copies, is still being made.
+pub fn in_progress(history: &SnapshotHistory) -> bool {
+    history.snapshot.status == SnapshotStatus::InProgress || history.copies.iter().any(|c| c.status.is_open())
+}

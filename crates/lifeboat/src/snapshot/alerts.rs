@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::{Duration, OffsetDateTime};
 
-use super::{snapshot_pk, ProblemKind, SnapshotChecks, SnapshotVerification};
+use super::checks::ProblemKind;
+use super::verifications::{snapshot_pk, SnapshotChecks, SnapshotVerification};
 use crate::alert::{describe_duration, Condition, ConditionKind, LastGood, Severity, VERIFIED_BACKUPS_READ};
 use crate::catalog::CatalogError;
 use crate::plan::Plan;
@@ -358,7 +359,7 @@ tier = "critical"
             vec!["eu-central-1".into(), "us-west-2".into()],
             problems
                 .iter()
-                .map(|(region, kind)| super::super::SnapshotProblem {
+                .map(|(region, kind)| crate::snapshot::checks::SnapshotProblem {
                     region: (*region).into(),
                     kind: *kind,
                     detail: "x".into(),

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{InstanceState, RestoreTestOutcome};
+use super::checks::RestoreTestOutcome;
 use crate::rds::wait::{phase, Phase};
 use crate::rds::{Rds, RestoreRequest};
 use crate::snapshot::{RdsError, ResourceKind, SnapshotHistory};
 use crate::validate::{self, Checks};
+
+/// An instance's status and endpoint (host, port), as RDS describes it.
+pub type InstanceState = (String, Option<(String, u16)>);
 
 /// The tag a restore test's temporary instance carries (with the snapshot).
 pub const TAG_RESTORE_TEST: &str = "lifeboat:restore-test";

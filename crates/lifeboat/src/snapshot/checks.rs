@@ -1,20 +1,79 @@
-//! Snapshot verification: what RDS holds, checked against the record and
-//! the plan. [`check_snapshot`] is pure; [`run_snapshot_verify`] reads RDS
-//! in each region and records the result.
+//! The checks of a snapshot, pure (no AWS, no clock): what RDS showed of it
+//! in its region and each copy region ([`Observed`]) against its record and
+//! the plan ([`check_snapshot`]: status, encryption, the copy and its key),
+//! and the newest snapshot's age against the plan's RPO ([`check_rpo`]); each
+//! problem a [`SnapshotProblem`] of a [`ProblemKind`].
 
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::restore_test::{run_restore_test, RestoreTestOptions};
-use super::scheduled::{RestoreTestState, TestPhase};
-use super::{
-    moment, newest_completed, ProblemKind, SnapshotChecks, SnapshotOpsError, SnapshotProblem, SnapshotVerification,
-};
 use crate::plan::{duration_words, Plan};
-use crate::rds::Rds;
 use crate::snapshot::{CopyStatus, SnapshotHistory, SnapshotState};
+
+/// What went wrong with a snapshot, by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// RDS has no such snapshot (in the source or a copy region).
+    Missing,
+    /// RDS reports a status other than `available`.
+    NotAvailable,
+    /// The snapshot is not encrypted.
+    NotEncrypted,
+    /// Encrypted with another key than the plan's for that region.
+    WrongKey,
+    /// The catalog has no completed copy for a copy region.
+    CopyNotCompleted,
+    /// The newest completed snapshot is older than the plan's RPO.
+    RpoExceeded,
+    /// The restore test failed (restore, wait, or a SQL assertion).
+    RestoreTestFailed,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::NotAvailable => "not_available",
+            Self::NotEncrypted => "not_encrypted",
+            Self::WrongKey => "wrong_key",
+            Self::CopyNotCompleted => "copy_not_completed",
+            Self::RpoExceeded => "rpo_exceeded",
+            Self::RestoreTestFailed => "restore_test_failed",
+        }
+    }
+}
+
+/// One problem: where, what, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotProblem {
+    pub region: String,
+    pub kind: ProblemKind,
+    pub detail: String,
+}
+
+/// A restore test's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreTestOutcome {
+    /// The temporary instance.
+    pub instance: String,
+    pub passed: bool,
+    /// From the restore request until the instance answered `available`
+    /// (the RTO sample), when it got that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    /// The checks' results, when they ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<crate::validate::ValidationReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the temporary instance was deleted afterwards.
+    pub cleaned_up: bool,
+}
 
 /// What RDS showed for one snapshot: per region, its state (`None`: no
 /// such snapshot there), and the ARN each copy region's key resolves to.
@@ -122,142 +181,6 @@ pub fn check_rpo(newest: &SnapshotHistory, plan: &Plan, now: Timestamp) -> Optio
             duration_words(plan.rpo)
         ),
     })
-}
-
-/// What to verify.
-#[derive(Clone, Debug)]
-pub struct SnapshotVerifyOptions {
-    /// The plans whose snapshots are verified (the newest completed one of
-    /// each resource).
-    pub plans: Vec<Plan>,
-    /// Also restore-test each newest snapshot (DB instances).
-    pub restore_test: Option<RestoreTestOptions>,
-    pub now: Timestamp,
-}
-
-/// What a verify run found.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotVerifyReport {
-    pub verifications: Vec<SnapshotVerification>,
-}
-
-impl SnapshotVerifyReport {
-    pub fn ok(&self) -> bool {
-        self.verifications.iter().all(SnapshotVerification::passed)
-    }
-}
-
-/// Verifies the newest completed snapshot of every resource of the plans
-/// (and restore-tests it when asked), recording each result.
-pub async fn run_snapshot_verify(
-    aws: &Rds,
-    checks: &SnapshotChecks,
-    options: &SnapshotVerifyOptions,
-) -> Result<SnapshotVerifyReport, SnapshotOpsError> {
-    let histories = checks.histories(&options.plans).await?;
-    // A scheduled restore test's instance that could not be deleted stays a
-    // problem of its resource until it is gone (`super::scheduled`).
-    let undeleted: Vec<RestoreTestState> = checks
-        .restore_test_states()
-        .await?
-        .into_iter()
-        .filter(|s| s.phase == TestPhase::Deleting && s.delete_error.is_some())
-        .collect();
-    let mut report = SnapshotVerifyReport::default();
-    for history in newest_completed(&histories) {
-        let Some(plan) = options.plans.iter().find(|p| p.name == history.snapshot.plan) else {
-            continue;
-        };
-        let started_at = moment(Timestamp::now());
-        let observed = observe(aws, history, plan).await?;
-        let mut problems = check_snapshot(history, plan, &observed);
-        problems.extend(check_rpo(history, plan, options.now));
-        for state in undeleted.iter().filter(|s| s.resource == history.snapshot.resource) {
-            problems.push(SnapshotProblem {
-                region: state.snapshot.as_ref().map_or_else(String::new, |s| s.region.clone()),
-                kind: ProblemKind::RestoreTestFailed,
-                detail: format!(
-                    "the restore test's temporary instance {} is not deleted ({}): the verify function's restore test runs try again; delete it by hand if this stays",
-                    state.instance.as_deref().unwrap_or("?"),
-                    state.delete_error.as_deref().unwrap_or_default()
-                ),
-            });
-        }
-        let regions = observed.states.keys().cloned().collect();
-        let mut verification =
-            SnapshotVerification::new(&history.snapshot, regions, problems, started_at, String::new());
-        if let Some(test) = &options.restore_test {
-            let outcome = run_restore_test(aws, history, test).await;
-            verification.restore_test_passed = Some(outcome.passed);
-            verification.rto_seconds = outcome.restore_seconds;
-            if !outcome.passed {
-                let mut problems = verification.problems.clone();
-                problems.push(SnapshotProblem {
-                    region: history.snapshot.region.clone(),
-                    kind: ProblemKind::RestoreTestFailed,
-                    detail: outcome
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "the restore test failed".to_owned()),
-                });
-                verification.set_problems(problems);
-            }
-            verification.restore_test = Some(outcome);
-        }
-        verification.completed_at = moment(Timestamp::now());
-        checks.record(&verification).await?;
-        tracing::info!(
-            plan = %plan.name,
-            snapshot = %verification.snapshot_id,
-            passed = verification.passed(),
-            problems = verification.problems.len(),
-            "snapshot verified"
-        );
-        report.verifications.push(verification);
-    }
-    Ok(report)
-}
-
-/// Reads the snapshot in its region and each copy region, and resolves the
-/// plan's copy keys.
-pub(super) async fn observe(aws: &Rds, history: &SnapshotHistory, plan: &Plan) -> Result<Observed, SnapshotOpsError> {
-    let snapshot = &history.snapshot;
-    let rds_failed = |region: &str, error| SnapshotOpsError::Rds {
-        action: format!("describing snapshot {}", snapshot.snapshot_id),
-        region: region.to_owned(),
-        error,
-    };
-    let mut observed = Observed::default();
-    let state = aws
-        .in_region(&snapshot.region)
-        .snapshot(snapshot.resource_kind, &snapshot.snapshot_id)
-        .await
-        .map_err(|e| rds_failed(&snapshot.region, e))?;
-    observed.states.insert(snapshot.region.clone(), state);
-    for copy_region in &plan.copy_regions {
-        let region = copy_region.region.as_str();
-        let id = history
-            .copy_in(region)
-            .map_or(snapshot.snapshot_id.as_str(), |c| c.snapshot_id.as_str());
-        let state = aws
-            .in_region(region)
-            .snapshot(snapshot.resource_kind, id)
-            .await
-            .map_err(|e| rds_failed(region, e))?;
-        observed.states.insert(region.to_owned(), state);
-        // A key KMS cannot describe is compared as written (and then fails
-        // the check if RDS names it otherwise).
-        let key = match aws.key(region, &copy_region.kms_key).await {
-            Ok((arn, _, _)) => arn,
-            Err(error) => {
-                tracing::warn!(region, key = %copy_region.kms_key, error = %error, "describing the plan's copy key failed");
-                copy_region.kms_key.clone()
-            }
-        };
-        observed.expected_keys.insert(region.to_owned(), key);
-    }
-    Ok(observed)
 }
 
 #[cfg(test)]

@@ -52,53 +52,44 @@
 //! A plan's `sources` that are database URLs are dumped on its schedule
 //! too ([`run_plan_dumps`], `dumps.rs`), once per scheduled run.
 
-mod api;
+pub mod alerts;
+pub mod api;
+pub mod checks;
+mod copies;
 mod dumps;
-mod records;
+pub mod error;
+pub mod names;
+pub mod observe;
+pub mod plans;
+pub mod records;
+pub mod restore_tests;
+pub mod retention;
+mod summary;
+pub mod trial_restore;
+pub mod verifications;
+pub mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
+use jiff::Timestamp;
 
 pub use crate::rds::{DbResource, RdsError, ResourceKind, SnapshotState};
 pub use api::SnapshotApi;
+pub use checks::{ProblemKind, SnapshotProblem};
+use copies::{advance_copies, copy_failure};
 pub use dumps::run_plan_dumps;
+pub use error::SnapshotOpsError;
+pub use names::*;
+pub use plans::select_plans;
 pub use records::{
     Claim, CopyRecord, CopyStatus, DumpClaim, OpenWork, SnapshotCatalog, SnapshotHistory, SnapshotRecord,
     SnapshotStatus,
 };
+pub use summary::{SnapshotError, SnapshotFailure, SnapshotSummary};
+pub use verifications::{SnapshotChecks, SnapshotVerification};
 
-use crate::catalog::CatalogError;
 use crate::plan::{Plan, Resource};
-use crate::retention::RetentionPolicy;
-
-/// RDS allows this many cross-region snapshot copies in flight per
-/// destination region (per account).
-pub const MAX_COPIES_IN_FLIGHT: usize = 5;
-/// The value of the `lifeboat:created-by` tag.
-pub const CREATED_BY: &str = "lifeboat-snapshot";
-pub const TAG_PLAN: &str = "lifeboat:plan";
-pub const TAG_CREATED_BY: &str = "lifeboat:created-by";
-pub const TAG_SCHEDULED_TIME: &str = "lifeboat:scheduled-time";
-pub const TAG_RESOURCE: &str = "lifeboat:resource";
-pub const TAG_RETENTION_UNTIL: &str = "lifeboat:retention-until";
-/// The first wait after a throttled copy request; doubled per attempt.
-pub const BACKOFF_FIRST: SignedDuration = SignedDuration::from_mins(5);
-/// The longest wait between copy requests.
-pub const BACKOFF_MAX: SignedDuration = SignedDuration::from_hours(6);
-/// A copy RDS accepted but does not show in its region after this long failed.
-pub const COPY_VANISHED_AFTER: SignedDuration = SignedDuration::from_hours(1);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error("listing the DB instances and clusters of {region} failed ({error}): the role needs rds:DescribeDBInstances and rds:DescribeDBClusters there")]
-    List { region: String, error: RdsError },
-    #[error("no plan named {name:?} in the plan file (it has: {known}): fix the schedule's event or the plan file")]
-    UnknownPlan { name: String, known: String },
-}
+use crate::times;
 
 /// The plan named `name`.
 fn find_plan<'a>(plans: &'a [Plan], name: &str) -> Result<&'a Plan, SnapshotError> {
@@ -112,182 +103,8 @@ fn find_plan<'a>(plans: &'a [Plan], name: &str) -> Result<&'a Plan, SnapshotErro
 }
 
 // ---------------------------------------------------------------------------
-// Pure parts: names, times, selection, tags, the copy queue
-// ---------------------------------------------------------------------------
-
-/// A scheduled event's time, to the minute (EventBridge's schedules have
-/// minute resolution; seconds are delivery delay).
-pub fn scheduled_minute(time: Timestamp) -> Timestamp {
-    let seconds = time.as_second().div_euclid(60) * 60;
-    Timestamp::from_second(seconds).unwrap_or(time)
-}
-
-/// A time as the records write it: RFC 3339, UTC, seconds.
-pub fn time_text(time: Timestamp) -> String {
-    time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// A time with milliseconds, for when things happened.
-fn moment_text(time: Timestamp) -> String {
-    time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// The snapshot's identifier, in its region and in every copy region:
-/// `lifeboat-PLAN-RESOURCE-YYYYMMDD-HHMM` (UTC), lower case. Plan names and
-/// RDS identifiers have no double or trailing hyphens, so neither has this.
-pub fn snapshot_name(plan: &str, resource_id: &str, scheduled: Timestamp) -> String {
-    format!(
-        "lifeboat-{plan}-{}-{}",
-        resource_id.to_ascii_lowercase(),
-        scheduled.strftime("%Y%m%d-%H%M")
-    )
-}
-
-/// The longest a plan's retention rules could keep a snapshot taken at
-/// `scheduled`: the furthest of `keep_days`, `daily` days, `weekly` weeks,
-/// `monthly` months (31 days) and `yearly` years (366 days). `None` when
-/// only `keep_last` limits it (no time limit).
-pub fn retention_until(policy: &RetentionPolicy, scheduled: Timestamp) -> Option<Timestamp> {
-    let days = [
-        policy.keep_days.map(i64::from),
-        policy.daily.map(i64::from),
-        policy.weekly.map(|w| i64::from(w) * 7),
-        policy.monthly.map(|m| i64::from(m) * 31),
-        policy.yearly.map(|y| i64::from(y) * 366),
-    ]
-    .into_iter()
-    .flatten()
-    .max()?;
-    scheduled.checked_add(SignedDuration::from_hours(days * 24)).ok()
-}
-
-/// The tags a plan's snapshot (and its copies) carry.
-pub fn snapshot_tags(plan: &Plan, resource: &str, scheduled: Timestamp) -> Vec<(String, String)> {
-    let mut tags = vec![
-        (TAG_PLAN.to_owned(), plan.name.clone()),
-        (TAG_CREATED_BY.to_owned(), CREATED_BY.to_owned()),
-        (TAG_SCHEDULED_TIME.to_owned(), time_text(scheduled)),
-        (TAG_RESOURCE.to_owned(), resource.to_owned()),
-    ];
-    if let Some(until) = retention_until(&plan.retention, scheduled) {
-        tags.push((TAG_RETENTION_UNTIL.to_owned(), time_text(until)));
-    }
-    tags
-}
-
-/// The resources among `listed` that a plan's tags select: every plan tag
-/// present with its value. Instances in an Aurora cluster are left to the
-/// cluster's snapshot. A plan without tags selects nothing by tags.
-pub fn select_by_tags(plan: &Plan, listed: &[DbResource]) -> Vec<DbResource> {
-    if plan.tags.is_empty() {
-        return Vec::new();
-    }
-    listed
-        .iter()
-        .filter(|r| r.cluster.is_none())
-        .filter(|r| plan.tags.iter().all(|(k, v)| r.tags.get(k) == Some(v)))
-        .cloned()
-        .collect()
-}
-
-/// Where RDS stands with a snapshot or copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Usable.
-    Available,
-    /// Still being made or copied.
-    Working,
-    /// Ended without a usable snapshot.
-    Failed,
-}
-
-/// RDS's snapshot statuses, read.
-pub fn phase(status: &str) -> Phase {
-    match status {
-        "available" => Phase::Available,
-        "creating" | "pending" | "copying" | "backing-up" | "modifying" | "" => Phase::Working,
-        _ => Phase::Failed,
-    }
-}
-
-/// How long to wait before asking again after the `attempts`-th throttled
-/// copy request: 5 minutes, doubling, at most 6 hours.
-pub fn backoff(attempts: u32) -> SignedDuration {
-    let doublings = attempts.saturating_sub(1).min(16);
-    let delay = BACKOFF_FIRST.as_secs().saturating_mul(1i64 << doublings);
-    SignedDuration::from_secs(delay.min(BACKOFF_MAX.as_secs()))
-}
-
-/// Which queued copies of one destination region may start now, given how
-/// many are in flight: those not backing off, oldest scheduled time first,
-/// up to the free slots. Returns (start, keep waiting).
-pub fn due_copies(queued: Vec<CopyRecord>, in_flight: usize, now: Timestamp) -> (Vec<CopyRecord>, Vec<CopyRecord>) {
-    let now_text = moment_text(now);
-    let (mut due, mut waiting): (Vec<_>, Vec<_>) = queued
-        .into_iter()
-        .partition(|c| c.next_attempt_at.as_deref().is_none_or(|at| at <= now_text.as_str()));
-    due.sort_by(|a, b| {
-        (&a.scheduled_time, &a.resource, &a.queued_at).cmp(&(&b.scheduled_time, &b.resource, &b.queued_at))
-    });
-    let slots = MAX_COPIES_IN_FLIGHT.saturating_sub(in_flight).min(due.len());
-    waiting.extend(due.split_off(slots));
-    (due, waiting)
-}
-
-// ---------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------
-
-/// One failure of a run: the resource, the snapshot, the region, the error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotFailure {
-    pub plan: String,
-    pub resource: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot_id: Option<String>,
-    /// Where it failed; none for a database dump.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    pub error: String,
-}
-
-/// What one run did. Snapshots by identifier; copies as `ID@REGION`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotSummary {
-    pub plans: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheduled_time: Option<String>,
-    /// Resources the plan selected (ARNs).
-    pub selected: Vec<String>,
-    /// Snapshots this run started.
-    pub created: Vec<String>,
-    /// Snapshots an earlier delivery of the same scheduled run started.
-    pub already_taken: Vec<String>,
-    /// Snapshots RDS still reports as being created.
-    pub creating: Vec<String>,
-    /// Snapshots that became available (completed) in this run.
-    pub completed: Vec<String>,
-    pub copies_started: Vec<String>,
-    pub copies_in_flight: Vec<String>,
-    /// Copies waiting for a free slot in their region, or backing off.
-    pub copies_queued: Vec<String>,
-    pub copies_completed: Vec<String>,
-    /// Backups (ids) of the plan's databases dumped in this run ([`run_plan_dumps`]).
-    pub dumps: Vec<String>,
-    pub failures: Vec<SnapshotFailure>,
-}
-
-impl SnapshotSummary {
-    pub fn ok(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-fn copy_label(copy: &CopyRecord) -> String {
-    format!("{}@{}", copy.snapshot_id, copy.region)
-}
 
 /// A scheduled run of the plan named `plan` (one of `plans`, the plan
 /// file): snapshots of everything it selects for the run at `scheduled` (to
@@ -401,12 +218,12 @@ async fn take_snapshots<R: SnapshotApi>(
             snapshot_id: snapshot_name(&plan.name, &id, scheduled),
             snapshot_arn: None,
             status: SnapshotStatus::Failed,
-            created_at: moment_text(now),
+            created_at: times::format(now),
             completed_at: None,
             retention_until: None,
             engine: None,
             error: Some(error.clone()),
-            failed_at: Some(moment_text(now)),
+            failed_at: Some(times::format(now)),
         };
         catalog.record_failure(&record).await?;
         summary.failures.push(SnapshotFailure {
@@ -430,7 +247,7 @@ async fn take_snapshots<R: SnapshotApi>(
             snapshot_id: snapshot_id.clone(),
             snapshot_arn: None,
             status: SnapshotStatus::InProgress,
-            created_at: moment_text(now),
+            created_at: times::format(now),
             completed_at: None,
             retention_until: retention.clone(),
             engine: None,
@@ -463,7 +280,7 @@ async fn take_snapshots<R: SnapshotApi>(
                 let message = format!("creating snapshot {snapshot_id} of {} failed: {error}", resource.id);
                 record.status = SnapshotStatus::Failed;
                 record.error = Some(message.clone());
-                record.failed_at = Some(moment_text(now));
+                record.failed_at = Some(times::format(now));
                 if !catalog.update_snapshot(&record, SnapshotStatus::InProgress).await? {
                     continue;
                 }
@@ -539,7 +356,7 @@ async fn advance_snapshot<R: SnapshotApi>(
             Phase::Failed => format!("RDS reports snapshot {} as {:?}", record.snapshot_id, state.status),
             Phase::Available => {
                 record.status = SnapshotStatus::Completed;
-                record.completed_at = Some(moment_text(now));
+                record.completed_at = Some(times::format(now));
                 record.snapshot_arn = state.arn.or(record.snapshot_arn);
                 record.engine = state.engine.or(record.engine);
                 if !catalog.update_snapshot(&record, SnapshotStatus::InProgress).await? {
@@ -564,7 +381,7 @@ async fn advance_snapshot<R: SnapshotApi>(
                         snapshot_id: record.snapshot_id.clone(),
                         snapshot_arn: None,
                         status: CopyStatus::Queued,
-                        queued_at: moment_text(now),
+                        queued_at: times::format(now),
                         started_at: None,
                         completed_at: None,
                         attempts: 0,
@@ -580,7 +397,7 @@ async fn advance_snapshot<R: SnapshotApi>(
                         );
                         copy.status = CopyStatus::Failed;
                         copy.error = Some(error.clone());
-                        copy.failed_at = Some(moment_text(now));
+                        copy.failed_at = Some(times::format(now));
                         if catalog.queue_copy(&copy).await? {
                             summary.failures.push(copy_failure(&copy, &error));
                         }
@@ -597,7 +414,7 @@ async fn advance_snapshot<R: SnapshotApi>(
     tracing::warn!(plan = %plan.name, snapshot = %record.snapshot_id, error = %failure, "snapshot failed");
     record.status = SnapshotStatus::Failed;
     record.error = Some(failure.clone());
-    record.failed_at = Some(moment_text(now));
+    record.failed_at = Some(times::format(now));
     if !catalog.update_snapshot(&record, SnapshotStatus::InProgress).await? {
         return Ok(None);
     }
@@ -609,187 +426,6 @@ async fn advance_snapshot<R: SnapshotApi>(
         error: failure,
     });
     Ok(None)
-}
-
-fn copy_failure(copy: &CopyRecord, error: &str) -> SnapshotFailure {
-    SnapshotFailure {
-        plan: copy.plan.clone(),
-        resource: copy.resource.clone(),
-        snapshot_id: Some(copy.snapshot_id.clone()),
-        region: Some(copy.region.clone()),
-        error: error.to_owned(),
-    }
-}
-
-/// Marks a copy failed (unless another run changed it first).
-async fn fail_copy(
-    catalog: &SnapshotCatalog,
-    mut copy: CopyRecord,
-    from: CopyStatus,
-    error: String,
-    now: Timestamp,
-    summary: &mut SnapshotSummary,
-) -> Result<(), SnapshotError> {
-    tracing::warn!(snapshot = %copy.snapshot_id, region = %copy.region, error = %error, "copy failed");
-    copy.status = CopyStatus::Failed;
-    copy.error = Some(error.clone());
-    copy.failed_at = Some(moment_text(now));
-    copy.next_attempt_at = None;
-    if catalog.update_copy(&copy, from).await? {
-        summary.failures.push(copy_failure(&copy, &error));
-    }
-    Ok(())
-}
-
-/// One destination region's copies: finished ones completed, queued ones
-/// started while fewer than [`MAX_COPIES_IN_FLIGHT`] are in flight.
-async fn advance_copies<R: SnapshotApi>(
-    rds: &R,
-    catalog: &SnapshotCatalog,
-    plans: &[Plan],
-    region: &str,
-    copies: Vec<CopyRecord>,
-    now: Timestamp,
-    summary: &mut SnapshotSummary,
-) -> Result<(), SnapshotError> {
-    let (copying, queued): (Vec<_>, Vec<_>) = copies.into_iter().partition(|c| c.status == CopyStatus::Copying);
-    let mut in_flight = 0;
-    for mut copy in copying {
-        let state = rds
-            .describe_snapshot(region, copy.resource_kind, &copy.snapshot_id)
-            .await;
-        match state {
-            Ok(Some(state)) => match phase(&state.status) {
-                Phase::Available => {
-                    copy.status = CopyStatus::Completed;
-                    copy.completed_at = Some(moment_text(now));
-                    copy.snapshot_arn = state.arn.or(copy.snapshot_arn);
-                    copy.error = None;
-                    if catalog.update_copy(&copy, CopyStatus::Copying).await? {
-                        tracing::info!(snapshot = %copy.snapshot_id, region, "copy completed");
-                        summary.copies_completed.push(copy_label(&copy));
-                    }
-                }
-                Phase::Working => {
-                    in_flight += 1;
-                    summary.copies_in_flight.push(copy_label(&copy));
-                }
-                Phase::Failed => {
-                    let error = format!(
-                        "RDS reports the copy {} in {region} as {:?}",
-                        copy.snapshot_id, state.status
-                    );
-                    fail_copy(catalog, copy, CopyStatus::Copying, error, now, summary).await?;
-                }
-            },
-            Ok(None) => {
-                let started = copy.started_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok());
-                let vanished = started.is_some_and(|at| now.duration_since(at) > COPY_VANISHED_AFTER);
-                if vanished {
-                    let error = format!(
-                        "the copy {} does not exist in {region} although RDS accepted it: it was deleted, or the copy failed",
-                        copy.snapshot_id
-                    );
-                    fail_copy(catalog, copy, CopyStatus::Copying, error, now, summary).await?;
-                } else {
-                    in_flight += 1;
-                    summary.copies_in_flight.push(copy_label(&copy));
-                }
-            }
-            Err(error) => {
-                // Unknown: count it, so that the limit holds.
-                tracing::warn!(snapshot = %copy.snapshot_id, region, error = %error, "describing the copy failed; next run retries");
-                in_flight += 1;
-                summary.copies_in_flight.push(copy_label(&copy));
-            }
-        }
-    }
-    let (start, waiting) = due_copies(queued, in_flight, now);
-    summary.copies_queued.extend(waiting.iter().map(copy_label));
-    let mut keys: BTreeMap<String, Result<(), RdsError>> = BTreeMap::new();
-    let mut throttled = false;
-    for copy in start {
-        if throttled {
-            summary.copies_queued.push(copy_label(&copy));
-            continue;
-        }
-        if !keys.contains_key(&copy.kms_key_id) {
-            let checked = rds.check_key(region, &copy.kms_key_id).await;
-            keys.insert(copy.kms_key_id.clone(), checked);
-        }
-        if let Some(Err(error)) = keys.get(&copy.kms_key_id) {
-            let error = format!(
-                "the copy region's KMS key {} cannot be used: {error}; fix copy_regions in the plan",
-                copy.kms_key_id
-            );
-            fail_copy(catalog, copy, CopyStatus::Queued, error, now, summary).await?;
-            continue;
-        }
-        let mut started = copy.clone();
-        started.status = CopyStatus::Copying;
-        started.attempts += 1;
-        started.started_at = Some(moment_text(now));
-        started.next_attempt_at = None;
-        if !catalog.update_copy(&started, CopyStatus::Queued).await? {
-            continue;
-        }
-        let mut tags = vec![
-            (TAG_PLAN.to_owned(), copy.plan.clone()),
-            (TAG_CREATED_BY.to_owned(), CREATED_BY.to_owned()),
-            (TAG_SCHEDULED_TIME.to_owned(), copy.scheduled_time.clone()),
-            (TAG_RESOURCE.to_owned(), copy.resource.clone()),
-        ];
-        // The copy is kept as long as its source: its plan's retention.
-        let until = plans
-            .iter()
-            .find(|p| p.name == copy.plan)
-            .zip(copy.scheduled_time.parse::<Timestamp>().ok())
-            .and_then(|(plan, scheduled)| retention_until(&plan.retention, scheduled));
-        if let Some(until) = until {
-            tags.push((TAG_RETENTION_UNTIL.to_owned(), time_text(until)));
-        }
-        let result = rds
-            .copy_snapshot(
-                region,
-                copy.resource_kind,
-                &copy.source_snapshot_arn,
-                &copy.snapshot_id,
-                &copy.kms_key_id,
-                &tags,
-            )
-            .await;
-        match result {
-            Ok(state) => {
-                tracing::info!(snapshot = %copy.snapshot_id, region, kms_key = %copy.kms_key_id, "copy started");
-                started.snapshot_arn = state.arn;
-                started.error = None;
-                catalog.update_copy(&started, CopyStatus::Copying).await?;
-                summary.copies_started.push(copy_label(&copy));
-            }
-            Err(error) if error.is_already_exists() => {
-                tracing::info!(snapshot = %copy.snapshot_id, region, "copy exists from an earlier attempt");
-                summary.copies_started.push(copy_label(&copy));
-            }
-            Err(error) if error.is_retryable() => {
-                let delay = backoff(started.attempts);
-                let next = now.checked_add(delay).unwrap_or(now);
-                tracing::warn!(snapshot = %copy.snapshot_id, region, error = %error, attempts = started.attempts, retry_after = %time_text(next), "copy throttled; queued again");
-                let mut again = started.clone();
-                again.status = CopyStatus::Queued;
-                again.started_at = None;
-                again.next_attempt_at = Some(moment_text(next));
-                again.error = Some(error.to_string());
-                catalog.update_copy(&again, CopyStatus::Copying).await?;
-                summary.copies_queued.push(copy_label(&copy));
-                throttled = true;
-            }
-            Err(error) => {
-                let message = format!("copying snapshot {} to {region} failed: {error}", copy.snapshot_id);
-                fail_copy(catalog, started, CopyStatus::Copying, message, now, summary).await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -851,7 +487,7 @@ mod tests {
             snapshot_name("db-nightly", "Orders-1", scheduled),
             "lifeboat-db-nightly-orders-1-20261123-0200"
         );
-        assert_eq!(moment_text(at("2026-11-23T02:00:41.5Z")), "2026-11-23T02:00:41.500Z");
+        assert_eq!(times::format(at("2026-11-23T02:00:41.5Z")), "2026-11-23T02:00:41.500Z");
         assert_eq!(scheduled_minute(at("2026-11-23T01:59:59Z")), at("2026-11-23T01:59:00Z"));
     }
 

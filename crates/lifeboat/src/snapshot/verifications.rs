@@ -1,30 +1,7 @@
-//! Looking after the RDS and Aurora snapshots the snapshot function takes
-//! (`crate::snapshot`): verification, restore tests, retention and the
-//! alert conditions about them.
-//!
-//! - [`verify`]: a snapshot is `available` in its region, encrypted, and
-//!   every copy region holds a copy, `available`, encrypted with that
-//!   region's key from the plan; the newest completed snapshot is within the
-//!   plan's RPO. Each run records a [`SnapshotVerification`] per snapshot
-//!   record in the catalog.
-//! - [`restore_test`]: restores a resource's newest completed snapshot to a
-//!   temporary DB instance `lifeboat-rt-…`, runs a checks file's SQL
-//!   assertions (`crate::validate`) against it, records the measured restore
-//!   time (an RTO sample) and `restoreTestPassed`, and deletes the instance
-//!   (no final snapshot) whatever happened.
-//! - [`scheduled`]: the plans' `[plan.restore_test]`: the same restore test
-//!   as a resumable state machine in the catalog, advanced by each verify
-//!   function invocation (every 15 minutes) and run to completion by the
-//!   toolkit; tests that are due start, tests in progress resume, failed
-//!   deletes are retried, orphaned instances are swept.
-//! - [`retention`]: a plan's retention policy (`crate::retention`, in the
-//!   plan's time zone) over each resource's snapshot history; never the
-//!   newest completed or newest verified snapshot, a held one, or one still
-//!   in progress (the snapshot or any of its copies). Applying marks the
-//!   record deleted first (so no live record names a deleted snapshot),
-//!   then deletes the snapshot in its region and every copy region, and
-//!   audits each deletion.
-//! - [`alerts`]: the snapshot conditions for `crate::alert` (pure).
+//! The catalog's view of looking after snapshots ([`SnapshotChecks`],
+//! `Catalog::snapshot_checks()`): the recorded verifications of snapshot
+//! records ([`SnapshotVerification`]), holds on snapshots, and the
+//! tombstones retention leaves of deleted snapshots.
 //!
 //! Catalog items this module writes (ARCHITECTURE.md, "The catalog table"):
 //!
@@ -32,19 +9,15 @@
 //! |---|---|---|
 //! | snapshot verification | the snapshot's `pk` (`snapshot#PLAN#RESOURCE#TIME`) | `verify#STARTEDAT` |
 //! | hold on a snapshot | `hold#SNAPSHOTID` | `hold` (a `HoldRecord` whose `backupId` is the snapshot's identifier) |
-//! | restore test state | `restore-test` | `state#RESOURCE` (a [`scheduled::RestoreTestState`]) |
 //! | deleted snapshot (tombstone) | `snapshot-deleted#PLAN#RESOURCE#TIME` | `snapshot` (`status = deleted`, `deletedAt`, the record as `snapshot`, its `copies`) |
+//!
+//! The restore test state items (`pk = restore-test`) are read and written
+//! by `super::restore_tests::state`.
 //!
 //! Retention moves a deleted snapshot's record (and its copy items) to its
 //! tombstone in one transaction, so `SnapshotCatalog::history`, `list` and
 //! `latest_completed` no longer return it (its verification items stay
-//! under the old `pk`, read by nothing but this module).
-
-pub mod alerts;
-pub mod restore_test;
-pub mod retention;
-pub mod scheduled;
-pub mod verify;
+//! under the old `pk`, read by nothing but these modules).
 
 use std::collections::HashMap;
 
@@ -52,109 +25,18 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditError;
+use super::checks::{RestoreTestOutcome, SnapshotProblem};
+use super::error::SnapshotOpsError;
+use super::records::{CopyRecord, SnapshotCatalog, SnapshotHistory, SnapshotRecord};
 use crate::catalog::{dynamo_error, CatalogError, HoldRecord, VerificationStatus};
 use crate::plan::Plan;
-use crate::snapshot::{RdsError, SnapshotCatalog, SnapshotHistory, SnapshotRecord, SnapshotStatus};
-use crate::validate::ValidateError;
-
-/// An instance's status and endpoint (host, port), as RDS describes it.
-pub type InstanceState = (String, Option<(String, u16)>);
 
 const VERIFY_SK_PREFIX: &str = "verify#";
 const HOLD_SK: &str = "hold";
 
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotOpsError {
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    #[error("{action} in {region} failed ({error}): check that the role may do it there and that the region is right")]
-    Rds {
-        action: String,
-        region: String,
-        error: RdsError,
-    },
-    #[error("no plan named {name:?} in the plan file (it has: {known})")]
-    UnknownPlan { name: String, known: String },
-    #[error("no snapshot {id:?} in the catalog: see `lifeboat snapshots list`")]
-    UnknownSnapshot { id: String },
-    #[error("restore test: {0}")]
-    Checks(#[from] ValidateError),
-    #[error("plan {plan}: its retention policy: {error}")]
-    Retention {
-        plan: String,
-        error: crate::retention::RetentionError,
-    },
-}
-
 /// The snapshot's `pk` (as `crate::snapshot` writes it).
 pub fn snapshot_pk(record: &SnapshotRecord) -> String {
     format!("snapshot#{}#{}#{}", record.plan, record.resource, record.scheduled_time)
-}
-
-/// What went wrong with a snapshot, by kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    /// RDS has no such snapshot (in the source or a copy region).
-    Missing,
-    /// RDS reports a status other than `available`.
-    NotAvailable,
-    /// The snapshot is not encrypted.
-    NotEncrypted,
-    /// Encrypted with another key than the plan's for that region.
-    WrongKey,
-    /// The catalog has no completed copy for a copy region.
-    CopyNotCompleted,
-    /// The newest completed snapshot is older than the plan's RPO.
-    RpoExceeded,
-    /// The restore test failed (restore, wait, or a SQL assertion).
-    RestoreTestFailed,
-}
-
-impl ProblemKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::NotAvailable => "not_available",
-            Self::NotEncrypted => "not_encrypted",
-            Self::WrongKey => "wrong_key",
-            Self::CopyNotCompleted => "copy_not_completed",
-            Self::RpoExceeded => "rpo_exceeded",
-            Self::RestoreTestFailed => "restore_test_failed",
-        }
-    }
-}
-
-/// One problem: where, what, in words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotProblem {
-    pub region: String,
-    pub kind: ProblemKind,
-    pub detail: String,
-}
-
-/// A restore test's outcome.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RestoreTestOutcome {
-    /// The temporary instance.
-    pub instance: String,
-    pub passed: bool,
-    /// From the restore request until the instance answered `available`
-    /// (the RTO sample), when it got that far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_seconds: Option<f64>,
-    /// The checks' results, when they ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<crate::validate::ValidationReport>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Whether the temporary instance was deleted afterwards.
-    pub cleaned_up: bool,
 }
 
 /// One verification of one snapshot record, stored under the snapshot's
@@ -257,7 +139,7 @@ struct DeletedItem {
     status: String,
     deleted_at: String,
     snapshot: SnapshotRecord,
-    copies: Vec<crate::snapshot::CopyRecord>,
+    copies: Vec<CopyRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -272,8 +154,8 @@ struct HoldItem {
 /// `Catalog::snapshot_checks`), next to the snapshot records it reads.
 #[derive(Clone, Debug)]
 pub struct SnapshotChecks {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(super) client: aws_sdk_dynamodb::Client,
+    pub(super) table: String,
     region: String,
     records: SnapshotCatalog,
 }
@@ -300,7 +182,7 @@ impl SnapshotChecks {
         &self.records
     }
 
-    fn error<E, R>(&self, error: SdkError<E, R>) -> CatalogError
+    pub(super) fn error<E, R>(&self, error: SdkError<E, R>) -> CatalogError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -308,7 +190,7 @@ impl SnapshotChecks {
         dynamo_error(&self.table, &self.region, error)
     }
 
-    fn corrupt(&self, pk: String, message: impl ToString) -> CatalogError {
+    pub(super) fn corrupt(&self, pk: String, message: impl ToString) -> CatalogError {
         CatalogError::Corrupt {
             table: self.table.clone(),
             pk,
@@ -504,78 +386,5 @@ impl SnapshotChecks {
             Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => Ok(false),
             Err(e) => Err(self.error(e).into()),
         }
-    }
-}
-
-/// The plans named (all when `names` is empty), or which name is unknown.
-pub fn select_plans(plans: &[Plan], names: &[String]) -> Result<Vec<Plan>, SnapshotOpsError> {
-    if names.is_empty() {
-        return Ok(plans.to_vec());
-    }
-    names
-        .iter()
-        .map(|name| {
-            plans
-                .iter()
-                .find(|p| &p.name == name)
-                .cloned()
-                .ok_or_else(|| SnapshotOpsError::UnknownPlan {
-                    name: name.clone(),
-                    known: plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
-                })
-        })
-        .collect()
-}
-
-/// The newest completed snapshot of each (plan, resource), by plan and resource.
-pub fn newest_completed(histories: &[SnapshotHistory]) -> Vec<&SnapshotHistory> {
-    let mut newest: std::collections::BTreeMap<(&str, &str), &SnapshotHistory> = std::collections::BTreeMap::new();
-    for history in histories {
-        if history.snapshot.status != SnapshotStatus::Completed {
-            continue;
-        }
-        let key = (history.snapshot.plan.as_str(), history.snapshot.resource.as_str());
-        let better = newest
-            .get(&key)
-            .is_none_or(|h| h.snapshot.scheduled_time < history.snapshot.scheduled_time);
-        if better {
-            newest.insert(key, history);
-        }
-    }
-    newest.into_values().collect()
-}
-
-/// Whether a snapshot, or any of its copies, is still being made.
-pub fn in_progress(history: &SnapshotHistory) -> bool {
-    history.snapshot.status == SnapshotStatus::InProgress || history.copies.iter().any(|c| c.status.is_open())
-}
-
-/// A time as the records write it (RFC 3339, UTC, milliseconds).
-pub(crate) fn moment(at: jiff::Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plans_are_selected_by_name_and_an_unknown_one_is_named() {
-        let plans = crate::plan::parse_plans(
-            r#"[[plan]]
-name = "a"
-schedule = "rate(1 day)"
-resources = ["orders"]
-retention = { keep_days = 7 }
-rpo = "26h"
-tier = "critical"
-"#,
-            "2026-11-23T00:00:00Z".parse().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(select_plans(&plans, &[]).unwrap().len(), 1);
-        assert_eq!(select_plans(&plans, &["a".into()]).unwrap()[0].name, "a");
-        let unknown = select_plans(&plans, &["b".into()]).unwrap_err().to_string();
-        assert!(unknown.contains("\"b\"") && unknown.contains("it has: a"), "{unknown}");
     }
 }

@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{in_progress, moment, SnapshotChecks, SnapshotOpsError};
+use super::error::SnapshotOpsError;
+use super::records::in_progress;
+use super::verifications::SnapshotChecks;
 use crate::audit::{AuditEvent, AuditTrail};
 use crate::format::BackupType;
 use crate::plan::Plan;
@@ -223,7 +225,7 @@ pub async fn apply_snapshot_retention(
     let mut summary = SnapshotExpirySummary::default();
     for retention in &plan.plans {
         for doomed in &retention.delete {
-            let now = moment(Timestamp::now());
+            let now = crate::times::now_text();
             match checks.mark_deleted(&doomed.history, &now).await {
                 Ok(()) => {}
                 Err(crate::catalog::CatalogError::Conflict { .. }) => {
