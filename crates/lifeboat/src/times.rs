@@ -61,7 +61,10 @@ mod tests {
     #[test]
     fn parse_names_what_it_could_not_read() {
         let error = parse("yesterday").unwrap_err();
-        assert!(error.to_string().contains("\"yesterday\" is not an RFC 3339 time"), "{error}");
+        assert!(
+            error.to_string().contains("\"yesterday\" is not an RFC 3339 time"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! of its packs each run, read whole, continuing where the last run stopped.
 
 pub mod sample;
+pub mod selection;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

@@ -1,0 +1,129 @@
+//! The requests the function takes (the scheduled event's `detail`, or the
+//! direct payload; see `events/verify-*.json`), and the job each asks for.
+
+use lifeboat::catalog::VerificationType;
+use lifeboat_lambda::{parse_request, Failure, Request};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VerifyRequest {
+    #[serde(default)]
+    store: Option<String>,
+    #[serde(default)]
+    mode: Option<VerificationType>,
+    #[serde(default)]
+    sources: Option<Vec<String>>,
+    #[serde(default)]
+    backup_id: Option<String>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+    /// With mode `sample`: the share of the store's packs to read, in percent.
+    #[serde(default)]
+    sample_percent: Option<f64>,
+    /// Verify the plans' RDS snapshots instead of file backups.
+    #[serde(default)]
+    snapshots: bool,
+    /// With `snapshots`: only these plans.
+    #[serde(default)]
+    plans: Vec<String>,
+    /// With `snapshots`: restore-test each newest snapshot.
+    #[serde(default)]
+    restore_test: Option<RestoreTestRequest>,
+    /// Advance the plans' scheduled restore tests instead.
+    #[serde(default)]
+    restore_tests: bool,
+}
+
+/// With `snapshots`: how to restore-test each newest snapshot.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestoreTestRequest {
+    /// A checks file shipped with the function.
+    #[serde(default)]
+    pub checks: Option<String>,
+    /// The checks file's text.
+    #[serde(default)]
+    pub checks_toml: Option<String>,
+    #[serde(default)]
+    pub instance_class: Option<String>,
+}
+
+/// What a request asks the function to do.
+#[derive(Debug)]
+pub enum VerifyJob {
+    /// Advance the plans' scheduled restore tests (`restoreTests`).
+    RestoreTests { plans: Vec<String> },
+    /// Verify the plans' newest RDS snapshots (`snapshots`).
+    Snapshots {
+        plans: Vec<String>,
+        restore_test: Option<RestoreTestRequest>,
+    },
+    /// Read a share of the store's packs (mode `sample`).
+    Sample {
+        store: Option<String>,
+        percent: Option<f64>,
+        concurrency: Option<usize>,
+    },
+    /// Verify one backup, or each source's newest.
+    Backups {
+        store: Option<String>,
+        mode: VerificationType,
+        backup_id: Option<String>,
+        sources: Option<Vec<String>>,
+        concurrency: Option<usize>,
+    },
+}
+
+impl VerifyJob {
+    pub fn from_event(payload: serde_json::Value) -> Result<Self, Failure> {
+        let Request { body, .. } =
+            parse_request::<VerifyRequest>(payload, "events/verify-scheduled.json").map_err(Failure::BadEvent)?;
+        Ok(if body.restore_tests {
+            Self::RestoreTests { plans: body.plans }
+        } else if body.snapshots {
+            Self::Snapshots {
+                plans: body.plans,
+                restore_test: body.restore_test,
+            }
+        } else if body.mode == Some(VerificationType::Sample) {
+            Self::Sample {
+                store: body.store,
+                percent: body.sample_percent,
+                concurrency: body.concurrency,
+            }
+        } else {
+            Self::Backups {
+                store: body.store,
+                mode: body.mode.unwrap_or(VerificationType::Quick),
+                backup_id: body.backup_id,
+                sources: body.sources,
+                concurrency: body.concurrency,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str) -> serde_json::Value {
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_samples_ask_for_their_jobs() {
+        let job = |name| VerifyJob::from_event(sample(name)).unwrap();
+        assert!(matches!(job("verify-scheduled.json"), VerifyJob::Backups { .. }));
+        assert!(matches!(job("verify-sample.json"), VerifyJob::Sample { .. }));
+        assert!(matches!(job("verify-snapshots.json"), VerifyJob::Snapshots { .. }));
+        assert!(matches!(
+            job("verify-restore-tests.json"),
+            VerifyJob::RestoreTests { .. }
+        ));
+        let bad = VerifyJob::from_event(serde_json::json!({"mode": "thorough"})).unwrap_err();
+        assert_eq!(bad.error_type(), "Lifeboat.BadEvent");
+    }
+}
