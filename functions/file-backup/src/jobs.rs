@@ -11,8 +11,8 @@ use lifeboat::storage::Location;
 use lifeboat_lambda::{Context, Failure, Metrics};
 use serde::Serialize;
 
-use crate::event::BackupRequest;
-use crate::routing::source_name;
+use crate::event::{BackupRequest, CreatedObject};
+use crate::routing::{file_sources, route, source_name};
 
 /// The function's answer: one backup's summary for an event that carries
 /// its plan; the list of backups made for a plan run or an S3 event.
@@ -71,8 +71,57 @@ impl Job {
     }
 }
 
+/// A plan run: a backup of each of the plan's file sources, keyed by the
+/// plan, the source and the scheduled minute.
+pub fn plan_run(context: &Context, name: &str, scheduled_time: jiff::Timestamp) -> Result<Vec<Job>, Failure> {
+    let plan = plan(context, name)?;
+    let sources = file_sources(plan).map_err(Failure::BadEvent)?;
+    if sources.is_empty() {
+        return Err(Failure::BadEvent(format!(
+            "plan {} has no file sources (s3://...): its schedule is the snapshot function's",
+            plan.name
+        )));
+    }
+    let minute = scheduled_time.strftime("%Y-%m-%dT%H:%MZ").to_string();
+    tracing::info!(plan = %plan.name, scheduled_time = %scheduled_time, "plan run");
+    Ok(sources
+        .into_iter()
+        .map(|source| Job {
+            idempotency_key: Some(format!("plan:{}:{}:{minute}", plan.name, source_name(&source))),
+            ..Job::incremental(source)
+        })
+        .collect())
+}
+
+/// Continuous backup: a backup of the created objects into each plan
+/// source containing them, and the objects skipped (folder markers).
+pub fn objects_created(context: &Context, objects: &[CreatedObject]) -> Result<(Vec<Job>, Vec<String>), Failure> {
+    let plans = context.plans.as_deref().ok_or_else(|| {
+        Failure::BadEvent(
+            "an S3 event needs the plan file to know which source an object belongs to: set LIFEBOAT_PLANS".to_owned(),
+        )
+    })?;
+    let routes = route(plans, objects).map_err(Failure::NotCovered)?;
+    for skipped in &routes.skipped {
+        tracing::info!(object = %skipped, "a folder marker: nothing to back up");
+    }
+    let jobs = routes
+        .routes
+        .into_iter()
+        .map(|r| {
+            tracing::info!(source = %source_name(&r.source), objects = ?r.paths, "objects created");
+            Job {
+                idempotency_key: Some(r.idempotency_key),
+                objects: Some(r.paths),
+                ..Job::incremental(r.source)
+            }
+        })
+        .collect();
+    Ok((jobs, routes.skipped))
+}
+
 /// The plan file's plan `name`.
-pub fn plan<'a>(context: &'a Context, name: &str) -> Result<&'a Plan, Failure> {
+fn plan<'a>(context: &'a Context, name: &str) -> Result<&'a Plan, Failure> {
     let plans = context.plans.as_deref().ok_or_else(|| {
         Failure::BadEvent(format!(
             "the event names plan {name}, but the function has no plan file: set LIFEBOAT_PLANS"

@@ -30,56 +30,17 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use lifeboat_lambda::{init_tracing, Context, Failure};
 
 use crate::event::FileRequest;
-use crate::jobs::{backup, backup_all, plan, Answer, Job};
-use crate::routing::{file_sources, route, source_name};
+use crate::jobs::{backup, backup_all, objects_created, plan_run, Answer, Job};
 
 async fn handle(context: &Context, event: LambdaEvent<serde_json::Value>) -> Result<Answer, Failure> {
     match FileRequest::from_event(event.payload).map_err(Failure::BadEvent)? {
         FileRequest::Backup(request) => backup(context, Job::requested(request)?).await.map(Answer::One),
-        FileRequest::PlanRun {
-            plan: name,
-            scheduled_time,
-        } => {
-            let plan = plan(context, &name)?;
-            let sources = file_sources(plan).map_err(Failure::BadEvent)?;
-            if sources.is_empty() {
-                return Err(Failure::BadEvent(format!(
-                    "plan {} has no file sources (s3://...): its schedule is the snapshot function's",
-                    plan.name
-                )));
-            }
-            let minute = scheduled_time.strftime("%Y-%m-%dT%H:%MZ").to_string();
-            tracing::info!(plan = %plan.name, scheduled_time = %scheduled_time, "plan run");
-            let key = |source: &_| format!("plan:{}:{}:{minute}", plan.name, source_name(source));
-            let jobs = sources
-                .into_iter()
-                .map(|source| Job {
-                    idempotency_key: Some(key(&source)),
-                    ..Job::incremental(source)
-                })
-                .collect();
-            backup_all(context, jobs, Vec::new()).await
+        FileRequest::PlanRun { plan, scheduled_time } => {
+            backup_all(context, plan_run(context, &plan, scheduled_time)?, Vec::new()).await
         }
         FileRequest::ObjectsCreated(objects) => {
-            let plans = context.plans.as_deref().ok_or_else(|| {
-                Failure::BadEvent(
-                    "an S3 event needs the plan file to know which source an object belongs to: set LIFEBOAT_PLANS"
-                        .to_owned(),
-                )
-            })?;
-            let routes = route(plans, &objects).map_err(Failure::NotCovered)?;
-            for skipped in &routes.skipped {
-                tracing::info!(object = %skipped, "a folder marker: nothing to back up");
-            }
-            let jobs = routes.routes.into_iter().map(|r| {
-                tracing::info!(source = %source_name(&r.source), objects = ?r.paths, "objects created");
-                Job {
-                    idempotency_key: Some(r.idempotency_key),
-                    objects: Some(r.paths),
-                    ..Job::incremental(r.source)
-                }
-            });
-            backup_all(context, jobs.collect(), routes.skipped).await
+            let (jobs, skipped) = objects_created(context, &objects)?;
+            backup_all(context, jobs, skipped).await
         }
     }
 }

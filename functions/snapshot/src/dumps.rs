@@ -1,6 +1,9 @@
 //! A scheduled run's database dumps: the plan's database sources dumped
 //! into the store (`LIFEBOAT_STORE`, `LIFEBOAT_KMS_KEY`), once per
-//! scheduled run (`lifeboat::snapshot::run_plan_dumps`).
+//! scheduled run (`lifeboat::snapshot::run_plan_dumps`). A source may be
+//! a Secrets Manager secret's ARN. The dump programs (`pg_dump`,
+//! `mariadb-dump`, `sqlite3`) must be on the `PATH`: deployed, from the
+//! database tools layer under `/opt/bin`.
 
 use std::sync::Arc;
 
@@ -25,19 +28,19 @@ pub fn dump_store(context: &Context, plans: &[Plan]) -> Result<Option<Location>,
     Ok(Some(store))
 }
 
-/// Dumps `plan`'s database sources for the run at `scheduled_time` into
+/// Dumps `plan`'s database sources (if it is a plan of the file) for the run at `scheduled_time` into
 /// `store`, adding what happened to `summary`.
 pub async fn dump(
     context: &Context,
     store: Option<&Location>,
-    plan: &Plan,
+    plan: Option<&Plan>,
     scheduled_time: Timestamp,
     now: Timestamp,
     summary: &mut SnapshotSummary,
 ) -> Result<(), Failure> {
-    if plan.database_sources().is_empty() {
+    let Some(plan) = plan.filter(|p| !p.database_sources().is_empty()) else {
         return Ok(());
-    }
+    };
     let Some(store) = store else {
         return Err(Failure::BadEvent(format!(
             "plan {} dumps databases but LIFEBOAT_STORE is not set",

@@ -4,15 +4,10 @@
 //! databases (`dumps.rs`); on RDS snapshot events, advances the open work
 //! (`lifeboat::snapshot::advance`). Requests: `event.rs`.
 //!
-//! Settings (`lifeboat_lambda::Settings`, read once at start; a missing or
-//! bad one fails the init): `LIFEBOAT_TABLE` and the plan file (README.md,
-//! "Backup plans"; required), `LIFEBOAT_PLANS` (`s3://BUCKET/KEY` or a path
-//! in the package) or `LIFEBOAT_PLANS_TOML` (its text): a plan file with
-//! problems fails the init, listing every problem. Plans whose `sources`
-//! name databases are dumped into `LIFEBOAT_STORE` (required then;
-//! `LIFEBOAT_KMS_KEY` optional); a source may be a Secrets Manager secret's
-//! ARN. The dump programs (`pg_dump`, `mariadb-dump`, `sqlite3`) must be on
-//! the `PATH`: deployed, from the database tools layer under `/opt/bin`.
+//! Settings (`lifeboat_lambda::Settings`; a missing or bad one fails the
+//! init): `LIFEBOAT_TABLE`, the plan file (required; README.md, "Backup
+//! plans"; a plan file with problems fails the init, listing every problem)
+//! and, for plans that dump databases, `LIFEBOAT_STORE` and `LIFEBOAT_KMS_KEY`.
 //!
 //! Answers a `SnapshotSummary` (`outcome.rs`: logged, counted as
 //! `BackupsCompleted`/`BackupsFailed`); a failed resource or copy fails the
@@ -50,10 +45,9 @@ impl Function {
             SnapshotRequest::Scheduled { plan, scheduled_time } => {
                 tracing::info!(plan = %plan, scheduled_time = %scheduled_time, "scheduled snapshot run");
                 let mut summary = run_scheduled(&self.rds, &snapshots, &self.plans, &plan, scheduled_time, now).await?;
-                if let Some(plan) = self.plans.iter().find(|p| p.name == plan) {
-                    let store = self.store.as_ref();
-                    dumps::dump(&self.context, store, plan, scheduled_time, now, &mut summary).await?;
-                }
+                let dumps = self.plans.iter().find(|p| p.name == plan);
+                let store = self.store.as_ref();
+                dumps::dump(&self.context, store, dumps, scheduled_time, now, &mut summary).await?;
                 summary
             }
             SnapshotRequest::RdsEvent {

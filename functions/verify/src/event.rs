@@ -1,5 +1,22 @@
 //! The requests the function takes (the scheduled event's `detail`, or the
-//! direct payload; see `events/verify-*.json`), and the job each asks for.
+//! direct payload), and the job each asks for:
+//!
+//! - `{"store": "s3://bucket/prefix", "mode": "quick"|"deep", "sources": [...]}`
+//!   or `{"backupId": "bk-..."}` (`events/verify-scheduled.json`): the
+//!   newest completed backup of each source (all of the store's without
+//!   `sources`; `lifeboat::verify::selection`), or the one given, read back;
+//! - `{"store": ..., "mode": "sample", "samplePercent": 10}`
+//!   (`events/verify-sample.json`): that share of the store's packs read
+//!   whole, continuing where the last sample stopped (`lifeboat::verify::sample`);
+//! - `{"snapshots": true, "plans": ["db-nightly"]}` (`events/verify-snapshots.json`):
+//!   the newest completed RDS snapshot of each resource of those plans (all
+//!   plans without `plans`) checked: available, encrypted, copied to every
+//!   copy region with that region's key, within the RPO; with
+//!   `"restoreTest": {"checksToml": "..."}` (or `"checks": PATH` in the
+//!   package) also restored to a temporary instance and checked by SQL;
+//! - `{"restoreTests": true}` (every 15 minutes, `events/verify-restore-tests.json`):
+//!   the plans' scheduled restore tests (`[plan.restore_test]`) advanced;
+//!   a test that outlasts the invocation resumes in the next.
 
 use lifeboat::catalog::VerificationType;
 use lifeboat_lambda::{parse_request, Failure, Request};

@@ -1,23 +1,11 @@
 //! The verify Lambda: proves backups and snapshots are readable, and
-//! records each result in the catalog. One request, one job (`event.rs`):
-//!
-//! - `{"store": "s3://bucket/prefix", "mode": "quick"|"deep", "sources": [...]}`
-//!   or `{"backupId": "bk-..."}` (`events/verify-scheduled.json`): the
-//!   newest completed backup of each source (all of the store's without
-//!   `sources`; `lifeboat::verify::selection`), or the one given, read back;
-//! - `{"store": ..., "mode": "sample", "samplePercent": 10}`
-//!   (`events/verify-sample.json`): that share of the store's packs read
-//!   whole, continuing where the last sample stopped (`lifeboat::verify::sample`);
-//! - `{"snapshots": true, "plans": ["db-nightly"]}` (`events/verify-snapshots.json`):
-//!   the newest completed RDS snapshot of each resource of those plans (all
-//!   plans without `plans`) checked: available, encrypted, copied to every
-//!   copy region with that region's key, within the RPO; with
-//!   `"restoreTest": {"checksToml": "..."}` (or `"checks": PATH` in the
-//!   package) also restored to a temporary instance and checked by SQL;
-//! - `{"restoreTests": true}` (every 15 minutes, `events/verify-restore-tests.json`):
-//!   the plans' scheduled restore tests (`[plan.restore_test]`) advanced
-//!   while the invocation's deadline leaves time; a test that outlasts the
-//!   invocation resumes in the next.
+//! records each result in the catalog. One request, one job (`event.rs`,
+//! `events/verify-*.json`): the newest completed backup of each source, or
+//! one backup, read back (`backups.rs`, quick or deep); a share of the
+//! store's packs read whole (`backups.rs`, sample); the plans' newest RDS
+//! snapshots checked, and restore-tested if asked (`snapshots.rs`); the
+//! plans' scheduled restore tests advanced while the invocation's deadline
+//! leaves time (`snapshots.rs`).
 //!
 //! Settings (`lifeboat_lambda::Settings`): `LIFEBOAT_TABLE`,
 //! `LIFEBOAT_STORE` (for requests that name no store), the plan file
