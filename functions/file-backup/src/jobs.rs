@@ -28,45 +28,41 @@ pub enum Answer {
     },
 }
 
-/// One backup to make.
+/// One backup to make: the library's options, and what the function's
+/// settings fill in when the event leaves them out.
 pub struct Job {
-    pub source: Location,
-    pub backup_type: BackupType,
+    pub options: BackupOptions,
     pub store: Option<String>,
     pub kms_key: Option<String>,
     pub concurrency: Option<usize>,
-    pub retention_days: Option<u32>,
-    pub idempotency_key: Option<String>,
-    pub objects: Option<Vec<String>>,
 }
 
 impl Job {
     /// The backup an event's own plan asks for.
     pub fn requested(request: BackupRequest) -> Result<Self, Failure> {
         let source = Location::parse(&request.source).map_err(|e| Failure::BadEvent(format!("source: {e}")))?;
+        let mut options = BackupOptions::new(source, request.backup_type);
+        options.retention_days = request.retention_days;
+        options.idempotency_key = request.idempotency_key;
         Ok(Self {
-            source,
-            backup_type: request.backup_type,
+            options,
             store: request.store,
             kms_key: request.kms_key,
             concurrency: request.concurrency,
-            retention_days: request.retention_days,
-            idempotency_key: request.idempotency_key,
-            objects: None,
         })
     }
 
-    /// A plan's scheduled or continuous backup of `source`, into the function's store.
-    pub fn incremental(source: Location) -> Self {
+    /// A plan's scheduled or continuous backup of `source`, into the
+    /// function's store, made idempotent by `key`.
+    pub fn incremental(source: Location, key: String, objects: Option<Vec<String>>) -> Self {
+        let mut options = BackupOptions::new(source, BackupType::Incremental);
+        options.idempotency_key = Some(key);
+        options.objects = objects;
         Self {
-            source,
-            backup_type: BackupType::Incremental,
+            options,
             store: None,
             kms_key: None,
             concurrency: None,
-            retention_days: None,
-            idempotency_key: None,
-            objects: None,
         }
     }
 }
@@ -86,9 +82,9 @@ pub fn plan_run(context: &Context, name: &str, scheduled_time: jiff::Timestamp) 
     tracing::info!(plan = %plan.name, scheduled_time = %scheduled_time, "plan run");
     Ok(sources
         .into_iter()
-        .map(|source| Job {
-            idempotency_key: Some(format!("plan:{}:{}:{minute}", plan.name, source_name(&source))),
-            ..Job::incremental(source)
+        .map(|source| {
+            let key = format!("plan:{}:{}:{minute}", plan.name, source_name(&source));
+            Job::incremental(source, key, None)
         })
         .collect())
 }
@@ -110,11 +106,7 @@ pub fn objects_created(context: &Context, objects: &[CreatedObject]) -> Result<(
         .into_iter()
         .map(|r| {
             tracing::info!(source = %source_name(&r.source), objects = ?r.paths, "objects created");
-            Job {
-                idempotency_key: Some(r.idempotency_key),
-                objects: Some(r.paths),
-                ..Job::incremental(r.source)
-            }
+            Job::incremental(r.source, r.idempotency_key, Some(r.paths))
         })
         .collect();
     Ok((jobs, routes.skipped))
@@ -142,7 +134,7 @@ pub async fn backup_all(context: &Context, jobs: Vec<Job>, skipped: Vec<String>)
     let mut backups = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
-        let source = source_name(&job.source);
+        let source = source_name(&job.options.source);
         match backup(context, job).await {
             Ok(summary) => backups.push(summary),
             Err(Failure::BackupFailed(message)) => failures.push(format!("{source}: {message}")),
@@ -167,15 +159,12 @@ pub async fn backup_all(context: &Context, jobs: Vec<Job>, skipped: Vec<String>)
 
 /// Makes one backup; a backup that failed is `Failure::BackupFailed`.
 pub async fn backup(context: &Context, job: Job) -> Result<BackupSummary, Failure> {
-    let store = context.store(job.store.clone(), "event")?;
-    let kms_key = job.kms_key.clone().or_else(|| context.settings.kms_key.clone());
-    tracing::info!(source = %job.source, store = %store, backup_type = job.backup_type.as_str(), idempotency_key = ?job.idempotency_key, "backup requested");
+    let store = context.store(job.store, "event")?;
+    let kms_key = job.kms_key.or_else(|| context.settings.kms_key.clone());
+    let mut options = job.options;
+    tracing::info!(source = %options.source, store = %store, backup_type = options.backup_type.as_str(), idempotency_key = ?options.idempotency_key, "backup requested");
     let repo = context.open(&store, kms_key.as_deref()).await?;
-    let mut options = BackupOptions::new(job.source, job.backup_type);
     options.concurrency = job.concurrency.unwrap_or(context.settings.concurrency);
-    options.idempotency_key = job.idempotency_key;
-    options.retention_days = job.retention_days;
-    options.objects = job.objects;
     let clients = &context.clients;
     let result = run_backup(Arc::new(repo), &context.catalog, &clients.s3, &clients.region, &options).await;
     match &result {

@@ -83,15 +83,13 @@ impl RetentionJob {
 mod tests {
     use super::*;
 
-    fn sample(name: &str) -> serde_json::Value {
-        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-    }
-
     #[test]
     fn the_samples_ask_for_their_jobs() {
         assert!(matches!(
-            RetentionJob::from_event(sample("retention-scheduled.json")).unwrap(),
+            RetentionJob::from_event(
+                serde_json::from_str(include_str!("../../../events/retention-scheduled.json")).unwrap()
+            )
+            .unwrap(),
             RetentionJob::Files {
                 retention: FileRetention {
                     collect_garbage: true,
@@ -102,7 +100,10 @@ mod tests {
             }
         ));
         assert!(matches!(
-            RetentionJob::from_event(sample("retention-snapshots.json")).unwrap(),
+            RetentionJob::from_event(
+                serde_json::from_str(include_str!("../../../events/retention-snapshots.json")).unwrap()
+            )
+            .unwrap(),
             RetentionJob::Snapshots { dry_run: false, .. }
         ));
         let bad = RetentionJob::from_event(serde_json::json!({"store": "s3://b/s"})).unwrap_err();

@@ -125,21 +125,17 @@ impl VerifyJob {
 mod tests {
     use super::*;
 
-    fn sample(name: &str) -> serde_json::Value {
-        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-    }
-
     #[test]
     fn the_samples_ask_for_their_jobs() {
-        let job = |name| VerifyJob::from_event(sample(name)).unwrap();
-        assert!(matches!(job("verify-scheduled.json"), VerifyJob::Backups { .. }));
-        assert!(matches!(job("verify-sample.json"), VerifyJob::Sample { .. }));
-        assert!(matches!(job("verify-snapshots.json"), VerifyJob::Snapshots { .. }));
-        assert!(matches!(
-            job("verify-restore-tests.json"),
-            VerifyJob::RestoreTests { .. }
-        ));
+        let job = |text: &str| VerifyJob::from_event(serde_json::from_str(text).unwrap()).unwrap();
+        let scheduled = job(include_str!("../../../events/verify-scheduled.json"));
+        assert!(matches!(scheduled, VerifyJob::Backups { .. }));
+        let sample = job(include_str!("../../../events/verify-sample.json"));
+        assert!(matches!(sample, VerifyJob::Sample { .. }));
+        let snapshots = job(include_str!("../../../events/verify-snapshots.json"));
+        assert!(matches!(snapshots, VerifyJob::Snapshots { .. }));
+        let restore_tests = job(include_str!("../../../events/verify-restore-tests.json"));
+        assert!(matches!(restore_tests, VerifyJob::RestoreTests { .. }));
         let bad = VerifyJob::from_event(serde_json::json!({"mode": "thorough"})).unwrap_err();
         assert_eq!(bad.error_type(), "Lifeboat.BadEvent");
     }
