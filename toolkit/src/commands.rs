@@ -432,12 +432,17 @@ async fn gc(
     at: Option<&str>,
 ) -> Result<ExitCode> {
     let now = match at {
-        None => time::OffsetDateTime::now_utc(),
-        Some(text) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| anyhow!("--at {text:?} is not an RFC 3339 time (e.g. 2026-11-23T10:00:00Z): {e}"))?,
+        None => lifeboat::times::now(),
+        Some(text) => lifeboat::times::parse(text).map_err(|e| {
+            anyhow!(
+                "--at {text:?} is not an RFC 3339 time (e.g. 2026-11-23T10:00:00Z): {}",
+                e.message
+            )
+        })?,
     };
     let duration = |d: std::time::Duration, flag: &str| {
-        time::Duration::try_from(d).map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
+        lifeboat::times::SignedDuration::try_from(d)
+            .map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
     };
     let mut options = GcOptions::new(now);
     options.grace = duration(grace, "--grace")?;

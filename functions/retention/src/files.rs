@@ -48,10 +48,10 @@ pub async fn expire_files(
         )
     };
     let garbage = if job.collect_garbage {
-        let mut options = GcOptions::new(time::OffsetDateTime::now_utc());
+        let mut options = GcOptions::new(lifeboat::times::now());
         options.dry_run = dry_run;
         if let Some(minutes) = job.grace_minutes {
-            options.grace = time::Duration::minutes(minutes.into());
+            options.grace = lifeboat::times::SignedDuration::from_mins(minutes.into());
         }
         Some(
             collect_garbage(repo, catalog, &options)
