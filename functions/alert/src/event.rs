@@ -11,17 +11,17 @@
 //! replaying a past moment, and for tests, since time does not pass in the
 //! emulator).
 
+use jiff::Timestamp;
 use lifeboat::alert::AlertRules;
 use lifeboat_lambda::{parse_request, Request};
 use serde_json::Value;
-use time::OffsetDateTime;
 
 const EXAMPLE: &str = "events/alert-scheduled.json";
 
 #[derive(Debug)]
 pub struct AlertRequest {
     pub rules: AlertRules,
-    pub at: Option<OffsetDateTime>,
+    pub at: Option<Timestamp>,
     pub digest: bool,
 }
 
@@ -40,11 +40,9 @@ impl AlertRequest {
         };
         let at = match at {
             None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(
-                OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).map_err(|e| {
-                    format!("field \"at\": {text:?} is not an RFC 3339 time such as 2026-11-23T12:00:00Z ({e})")
-                })?,
-            ),
+            Some(Value::String(text)) => Some(text.parse::<Timestamp>().map_err(|e| {
+                format!("field \"at\": {text:?} is not an RFC 3339 time such as 2026-11-23T12:00:00Z ({e})")
+            })?),
             Some(other) => {
                 return Err(format!(
                     "field \"at\": expected an RFC 3339 time as a string, not {other}"
@@ -80,7 +78,7 @@ mod tests {
         }))
         .unwrap();
         assert!(request.digest);
-        assert_eq!(request.at.map(|t| t.unix_timestamp()), Some(1_795_543_200));
+        assert_eq!(request.at.map(|t| t.as_second()), Some(1_795_543_200));
     }
 
     #[test]

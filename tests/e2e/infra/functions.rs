@@ -134,7 +134,7 @@ fn every_function_is_arm64_with_its_own_role_a_dead_letter_queue_and_alarms() {
     );
     let plans = environment("SnapshotFunction")["LIFEBOAT_PLANS"].clone();
     assert_eq!(plans, "s3://lifeboat-code/lifeboat/plans.toml");
-    lifeboat::snapshot::PlanSource::parse(plans.as_str().unwrap()).expect("the function reads LIFEBOAT_PLANS");
+    lifeboat::plan::load::PlanSource::parse(plans.as_str().unwrap()).expect("the function reads LIFEBOAT_PLANS");
 
     // The alert function failing means alerts may be lost: alarmed at the
     // first error, straight to the topic.

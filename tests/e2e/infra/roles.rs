@@ -146,14 +146,14 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
         Request::new("sqs:SendMessage", &r.queue),
         Request::new("logs:CreateLogStream", &stream),
         Request::new("logs:PutLogEvents", &stream),
-        // Snapshot verification (snapshot_ops::verify): the plan file, the
+        // Snapshot verification (snapshot::verify): the plan file, the
         // snapshots and their copies, the copy region's key.
         Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml"),
         Request::new("rds:DescribeDBSnapshots", &snapshot),
         Request::new("rds:DescribeDBSnapshots", &copy),
         Request::new("rds:DescribeDBClusterSnapshots", &cluster_copy),
         Request::new("kms:DescribeKey", DR_KEY),
-        // Scheduled restore tests (snapshot_ops::scheduled): restore a
+        // Scheduled restore tests (snapshot::restore_tests): restore a
         // Lifeboat snapshot to a lifeboat-rt-* instance, tag, watch and
         // delete it; list the instances (orphan sweep); RDS uses the
         // snapshot's key through a grant; the snapshot records are scanned.
@@ -246,7 +246,7 @@ fn the_retention_role_expires_collects_and_audits() {
         Request::new("sqs:SendMessage", &r.queue),
         Request::new("logs:CreateLogStream", &stream),
         Request::new("logs:PutLogEvents", &stream),
-        // Snapshot retention (snapshot_ops::retention): the plan file,
+        // Snapshot retention (snapshot::retention): the plan file,
         // Lifeboat's snapshots and their copies, the record moved to its
         // tombstone in one transaction.
         Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-code/lifeboat/plans.toml"),

@@ -167,7 +167,7 @@ pub struct Plan {
     pub rpo: SignedDuration,
     pub tier: Tier,
     /// `[plan.restore_test]`: restore the newest snapshot of each resource
-    /// this often and run SQL checks against it (`crate::snapshot_ops::scheduled`).
+    /// this often and run SQL checks against it (`crate::snapshot::restore_tests`).
     pub restore_test: Option<RestoreTestPlan>,
 }
 

@@ -22,6 +22,7 @@
 
 mod deep;
 pub mod sample;
+pub mod selection;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
