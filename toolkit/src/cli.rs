@@ -361,7 +361,7 @@ pub struct RetentionArgs {
     pub dry_run: bool,
 }
 
-/// How `--wait` waits.
+/// How `--wait` waits, and the checks run once the restored database is available.
 #[derive(Args, Debug)]
 pub struct WaitArgs {
     /// Wait until the restored database is available, showing its status as it changes.
@@ -373,6 +373,9 @@ pub struct WaitArgs {
     /// How long to wait before giving up (a rerun resumes the wait).
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
     pub wait_timeout: Duration,
+    /// Run this checks file's SQL assertions against the restored database (implies --wait).
+    #[arg(long, value_name = "FILE")]
+    pub validate: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -390,9 +393,6 @@ pub struct RestoreDbArgs {
     pub instance_class: Option<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
-    /// Run this checks file's SQL assertions against the restored database (implies --wait).
-    #[arg(long, value_name = "FILE")]
-    pub validate: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -407,9 +407,6 @@ pub struct RestoreSnapshotArgs {
     pub instance_class: Option<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
-    /// Run this checks file's SQL assertions against the restored database (implies --wait).
-    #[arg(long, value_name = "FILE")]
-    pub validate: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

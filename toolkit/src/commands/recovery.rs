@@ -41,7 +41,7 @@ fn load_checks(path: Option<&PathBuf>) -> Result<Option<Checks>> {
 /// `lifeboat restore db`: in the source ARN's region, or `--region`.
 pub async fn restore_db(env: &Env, args: &RestoreDbArgs) -> Result<ExitCode> {
     let time = RestoreTime::parse(&args.to_time)?;
-    let checks = load_checks(args.validate.as_ref())?;
+    let checks = load_checks(args.wait.validate.as_ref())?;
     let wait = wait_policy(&args.wait, checks.is_some())?;
     let options = PitrOptions {
         source: args.id.clone(),
@@ -64,7 +64,7 @@ pub async fn restore_snapshot(env: &Env, args: &RestoreSnapshotArgs) -> Result<E
     let snapshot = SnapshotRef::parse(&args.snapshot)?;
     let region = snapshot.region(&args.snapshot, env.global.region.as_deref())?;
     let config = load_config(region.as_deref()).await?;
-    let checks = load_checks(args.validate.as_ref())?;
+    let checks = load_checks(args.wait.validate.as_ref())?;
     let wait = wait_policy(&args.wait, checks.is_some())?;
     let options = SnapshotRestoreOptions {
         snapshot: args.snapshot.clone(),
