@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lifeboat::jobs::{JobRecord, StepStatus};
 use lifeboat::recovery::RecoveryReport;
-use lifeboat::status::{age_words, kind_words, Health, StatusReport};
+use lifeboat::status::{age_words, kind_words, Health, ResourceStatus, StatusReport};
 
 use super::{json, print_lines, table_lines, Renderer};
 
@@ -188,53 +188,52 @@ fn restore_lines(report: &RecoveryReport) -> Vec<String> {
     out
 }
 
+/// One row of the status table.
+fn status_row(r: &ResourceStatus) -> [String; 8] {
+    let (last, age) = match (&r.last_snapshot, r.age_seconds) {
+        (Some(s), Some(age)) => (
+            s.created_at.strftime("%Y-%m-%d %H:%M").to_string(),
+            age_words(jiff::SignedDuration::from_secs(age)),
+        ),
+        _ => ("none".to_owned(), "-".to_owned()),
+    };
+    let copies = if r.copies.is_empty() {
+        "-".to_owned()
+    } else {
+        r.copies
+            .iter()
+            .map(|c| format!("{} {}", c.region, c.state.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let next = r
+        .next_run
+        .as_deref()
+        .and_then(|z| z.parse::<jiff::Zoned>().ok())
+        .map(|z| z.timestamp().strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "-".to_owned());
+    let health = match r.health {
+        Health::Ok => "OK".to_owned(),
+        Health::Breached => "BREACHED".to_owned(),
+    };
+    [
+        health,
+        r.plan.clone(),
+        format!("{} {} ({})", kind_words(r.kind), r.id, r.region),
+        last,
+        age,
+        r.rpo.clone(),
+        copies,
+        next,
+    ]
+}
+
 fn status_lines(report: &StatusReport) -> Vec<String> {
     let mut out = Vec::new();
     if report.resources.is_empty() {
         out.push("No RDS database is protected by these plans.".to_owned());
     } else {
-        let rows: Vec<[String; 8]> = report
-            .resources
-            .iter()
-            .map(|r| {
-                let (last, age) = match (&r.last_snapshot, r.age_seconds) {
-                    (Some(s), Some(age)) => (
-                        s.created_at.strftime("%Y-%m-%d %H:%M").to_string(),
-                        age_words(jiff::SignedDuration::from_secs(age)),
-                    ),
-                    _ => ("none".to_owned(), "-".to_owned()),
-                };
-                let copies = if r.copies.is_empty() {
-                    "-".to_owned()
-                } else {
-                    r.copies
-                        .iter()
-                        .map(|c| format!("{} {}", c.region, c.state.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let next = r
-                    .next_run
-                    .as_deref()
-                    .and_then(|z| z.parse::<jiff::Zoned>().ok())
-                    .map(|z| z.timestamp().strftime("%Y-%m-%d %H:%M").to_string())
-                    .unwrap_or_else(|| "-".to_owned());
-                let health = match r.health {
-                    Health::Ok => "OK".to_owned(),
-                    Health::Breached => "BREACHED".to_owned(),
-                };
-                [
-                    health,
-                    r.plan.clone(),
-                    format!("{} {} ({})", kind_words(r.kind), r.id, r.region),
-                    last,
-                    age,
-                    r.rpo.clone(),
-                    copies,
-                    next,
-                ]
-            })
-            .collect();
+        let rows: Vec<[String; 8]> = report.resources.iter().map(status_row).collect();
         out.extend(table_lines(
             &[
                 "STATE",
