@@ -65,7 +65,7 @@ fn assert_intact(store: &Store, records: u64) {
 async fn concurrent_appends_make_one_chain_and_tampering_is_named_by_record() {
     let store = Store::new().await;
     let dynamodb = dynamodb_client().await;
-    let trail = AuditTrail::new(dynamodb.clone(), &store.table, REGION);
+    let trail = AuditTrail::new(&lifeboat::catalog::Catalog::new(dynamodb.clone(), &store.table, REGION));
     assert!(trail.verify().await.expect("verify empty trail").intact);
 
     for n in 0..3 {

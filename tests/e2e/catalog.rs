@@ -7,7 +7,7 @@ use lifeboat::ids::BackupId;
 use lifeboat_e2e::{dynamodb_client, unique, REGION};
 
 fn record(minutes_ago: i64) -> BackupRecord {
-    let at = time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes_ago);
+    let at = lifeboat::times::now() - lifeboat::times::SignedDuration::from_mins(minutes_ago);
     BackupRecord {
         id: BackupId::new(at).to_string(),
         backup_type: BackupType::Full,
@@ -17,7 +17,7 @@ fn record(minutes_ago: i64) -> BackupRecord {
         compressed_size: 0,
         entry_count: 0,
         changed_count: 0,
-        created_at: lifeboat::catalog::format_time(at),
+        created_at: lifeboat::times::format(at),
         completed_at: None,
         retention_until: None,
         checksum: None,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lifeboat::aws::Clients;
-use lifeboat::catalog::{format_time, Catalog};
+use lifeboat::catalog::Catalog;
 use lifeboat::keys::Kms;
 use lifeboat::repo::{storage_for, Repository};
 use lifeboat::storage::Location;
@@ -39,7 +39,7 @@ impl Library {
     /// What retention does to an expired backup: record first, then manifest.
     async fn expire(&self, id: &str) {
         self.catalog
-            .mark_deleted(id, &format_time(time::OffsetDateTime::now_utc()))
+            .mark_deleted(id, &lifeboat::times::now_text())
             .await
             .expect("mark deleted");
         self.repo
@@ -148,13 +148,13 @@ async fn a_backup_running_across_the_mark_blocks_the_sweep_and_keeps_its_chunks(
 
     // A backup that loaded the index before the mark, deduplicated against
     // every chunk of the expired one, and is still running.
-    let now = time::OffsetDateTime::now_utc();
+    let now = lifeboat::times::now();
     let id = lifeboat::ids::BackupId::new(now).to_string();
     let running = lifeboat::catalog::BackupRecord {
         storage_location: library.repo.storage.describe(&library.repo.layout.manifest(&id)),
         id,
         status: lifeboat::catalog::BackupStatus::Pending,
-        created_at: format_time(now),
+        created_at: lifeboat::times::format(now),
         error: None,
         checksum: None,
         completed_at: None,

@@ -194,7 +194,7 @@ pub async fn apply_expiry(
             )));
             continue;
         }
-        match catalog.mark_deleted(&record.id, &crate::catalog::now_rfc3339()).await {
+        match catalog.mark_deleted(&record.id, &crate::times::now_text()).await {
             Ok(()) => {}
             Err(CatalogError::Conflict { .. }) => {
                 summary.skipped.push(skip(format!(

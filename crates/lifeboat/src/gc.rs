@@ -20,12 +20,14 @@
 
 use std::collections::HashSet;
 
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::catalog::{format_time, BackupRecord, BackupStatus, Catalog, CatalogError};
+use crate::catalog::{BackupRecord, BackupStatus, Catalog, CatalogError};
 use crate::format::{BlobLocation, CandidateList, IndexPack, PackBuilder, PackHeaderEntry};
 use crate::ids::{ChunkId, PackId};
 use crate::repo::{Index, RepoError, Repository};
+use crate::times;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -42,13 +44,13 @@ pub enum GcError {
 #[derive(Clone, Debug)]
 pub struct GcOptions {
     /// "Now", a parameter so runs are reproducible.
-    pub now: time::OffsetDateTime,
+    pub now: Timestamp,
     /// A candidate list is swept only once it is this old.
-    pub grace: time::Duration,
+    pub grace: SignedDuration,
     /// Allowance for clocks between writers and the duration of a PUT.
-    pub clock_margin: time::Duration,
+    pub clock_margin: SignedDuration,
     /// An unfinished backup older than this is treated as dead and marked failed.
-    pub assume_dead_after: time::Duration,
+    pub assume_dead_after: SignedDuration,
     /// A pack whose bytes are at least this share garbage is rewritten.
     pub rewrite_threshold: f64,
     /// Report what would happen; change nothing.
@@ -56,12 +58,12 @@ pub struct GcOptions {
 }
 
 impl GcOptions {
-    pub fn new(now: time::OffsetDateTime) -> Self {
+    pub fn new(now: Timestamp) -> Self {
         Self {
             now,
-            grace: time::Duration::hours(1),
-            clock_margin: time::Duration::minutes(5),
-            assume_dead_after: time::Duration::hours(24),
+            grace: SignedDuration::from_hours(1),
+            clock_margin: SignedDuration::from_mins(5),
+            assume_dead_after: SignedDuration::from_hours(24),
             rewrite_threshold: 0.5,
             dry_run: false,
         }
@@ -109,8 +111,8 @@ pub struct GcReport {
     pub marked: Option<MarkReport>,
 }
 
-fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+fn parse_time(text: &str) -> Option<Timestamp> {
+    times::parse(text).ok()
 }
 
 /// The backups whose manifests live in this store.
@@ -167,7 +169,8 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
                 list: key.clone(),
                 reason: format!(
                     "marked at {}, sweepable after the grace period ({})",
-                    list.created_at, options.grace
+                    list.created_at,
+                    times::duration_text(options.grace)
                 ),
             });
             continue;
@@ -186,7 +189,7 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
                 if !options.dry_run {
                     let message = format!(
                         "abandoned: unfinished for more than {}; garbage collection marked it failed",
-                        options.assume_dead_after
+                        times::duration_text(options.assume_dead_after)
                     );
                     match catalog.fail(&record.id, &message).await {
                         Ok(()) | Err(CatalogError::Conflict { .. }) => {}
@@ -407,7 +410,7 @@ async fn mark(
         packs.sort();
         // The list's time is the wall clock, not `options.now`: the sweep
         // compares it with backups' creation times, which are wall-clock too.
-        let list = CandidateList::new(format_time(time::OffsetDateTime::now_utc()), chunks, packs);
+        let list = CandidateList::new(times::now_text(), chunks, packs);
         report.list = Some(repo.put_gc_candidates(&list).await?);
     }
     Ok(Some(report))

@@ -76,13 +76,8 @@ pub struct BackupId(pub String);
 
 impl BackupId {
     /// A new id for a backup created at `at`, with 32 random bits.
-    pub fn new(at: time::OffsetDateTime) -> Self {
-        let stamp = at
-            .to_offset(time::UtcOffset::UTC)
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .unwrap_or_else(|_| "00000000T000000Z".to_owned());
+    pub fn new(at: jiff::Timestamp) -> Self {
+        let stamp = at.strftime("%Y%m%dT%H%M%SZ").to_string();
         Self(format!("bk-{stamp}-{:08x}", rand::random::<u32>()))
     }
 
@@ -113,7 +108,7 @@ mod tests {
 
     #[test]
     fn backup_id_round_trips_through_parse() {
-        let id = BackupId::new(time::macros::datetime!(2026-11-23 10:53:00 UTC));
+        let id = BackupId::new("2026-11-23T10:53:00Z".parse().unwrap());
         assert!(id.as_str().starts_with("bk-20261123T105300Z-"), "{id}");
         assert_eq!(BackupId::parse(id.as_str()), Some(id));
         assert_eq!(BackupId::parse("latest"), None);

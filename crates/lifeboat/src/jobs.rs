@@ -26,9 +26,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{dynamo_error, now_rfc3339, CatalogError};
-
-const BY_TIME: &str = "byTime";
+use crate::catalog::{keys, Catalog, CatalogError};
+use crate::times;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,17 +157,20 @@ impl<E: fmt::Display> StepError<E> {
 /// The recovery jobs kept in a catalog table (`Catalog::jobs`).
 #[derive(Clone, Debug)]
 pub struct Jobs {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-    region: String,
+    catalog: Catalog,
+}
+
+impl Catalog {
+    /// The recovery jobs kept in this catalog's table.
+    pub fn jobs(&self) -> Jobs {
+        Jobs::new(self)
+    }
 }
 
 impl Jobs {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
+    pub fn new(catalog: &Catalog) -> Self {
         Self {
-            client,
-            table: table.to_owned(),
-            region: region.to_owned(),
+            catalog: catalog.clone(),
         }
     }
 
@@ -177,7 +179,7 @@ impl Jobs {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
     {
-        JobError::Catalog(dynamo_error(&self.table, &self.region, error))
+        JobError::Catalog(self.catalog.error(error))
     }
 
     /// Starts a new job, whatever else runs.
@@ -217,11 +219,12 @@ impl Jobs {
         }
         let mut job = Job::new(self.clone(), kind, subject, false, Some(pointer.clone()));
         let claimed = self
-            .client
+            .catalog
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .item("pk", AttributeValue::S(pointer.clone()))
-            .item("sk", AttributeValue::S("jobopen".into()))
+            .item("sk", AttributeValue::S(keys::JOB_OPEN_SK.into()))
             .item("jobId", AttributeValue::S(job.record.id.clone()))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -243,26 +246,17 @@ impl Jobs {
     }
 
     async fn open_job(&self, pointer: &str) -> Result<Option<String>, JobError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pointer.to_owned()))
-            .key("sk", AttributeValue::S("jobopen".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(e))?
-            .item;
+        let item = self.catalog.get_item(pointer, keys::JOB_OPEN_SK).await?;
         Ok(item.and_then(|i| i.get("jobId").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn clear_open(&self, pointer: &str) -> Result<(), JobError> {
-        self.client
+        self.catalog
+            .client()
             .delete_item()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .key("pk", AttributeValue::S(pointer.to_owned()))
-            .key("sk", AttributeValue::S("jobopen".into()))
+            .key("sk", AttributeValue::S(keys::JOB_OPEN_SK.into()))
             .send()
             .await
             .map_err(|e| self.error(e))?;
@@ -270,22 +264,12 @@ impl Jobs {
     }
 
     pub async fn get(&self, id: &str) -> Result<JobRecord, JobError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(job_pk(id)))
-            .key("sk", AttributeValue::S("job".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(e))?
-            .item;
+        let item = self.catalog.get_item(&keys::job_pk(id), keys::JOB_SK).await?;
         match item {
             Some(item) => self.record_from_item(&item),
             None => Err(JobError::Unknown {
                 id: id.to_owned(),
-                table: self.table.clone(),
+                table: self.catalog.table().to_owned(),
             }),
         }
     }
@@ -293,12 +277,13 @@ impl Jobs {
     /// Jobs, newest first; at most `limit`.
     pub async fn list(&self, limit: Option<usize>) -> Result<Vec<JobRecord>, JobError> {
         let mut pages = self
-            .client
+            .catalog
+            .client()
             .query()
-            .table_name(&self.table)
-            .index_name(BY_TIME)
+            .table_name(self.catalog.table())
+            .index_name(keys::BY_TIME)
             .key_condition_expression("gsi2pk = :job")
-            .expression_attribute_values(":job", AttributeValue::S("job".into()))
+            .expression_attribute_values(":job", AttributeValue::S(keys::JOB_GSI2PK.into()))
             .scan_index_forward(false)
             .into_paginator()
             .items()
@@ -314,9 +299,9 @@ impl Jobs {
     }
 
     fn record_from_item(&self, item: &HashMap<String, AttributeValue>) -> Result<JobRecord, JobError> {
-        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let pk = crate::catalog::item_pk(item);
         let corrupt = |message: String| JobError::Corrupt {
-            table: self.table.clone(),
+            table: self.catalog.table().to_owned(),
             pk: pk.clone(),
             message,
         };
@@ -328,20 +313,12 @@ impl Jobs {
     }
 }
 
-fn job_pk(id: &str) -> String {
-    format!("job#{id}")
-}
-
 fn open_pk(kind: JobKind, subject: &str) -> String {
-    format!("jobopen#{kind}#{subject}")
+    keys::job_open_pk(&kind.to_string(), subject)
 }
 
 fn new_job_id() -> String {
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_else(|_| "00000000T000000Z".to_owned());
+    let stamp = times::now().strftime("%Y%m%dT%H%M%SZ").to_string();
     format!("job-{stamp}-{:08x}", rand::random::<u32>())
 }
 
@@ -368,7 +345,7 @@ impl Job {
                 kind,
                 subject: subject.to_owned(),
                 status: JobStatus::Running,
-                started_at: now_rfc3339(),
+                started_at: times::now_text(),
                 finished_at: None,
                 error: None,
                 steps: Vec::new(),
@@ -438,7 +415,7 @@ impl Job {
         {
             let step = &mut self.record.steps[index];
             step.status = StepStatus::Running;
-            step.started_at = now_rfc3339();
+            step.started_at = times::now_text();
             step.finished_at = None;
             step.duration_ms = None;
             step.error = None;
@@ -449,7 +426,7 @@ impl Job {
         let result = f().await;
         let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let step = &mut self.record.steps[index];
-        step.finished_at = Some(now_rfc3339());
+        step.finished_at = Some(times::now_text());
         step.duration_ms = Some(elapsed);
         match result {
             Ok(output) => {
@@ -475,7 +452,7 @@ impl Job {
     /// The job succeeded. It is no longer resumable.
     pub async fn finish(mut self, report: Option<serde_json::Value>) -> Result<JobRecord, JobError> {
         self.record.status = JobStatus::Succeeded;
-        self.record.finished_at = Some(now_rfc3339());
+        self.record.finished_at = Some(times::now_text());
         self.record.report = report;
         self.save().await?;
         self.close().await?;
@@ -486,7 +463,7 @@ impl Job {
     /// continues from the failed step.
     pub async fn fail(mut self, error: &str) -> Result<JobRecord, JobError> {
         self.record.status = JobStatus::Failed;
-        self.record.finished_at = Some(now_rfc3339());
+        self.record.finished_at = Some(times::now_text());
         self.record.error = Some(error.to_owned());
         self.save().await?;
         Ok(self.record)
@@ -495,7 +472,7 @@ impl Job {
     /// The job failed and must not be resumed (a drill after its teardown).
     pub async fn abandon(mut self, error: &str) -> Result<JobRecord, JobError> {
         self.record.status = JobStatus::Failed;
-        self.record.finished_at = Some(now_rfc3339());
+        self.record.finished_at = Some(times::now_text());
         self.record.error = Some(error.to_owned());
         self.save().await?;
         self.close().await?;
@@ -511,8 +488,8 @@ impl Job {
 
     async fn save(&mut self) -> Result<(), JobError> {
         let record = serde_json::to_string(&self.record).map_err(|e| JobError::Corrupt {
-            table: self.jobs.table.clone(),
-            pk: job_pk(&self.record.id),
+            table: self.jobs.catalog.table().to_owned(),
+            pk: keys::job_pk(&self.record.id),
             message: e.to_string(),
         })?;
         let status = match self.record.status {
@@ -522,15 +499,16 @@ impl Job {
         };
         let result = self
             .jobs
-            .client
+            .catalog
+            .client()
             .put_item()
-            .table_name(&self.jobs.table)
-            .item("pk", AttributeValue::S(job_pk(&self.record.id)))
-            .item("sk", AttributeValue::S("job".into()))
-            .item("gsi2pk", AttributeValue::S("job".into()))
+            .table_name(self.jobs.catalog.table())
+            .item("pk", AttributeValue::S(keys::job_pk(&self.record.id)))
+            .item("sk", AttributeValue::S(keys::JOB_SK.into()))
+            .item("gsi2pk", AttributeValue::S(keys::JOB_GSI2PK.into()))
             .item(
                 "gsi2sk",
-                AttributeValue::S(format!("{}#{}", self.record.started_at, self.record.id)),
+                AttributeValue::S(keys::job_order(&self.record.started_at, &self.record.id)),
             )
             .item("kind", AttributeValue::S(self.record.kind.as_str().into()))
             .item("subject", AttributeValue::S(self.record.subject.clone()))

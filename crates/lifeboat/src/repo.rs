@@ -135,7 +135,7 @@ impl Repository {
         let config = StoreConfig {
             version: FORMAT_VERSION,
             store_id,
-            created_at: crate::catalog::now_rfc3339(),
+            created_at: crate::times::now_text(),
             kms_key_id: key.arn,
             wrapped_key,
             chunker: ChunkerParams::default(),

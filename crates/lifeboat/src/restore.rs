@@ -286,13 +286,8 @@ impl FileSlot {
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&self.temporary, std::fs::Permissions::from_mode(mode));
             }
-            if let Some(mtime) = self
-                .entry
-                .mtime
-                .as_deref()
-                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-            {
-                let _ = file.set_modified(mtime.into());
+            if let Some(mtime) = self.entry.mtime.as_deref().and_then(|t| crate::times::parse(t).ok()) {
+                let _ = file.set_modified(std::time::SystemTime::from(mtime));
             }
             std::fs::rename(&self.temporary, &self.final_path).map_err(|e| format!("renaming into place: {e}"))
         })();

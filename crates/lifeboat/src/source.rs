@@ -238,11 +238,10 @@ fn list_dir(root: &std::path::Path) -> Result<Vec<SourceEntry>, StorageError> {
             continue;
         };
         let path = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-        let mtime = meta.modified().ok().map(|t| {
-            time::OffsetDateTime::from(t)
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        });
+        let mtime = meta
+            .modified()
+            .ok()
+            .map(|t| jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default());
         #[cfg(unix)]
         let mode = {
             use std::os::unix::fs::PermissionsExt;

@@ -26,6 +26,35 @@ pub fn format(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// A duration as Lifeboat's messages write it: each unit from days down to
+/// nanoseconds that is not zero, largest first, with no spaces (`1d`,
+/// `1h30m`, `20m`, `1.5` hours as `1h30m`, `0s`).
+pub fn duration_text(duration: SignedDuration) -> String {
+    if duration.is_zero() {
+        return "0s".to_owned();
+    }
+    let seconds = duration.as_secs().unsigned_abs();
+    let nanos = duration.subsec_nanos().unsigned_abs();
+    let mut text = String::new();
+    if duration.is_negative() {
+        text.push('-');
+    }
+    for (value, unit) in [
+        (seconds / 86_400, "d"),
+        (seconds / 3_600 % 24, "h"),
+        (seconds / 60 % 60, "m"),
+        (seconds % 60, "s"),
+        (u64::from(nanos / 1_000_000), "ms"),
+        (u64::from(nanos / 1_000 % 1_000), "µs"),
+        (u64::from(nanos % 1_000), "ns"),
+    ] {
+        if value > 0 {
+            text.push_str(&format!("{value}{unit}"));
+        }
+    }
+    text
+}
+
 /// A time the user or a stored record wrote, RFC 3339 with an offset.
 #[derive(Debug, thiserror::Error)]
 #[error("{text:?} is not an RFC 3339 time (like 2026-12-07T17:55:39Z): {message}")]
@@ -61,7 +90,25 @@ mod tests {
     #[test]
     fn parse_names_what_it_could_not_read() {
         let error = parse("yesterday").unwrap_err();
-        assert!(error.to_string().contains("\"yesterday\" is not an RFC 3339 time"), "{error}");
+        assert!(
+            error.to_string().contains("\"yesterday\" is not an RFC 3339 time"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn durations_are_written_unit_by_unit() {
+        for (duration, expected) in [
+            (SignedDuration::ZERO, "0s"),
+            (SignedDuration::from_hours(24), "1d"),
+            (SignedDuration::from_hours(1), "1h"),
+            (SignedDuration::from_mins(90), "1h30m"),
+            (SignedDuration::from_mins(5), "5m"),
+            (SignedDuration::from_millis(1500), "1s500ms"),
+            (SignedDuration::from_hours(-2), "-2h"),
+        ] {
+            assert_eq!(duration_text(duration), expected);
+        }
     }
 
     #[test]

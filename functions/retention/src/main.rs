@@ -139,10 +139,10 @@ impl Function {
             )
         };
         let garbage = if body.collect_garbage {
-            let mut options = GcOptions::new(time::OffsetDateTime::now_utc());
+            let mut options = GcOptions::new(lifeboat::times::now());
             options.dry_run = dry_run;
             if let Some(minutes) = body.grace_minutes {
-                options.grace = time::Duration::minutes(minutes.into());
+                options.grace = lifeboat::times::SignedDuration::from_mins(minutes.into());
             }
             Some(
                 collect_garbage(&repo, &catalog, &options)

@@ -79,7 +79,7 @@ pub async fn gc(
     assume_dead_after: std::time::Duration,
     at: Option<&str>,
 ) -> Result<ExitCode> {
-    let now = gc_time(parse_at(at)?)?;
+    let now = parse_at(at)?;
     let mut options = GcOptions::new(now);
     options.grace = gc_duration(grace, "--grace")?;
     options.assume_dead_after = gc_duration(assume_dead_after, "--assume-dead-after")?;
@@ -90,14 +90,9 @@ pub async fn gc(
     Ok(ExitCode::SUCCESS)
 }
 
-/// "Now" as the garbage collector takes it (its options are still in the `time` crate's types).
-fn gc_time(now: jiff::Timestamp) -> Result<time::OffsetDateTime> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(now.as_nanosecond()).map_err(|e| anyhow!("--at {now}: {e}"))
-}
-
 /// A duration flag as the garbage collector takes it.
-fn gc_duration(d: std::time::Duration, flag: &str) -> Result<time::Duration> {
-    time::Duration::try_from(d).map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
+fn gc_duration(d: std::time::Duration, flag: &str) -> Result<jiff::SignedDuration> {
+    jiff::SignedDuration::try_from(d).map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
 }
 
 async fn hold_add(env: &Env, id: &str, reason: &str) -> Result<ExitCode> {

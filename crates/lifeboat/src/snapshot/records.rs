@@ -278,6 +278,13 @@ pub struct SnapshotCatalog {
     region: String,
 }
 
+impl crate::catalog::Catalog {
+    /// The snapshot and copy records kept in this catalog's table.
+    pub fn snapshots(&self) -> SnapshotCatalog {
+        SnapshotCatalog::new(self.client().clone(), self.table(), self.region())
+    }
+}
+
 impl SnapshotCatalog {
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
         Self {

@@ -278,6 +278,13 @@ pub struct SnapshotChecks {
     records: SnapshotCatalog,
 }
 
+impl crate::catalog::Catalog {
+    /// Snapshot verifications, holds and deletions kept in this catalog's table.
+    pub fn snapshot_checks(&self) -> SnapshotChecks {
+        SnapshotChecks::new(self.client().clone(), self.table(), self.region())
+    }
+}
+
 impl SnapshotChecks {
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
         Self {

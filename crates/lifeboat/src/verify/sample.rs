@@ -21,10 +21,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{load_index, Problem, ProblemKind, VerifyCounts, VerifyError, VerifyMode, VerifyReport};
-use crate::catalog::{
-    now_rfc3339, BackupStatus, Catalog, SampleCursor, VerificationRecord, VerificationStatus, VerificationType,
-};
+use super::{load_index, CheckedIndex, Problem, ProblemKind, VerifyCounts, VerifyError, VerifyMode, VerifyReport};
+use crate::catalog::{BackupStatus, Catalog, SampleCursor, VerificationRecord, VerificationStatus, VerificationType};
 use crate::format::{open_blob, read_pack_header, BlobLocation, FormatError, Manifest};
 use crate::ids::{ChunkId, PackId};
 use crate::repo::Repository;
@@ -82,7 +80,7 @@ pub async fn run_sample(
     catalog: &Catalog,
     options: &SampleOptions,
 ) -> Result<SampleReport, VerifyError> {
-    let started_at = now_rfc3339();
+    let started_at = crate::times::now_text();
     let store = repo.storage.describe("");
     let percent = options.percent.clamp(f64::MIN_POSITIVE, 100.0);
 
@@ -101,36 +99,8 @@ pub async fn run_sample(
     let mut problems = scratch.problems;
     let mut damage: Vec<PackDamage> = Vec::new();
 
-    let mut packs: Vec<(String, u64, PackId)> = repo
-        .storage
-        .list(&repo.layout.data_dir())
-        .await?
-        .into_iter()
-        .filter_map(|o| {
-            let id = PackId::from_hex(o.key.rsplit('/').next().unwrap_or_default())?;
-            Some((o.key, o.size, id))
-        })
-        .collect();
-    packs.sort();
-
-    // Every indexed pack: present, with the size the index records.
-    let sizes: BTreeMap<PackId, u64> = packs.iter().map(|p| (p.2, p.1)).collect();
-    for (pack, expected) in &checked.index.packs {
-        let (kind, detail) = match sizes.get(pack) {
-            None => (ProblemKind::Missing, "the pack does not exist".to_owned()),
-            Some(size) if size != expected => (
-                ProblemKind::WrongSize,
-                format!("the pack has {size} bytes, the index records {expected}: it was truncated or replaced"),
-            ),
-            Some(_) => continue,
-        };
-        damage.push(PackDamage {
-            pack: *pack,
-            kind,
-            detail,
-            chunks: BTreeSet::new(),
-        });
-    }
+    let packs = list_packs(&repo).await?;
+    damage.extend(size_damage(&checked, &packs));
     let sized_wrong: HashSet<PackId> = damage.iter().map(|d| d.pack).collect();
 
     // This run's share, after the cursor, wrapping around.
@@ -140,31 +110,13 @@ pub async fn run_sample(
     let (start, share, walk_completed) = share_of(&keys, &cursor.after, percent);
     let selected: Vec<(String, u64, PackId)> = packs.iter().cycle().skip(start).take(share).cloned().collect();
 
-    let pack_blobs = &checked.pack_blobs;
-    let findings: Vec<(u64, u64, Result<Option<PackDamage>, StorageError>)> =
-        futures::stream::iter(selected.iter().filter(|p| !sized_wrong.contains(&p.2)).cloned())
-            .map(|(key, size, pack)| {
-                let repo = repo.clone();
-                let expected = pack_blobs.get(&pack).cloned();
-                async move {
-                    let blobs = expected.as_ref().map_or(0, |b| b.len() as u64);
-                    (size, blobs, check_whole_pack(repo, key, pack, expected).await)
-                }
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
-    let mut bytes_checked = 0;
-    let mut chunks_checked = 0;
-    let mut packs_checked = 0;
-    for (size, blobs, finding) in findings {
-        packs_checked += 1;
-        bytes_checked += size;
-        chunks_checked += blobs;
-        if let Some(found) = finding? {
-            damage.push(found);
-        }
-    }
+    let to_read: Vec<(String, u64, PackId)> = selected
+        .iter()
+        .filter(|p| !sized_wrong.contains(&p.2))
+        .cloned()
+        .collect();
+    let (packs_checked, bytes_checked, chunks_checked) =
+        check_share(&repo, &checked, to_read, options.concurrency, &mut damage).await?;
 
     // What the damage affects.
     let mut doomed: HashMap<ChunkId, PackId> = HashMap::new();
@@ -198,7 +150,7 @@ pub async fn run_sample(
         });
     }
 
-    let completed_at = now_rfc3339();
+    let completed_at = crate::times::now_text();
     let passes = cursor.passes + u64::from(walk_completed);
     if let Some(last) = selected.last() {
         catalog
@@ -213,24 +165,7 @@ pub async fn run_sample(
             .await?;
     }
     let affected_backups: Vec<String> = affected.keys().cloned().collect();
-    for backup in &affected_backups {
-        let first = problems
-            .iter()
-            .find(|p| p.entries.iter().any(|e| e.starts_with(&format!("{backup}:"))));
-        let error = first.map(|p| format!("{}: {}: {}", p.object, p.kind.describe(), p.detail));
-        catalog
-            .record_verification(&VerificationRecord {
-                backup_id: backup.clone(),
-                verification_type: VerificationType::Sample,
-                status: VerificationStatus::Failed,
-                started_at: started_at.clone(),
-                completed_at: completed_at.clone(),
-                checksum_valid: false,
-                restore_test_passed: None,
-                error,
-            })
-            .await?;
-    }
+    record_affected(catalog, &affected_backups, &problems, &started_at, &completed_at).await?;
     let report = SampleReport {
         store,
         percent,
@@ -250,6 +185,111 @@ pub async fn run_sample(
     };
     tracing::info!(store = %report.store, packs = report.packs_checked, problems = report.problems.len(), "sample verification finished");
     Ok(report)
+}
+
+/// The store's packs (key, size, id), in key order.
+async fn list_packs(repo: &Repository) -> Result<Vec<(String, u64, PackId)>, VerifyError> {
+    let mut packs: Vec<(String, u64, PackId)> = repo
+        .storage
+        .list(&repo.layout.data_dir())
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            let id = PackId::from_hex(o.key.rsplit('/').next().unwrap_or_default())?;
+            Some((o.key, o.size, id))
+        })
+        .collect();
+    packs.sort();
+    Ok(packs)
+}
+
+/// Every indexed pack: present, with the size the index records.
+fn size_damage(checked: &CheckedIndex, packs: &[(String, u64, PackId)]) -> Vec<PackDamage> {
+    let sizes: BTreeMap<PackId, u64> = packs.iter().map(|p| (p.2, p.1)).collect();
+    let mut damage = Vec::new();
+    for (pack, expected) in &checked.index.packs {
+        let (kind, detail) = match sizes.get(pack) {
+            None => (ProblemKind::Missing, "the pack does not exist".to_owned()),
+            Some(size) if size != expected => (
+                ProblemKind::WrongSize,
+                format!("the pack has {size} bytes, the index records {expected}: it was truncated or replaced"),
+            ),
+            Some(_) => continue,
+        };
+        damage.push(PackDamage {
+            pack: *pack,
+            kind,
+            detail,
+            chunks: BTreeSet::new(),
+        });
+    }
+    damage
+}
+
+/// Reads each pack of this run's share whole, `concurrency` at a time; the
+/// damage found goes to `damage`. Packs, bytes and chunks checked.
+async fn check_share(
+    repo: &Arc<Repository>,
+    checked: &CheckedIndex,
+    to_read: Vec<(String, u64, PackId)>,
+    concurrency: usize,
+    damage: &mut Vec<PackDamage>,
+) -> Result<(u64, u64, u64), VerifyError> {
+    let pack_blobs = &checked.pack_blobs;
+    let findings: Vec<(u64, u64, Result<Option<PackDamage>, StorageError>)> = futures::stream::iter(to_read)
+        .map(|(key, size, pack)| {
+            let repo = repo.clone();
+            let expected = pack_blobs.get(&pack).cloned();
+            async move {
+                let blobs = expected.as_ref().map_or(0, |b| b.len() as u64);
+                (size, blobs, check_whole_pack(repo, key, pack, expected).await)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut bytes_checked = 0;
+    let mut chunks_checked = 0;
+    let mut packs_checked = 0;
+    for (size, blobs, finding) in findings {
+        packs_checked += 1;
+        bytes_checked += size;
+        chunks_checked += blobs;
+        if let Some(found) = finding? {
+            damage.push(found);
+        }
+    }
+    Ok((packs_checked, bytes_checked, chunks_checked))
+}
+
+/// A failed sample verification on each affected backup, naming the first
+/// problem that touches it.
+async fn record_affected(
+    catalog: &Catalog,
+    affected_backups: &[String],
+    problems: &[Problem],
+    started_at: &str,
+    completed_at: &str,
+) -> Result<(), VerifyError> {
+    for backup in affected_backups {
+        let first = problems
+            .iter()
+            .find(|p| p.entries.iter().any(|e| e.starts_with(&format!("{backup}:"))));
+        let error = first.map(|p| format!("{}: {}: {}", p.object, p.kind.describe(), p.detail));
+        catalog
+            .record_verification(&VerificationRecord {
+                backup_id: backup.clone(),
+                verification_type: VerificationType::Sample,
+                status: VerificationStatus::Failed,
+                started_at: started_at.to_owned(),
+                completed_at: completed_at.to_owned(),
+                checksum_valid: false,
+                restore_test_passed: None,
+                error,
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// This run's share of the store's sorted pack keys: where it starts (the

@@ -1,0 +1,392 @@
+//! One file backup's reading: the parent's entries, the source's listing (or
+//! the parent's tree with named objects looked up anew), change detection
+//! against the parent, the changed entries read through the pipeline on
+//! blocking workers, and the workers' last packs merged and uploaded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{spawn_uploader, store_and_complete, BackupError, BackupOptions, BackupSummary, ChannelSink};
+use crate::catalog::{BackupRecord, Catalog};
+use crate::crypto::Keys;
+use crate::format::{Entry, FormatError, PackBuilder, SealedPack};
+use crate::pipeline::{ChunkSet, PipelineError, Worker};
+use crate::repo::Repository;
+use crate::source::{Source, SourceEntry};
+
+/// Whether the parent's entry still describes the source's entry.
+pub(super) fn unchanged(previous: &Entry, now: &SourceEntry) -> bool {
+    previous.size == now.size
+        && match (&previous.etag, &now.etag) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => previous.mtime == now.mtime && previous.mode == now.mode,
+            _ => false,
+        }
+}
+
+pub(super) struct Attempt<'a> {
+    pub(super) repo: Arc<Repository>,
+    pub(super) catalog: &'a Catalog,
+    pub(super) source: Arc<Source>,
+    pub(super) record: &'a BackupRecord,
+    pub(super) parent: Option<&'a BackupRecord>,
+    pub(super) options: &'a BackupOptions,
+    pub(super) started: Instant,
+}
+
+/// Counters shared by the workers.
+#[derive(Default)]
+struct Counters {
+    bytes_read: AtomicU64,
+    bytes_new: AtomicU64,
+}
+
+impl Attempt<'_> {
+    /// The parent's entries as a listing would show them, with `objects`
+    /// looked up anew in the source (added, or replacing the parent's).
+    async fn parent_with(
+        &self,
+        objects: &[String],
+        previous: &HashMap<String, Entry>,
+    ) -> Result<Vec<SourceEntry>, BackupError> {
+        let mut listed: std::collections::BTreeMap<String, SourceEntry> = previous
+            .values()
+            .map(|e| {
+                let entry = SourceEntry {
+                    path: e.path.clone(),
+                    size: e.size,
+                    mtime: e.mtime.clone(),
+                    mode: e.mode,
+                    etag: e.etag.clone(),
+                };
+                (e.path.clone(), entry)
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for path in objects {
+            let found = self.source.stat(path).await.map_err(|error| BackupError::Source {
+                source_name: self.source.name(),
+                error,
+            })?;
+            match found {
+                Some(entry) => {
+                    listed.insert(path.clone(), entry);
+                }
+                None => gone.push(path.clone()),
+            }
+        }
+        if !gone.is_empty() {
+            return Err(BackupError::ObjectsGone {
+                source_name: self.source.name(),
+                paths: gone,
+            });
+        }
+        Ok(listed.into_values().collect())
+    }
+
+    pub(super) async fn run(&self) -> Result<BackupSummary, BackupError> {
+        let id = &self.record.id;
+        self.catalog.mark_in_progress(id).await?;
+        let index = self.repo.load_index().await?;
+        let chunks = Arc::new(ChunkSet::new(index.dedup_chunks()));
+        let previous = self.parent_entries().await?;
+        let listed = self.listing(&previous).await?;
+        let (mut entries, jobs) = plan_reads(&listed, &previous);
+        let changed = jobs.len() as u64;
+        let counters = Arc::new(Counters::default());
+
+        let (pack_tx, pack_rx) = mpsc::channel::<SealedPack>(2);
+        let uploader = spawn_uploader(self.repo.clone(), self.options.upload_concurrency, pack_rx);
+        let reads = Reads {
+            listed: Arc::new(listed),
+            jobs: Arc::new(jobs),
+            chunks,
+            counters: counters.clone(),
+        };
+        let workers = self.spawn_workers(&reads, &pack_tx);
+        let (open_packs, mut first_error) = self.collect_workers(workers, &mut entries).await;
+        if first_error.is_none() {
+            first_error = self.send_last_packs(open_packs, &pack_tx).await?;
+        }
+        drop(pack_tx);
+        let uploaded = uploader.await.map_err(|e| self.internal(e.to_string()));
+        let packs = match (uploaded, first_error) {
+            (Ok(Err(upload_error)), _) => return Err(upload_error.into()),
+            (Err(join), _) => return Err(join),
+            (Ok(Ok(_)), Some(error)) => return Err(error),
+            (Ok(Ok(packs)), None) => packs,
+        };
+
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| self.internal("an entry was neither read nor reused".into()))?;
+        let stored = store_and_complete(&self.repo, self.catalog, self.record, packs, entries, changed).await?;
+        Ok(BackupSummary::completed(
+            self.record,
+            &stored,
+            changed,
+            counters.bytes_read.load(Ordering::Relaxed),
+            counters.bytes_new.load(Ordering::Relaxed),
+            self.started,
+        ))
+    }
+
+    fn internal(&self, message: String) -> BackupError {
+        BackupError::Internal {
+            id: self.record.id.clone(),
+            message,
+        }
+    }
+
+    /// The parent's entries by path (none without a parent).
+    async fn parent_entries(&self) -> Result<HashMap<String, Entry>, BackupError> {
+        Ok(match self.parent {
+            Some(parent) => self
+                .repo
+                .get_manifest(&parent.id, parent.checksum.as_deref())
+                .await?
+                .entries
+                .into_iter()
+                .map(|e| (e.path.clone(), e))
+                .collect(),
+            None => HashMap::new(),
+        })
+    }
+
+    /// What the backup's tree holds: the source's listing, or with named
+    /// objects and a parent, the parent's tree with those looked up anew.
+    async fn listing(&self, previous: &HashMap<String, Entry>) -> Result<Vec<SourceEntry>, BackupError> {
+        match (&self.options.objects, self.parent) {
+            (Some(objects), Some(_)) => self.parent_with(objects, previous).await,
+            _ => self.source.list().await.map_err(|error| BackupError::Source {
+                source_name: self.source.name(),
+                error,
+            }),
+        }
+    }
+
+    /// One blocking worker per `concurrency` (at most one per entry to
+    /// read), each taking the next entry to read until none is left or one
+    /// of them failed.
+    fn spawn_workers(
+        &self,
+        reads: &Reads,
+        pack_tx: &mpsc::Sender<SealedPack>,
+    ) -> Vec<tokio::task::JoinHandle<Result<WorkerOutput, BackupError>>> {
+        let cursor = Arc::new(AtomicUsize::new(0));
+        let abort = Arc::new(AtomicBool::new(false));
+        let handle = tokio::runtime::Handle::current();
+        (0..self.options.concurrency.clamp(1, reads.jobs.len().max(1)))
+            .map(|_| {
+                let (keys, config) = (self.repo.keys.clone(), self.repo.config.clone());
+                let (source, reads, cursor, abort) =
+                    (self.source.clone(), reads.clone(), cursor.clone(), abort.clone());
+                let (sink, handle) = (ChannelSink(pack_tx.clone()), handle.clone());
+                tokio::task::spawn_blocking(move || -> Result<WorkerOutput, BackupError> {
+                    let mut worker = Worker::new(keys, config.chunker, config.compression.level)?;
+                    let mut done = Vec::new();
+                    let result = read_entries(&mut worker, &source, &reads, &cursor, &abort, &sink, &handle, &mut done);
+                    if result.is_err() {
+                        abort.store(true, Ordering::Relaxed);
+                    }
+                    result.map(|()| (done, worker.into_open_pack()))
+                })
+            })
+            .collect()
+    }
+
+    /// The workers' entries put in place and their unfinished packs; the
+    /// first error (a failed upload's "sink" error only if nothing else failed).
+    async fn collect_workers(
+        &self,
+        workers: Vec<tokio::task::JoinHandle<Result<WorkerOutput, BackupError>>>,
+        entries: &mut [Option<Entry>],
+    ) -> (Vec<PackBuilder>, Option<BackupError>) {
+        let mut first_error: Option<BackupError> = None;
+        let mut open_packs = Vec::new();
+        for worker in workers {
+            let outcome = worker.await.map_err(|e| self.internal(e.to_string()));
+            match outcome.and_then(|r| r) {
+                Ok((done, open_pack)) => {
+                    for (i, entry) in done {
+                        entries[i] = Some(entry);
+                    }
+                    open_packs.push(open_pack);
+                }
+                Err(error) => {
+                    let is_sink = matches!(error, BackupError::Pipeline(PipelineError::Sink(_)));
+                    if first_error.is_none() || !is_sink {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        (open_packs, first_error)
+    }
+
+    /// The workers' last, partly filled packs merged into as few packs as
+    /// they fill, and sent to the uploader. A merge that failed is returned.
+    async fn send_last_packs(
+        &self,
+        open_packs: Vec<PackBuilder>,
+        pack_tx: &mpsc::Sender<SealedPack>,
+    ) -> Result<Option<BackupError>, BackupError> {
+        let keys = self.repo.keys.clone();
+        let merged = tokio::task::spawn_blocking(move || merge_open_packs(&keys, open_packs))
+            .await
+            .map_err(|e| self.internal(e.to_string()))?;
+        match merged {
+            Ok(packs) => {
+                for pack in packs {
+                    if pack_tx.send(pack).await.is_err() {
+                        break; // the uploader failed; its error is reported later
+                    }
+                }
+                Ok(None)
+            }
+            Err(error) => Ok(Some(PipelineError::from(error).into())),
+        }
+    }
+}
+
+/// Change detection: each listed entry the parent's (unchanged) or to be
+/// read (`None`, its index among the jobs).
+fn plan_reads(listed: &[SourceEntry], previous: &HashMap<String, Entry>) -> (Vec<Option<Entry>>, Vec<usize>) {
+    let mut entries: Vec<Option<Entry>> = Vec::with_capacity(listed.len());
+    let mut jobs = Vec::new();
+    for (i, item) in listed.iter().enumerate() {
+        match previous.get(&item.path) {
+            Some(prev) if unchanged(prev, item) => entries.push(Some(prev.clone())),
+            _ => {
+                entries.push(None);
+                jobs.push(i);
+            }
+        }
+    }
+    (entries, jobs)
+}
+
+/// What the workers share: the listing, the indexes of the entries to read,
+/// the store's chunks and the byte counters.
+#[derive(Clone)]
+struct Reads {
+    listed: Arc<Vec<SourceEntry>>,
+    jobs: Arc<Vec<usize>>,
+    chunks: Arc<ChunkSet>,
+    counters: Arc<Counters>,
+}
+
+/// One worker's loop: the next entry to read, through the pipeline, into `done`.
+#[allow(clippy::too_many_arguments)]
+fn read_entries(
+    worker: &mut Worker,
+    source: &Source,
+    reads: &Reads,
+    cursor: &AtomicUsize,
+    abort: &AtomicBool,
+    sink: &ChannelSink,
+    handle: &tokio::runtime::Handle,
+    done: &mut Vec<(usize, Entry)>,
+) -> Result<(), BackupError> {
+    loop {
+        let next = cursor.fetch_add(1, Ordering::Relaxed);
+        if next >= reads.jobs.len() || abort.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let item = &reads.listed[reads.jobs[next]];
+        let (reader, meta) = source
+            .open_blocking(item, handle)
+            .map_err(|error| BackupError::Source {
+                source_name: source.name(),
+                error,
+            })?;
+        let digest = worker.process_entry(reader, &item.path, &reads.chunks, sink)?;
+        reads.counters.bytes_read.fetch_add(digest.size, Ordering::Relaxed);
+        reads.counters.bytes_new.fetch_add(digest.new_bytes, Ordering::Relaxed);
+        done.push((
+            reads.jobs[next],
+            Entry {
+                path: item.path.clone(),
+                size: digest.size,
+                sha256: digest.sha256,
+                mtime: item.mtime.clone(),
+                mode: item.mode,
+                etag: meta.etag.or_else(|| item.etag.clone()),
+                version_id: meta.version_id,
+                chunks: digest.chunks,
+            },
+        ));
+    }
+}
+
+/// What a worker hands back: the entries it read and its unfinished pack.
+type WorkerOutput = (Vec<(usize, Entry)>, PackBuilder);
+
+fn merge_open_packs(keys: &Keys, open_packs: Vec<PackBuilder>) -> Result<Vec<SealedPack>, FormatError> {
+    let mut sealed = Vec::new();
+    let mut current = PackBuilder::new();
+    for open in &open_packs {
+        for (entry, blob) in open.blobs() {
+            current.push_sealed(entry, blob);
+            if current.is_full() {
+                sealed.push(std::mem::take(&mut current).finish(keys)?);
+            }
+        }
+    }
+    if !current.is_empty() {
+        sealed.push(current.finish(keys)?);
+    }
+    Ok(sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: u64, etag: Option<&str>, mtime: Option<&str>) -> Entry {
+        Entry {
+            path: "p".into(),
+            size,
+            sha256: String::new(),
+            mtime: mtime.map(str::to_owned),
+            mode: Some(0o644),
+            etag: etag.map(str::to_owned),
+            version_id: None,
+            chunks: vec![],
+        }
+    }
+
+    fn listed(size: u64, etag: Option<&str>, mtime: Option<&str>) -> SourceEntry {
+        SourceEntry {
+            path: "p".into(),
+            size,
+            mtime: mtime.map(str::to_owned),
+            mode: Some(0o644),
+            etag: etag.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn change_detection_uses_etag_for_objects_and_mtime_for_files() {
+        let cases = [
+            (
+                entry(1, Some("\"a\""), None),
+                listed(1, Some("\"a\""), Some("t2")),
+                true,
+            ),
+            (entry(1, Some("\"a\""), None), listed(1, Some("\"b\""), None), false),
+            (entry(1, Some("\"a\""), None), listed(2, Some("\"a\""), None), false),
+            (entry(1, None, Some("t1")), listed(1, None, Some("t1")), true),
+            (entry(1, None, Some("t1")), listed(1, None, Some("t2")), false),
+            (entry(1, None, Some("t1")), listed(1, Some("\"a\""), Some("t1")), false),
+        ];
+        for (i, (previous, now, expected)) in cases.iter().enumerate() {
+            assert_eq!(unchanged(previous, now), *expected, "case {i}");
+        }
+    }
+}
