@@ -1,4 +1,9 @@
-//! The command line. Only this module knows clap.
+//! The command line: every clap type of `lifeboat` (subcommands, their
+//! arguments and the global options), nothing else. The only module that
+//! knows clap; `commands` turns these values into library calls.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -86,7 +91,6 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
-    /// Manage the store's keys.
     /// Remove chunk data no completed backup references (two-phase, safe while backups run).
     Gc {
         /// Print what would be marked and swept; change nothing.
@@ -94,14 +98,15 @@ pub enum Command {
         dry_run: bool,
         /// Sweep candidate lists only once they are this old (e.g. 1h, 30m, 0s).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        grace: std::time::Duration,
+        grace: Duration,
         /// Treat unfinished backups older than this as dead (they are marked failed).
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        assume_dead_after: std::time::Duration,
+        assume_dead_after: Duration,
         /// Evaluate as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
     },
+    /// Manage the store's keys.
     #[command(subcommand)]
     Keys(KeysCommand),
     /// The tamper-evident audit trail of what was done to the backups.
@@ -140,16 +145,16 @@ pub enum Command {
     },
     /// Recovery jobs: restores, failovers, failbacks and drills, with their steps.
     #[command(subcommand)]
-    Jobs(crate::recovery::JobsCommand),
+    Jobs(JobsCommand),
     /// Every database the plans protect: last snapshot, DR copies, age against the RPO, next run;
     /// exit 8 if any is breached.
-    Status(crate::recovery::StatusArgs),
+    Status(StatusArgs),
     /// RDS snapshots of the plans: verify (and restore-test), retention, holds.
     #[command(subcommand)]
-    Snapshots(crate::snapshots::SnapshotsCommand),
+    Snapshots(SnapshotsCommand),
     /// Database integrity: audit, salvage, consistency (no AWS needed).
     #[command(flatten)]
-    Integrity(crate::integrity::IntegrityCommand),
+    Integrity(IntegrityCommand),
 }
 
 /// What `failover`, `failback` and `drill` share.
@@ -157,19 +162,19 @@ pub enum Command {
 pub struct DrArgs {
     /// The DR plan (TOML), e.g. examples/dr.toml.
     #[arg(long)]
-    pub plan: std::path::PathBuf,
+    pub plan: PathBuf,
     /// Print what would be done and the RPO it would cost; change nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Where to write the report (JOBID.json and JOBID.md).
     #[arg(long, default_value = ".")]
-    pub report_dir: std::path::PathBuf,
+    pub report_dir: PathBuf,
     /// How often to poll RDS while waiting for an instance.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    pub poll_interval: std::time::Duration,
+    pub poll_interval: Duration,
     /// How long to wait for one instance before the step fails (a rerun resumes the wait).
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
-    pub wait_timeout: std::time::Duration,
+    pub wait_timeout: Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,7 +182,7 @@ pub enum PlanCommand {
     /// Check a plan file and summarise its plans; exit 1 if anything is wrong (every problem is listed). Needs no AWS.
     Check {
         /// The plan file (TOML), e.g. examples/plans.toml.
-        file: std::path::PathBuf,
+        file: PathBuf,
         /// Compute the next runs after this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
@@ -186,7 +191,7 @@ pub enum PlanCommand {
     /// schedule per plan and function, in the plan's time zone (scripts/deploy --plans deploys it). Needs no AWS.
     Schedules {
         /// The plan file (TOML), e.g. examples/plans.toml.
-        file: std::path::PathBuf,
+        file: PathBuf,
     },
 }
 
@@ -194,7 +199,9 @@ pub enum PlanCommand {
 pub enum BackupCommand {
     /// Back up an S3 prefix (s3://bucket/prefix) or a directory.
     Files {
+        /// What to back up: s3://BUCKET/PREFIX or a directory.
         source: String,
+        /// full (read everything), incremental (what changed since the newest backup) or differential (since the newest full).
         #[arg(long = "type", default_value = "full", value_parser = ["full", "incremental", "differential"])]
         backup_type: String,
         /// Entries read at once.
@@ -226,7 +233,9 @@ pub enum BackupsCommand {
     },
     /// One backup's record; ID may be `latest` (with --source).
     Show {
+        /// Backup id, or `latest` (with --source).
         id: String,
+        /// The source whose latest backup `latest` means.
         #[arg(long)]
         source: Option<String>,
     },
@@ -235,9 +244,9 @@ pub enum BackupsCommand {
 #[derive(Subcommand, Debug)]
 pub enum RestoreCommand {
     /// Restore an RDS DB instance or Aurora cluster to a point in time, as a new database.
-    Db(crate::recovery::RestoreDbArgs),
+    Db(RestoreDbArgs),
     /// Restore an RDS DB snapshot or DB cluster snapshot into a new database.
-    Snapshot(crate::recovery::RestoreSnapshotArgs),
+    Snapshot(RestoreSnapshotArgs),
     /// Restore a file backup to a directory or to s3://bucket/prefix.
     Files {
         /// Backup id, or `latest` (with --source).
@@ -350,6 +359,189 @@ pub struct RetentionArgs {
     /// Print the plan (what would be deleted, why each kept backup stays); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// How `--wait` waits, and the checks run once the restored database is available.
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Wait until the restored database is available, showing its status as it changes.
+    #[arg(long)]
+    pub wait: bool,
+    /// How often to look while waiting.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// How long to wait before giving up (a rerun resumes the wait).
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub wait_timeout: Duration,
+    /// Run this checks file's SQL assertions against the restored database (implies --wait).
+    #[arg(long, value_name = "FILE")]
+    pub validate: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreDbArgs {
+    /// The DB instance or Aurora cluster (identifier or ARN) to restore.
+    pub id: String,
+    /// The time to restore to: RFC 3339 (e.g. 2026-11-23T10:00:00Z) or `latest`.
+    #[arg(long, value_name = "RFC3339|latest")]
+    pub to_time: String,
+    /// The new database's name (default: ID-pitr-YYYYMMDDHHMM, the restore time in UTC).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: Option<String>,
+    /// For an Aurora cluster: the class of the restored cluster's instance (default: the source's).
+    #[arg(long)]
+    pub instance_class: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreSnapshotArgs {
+    /// The DB snapshot or DB cluster snapshot: identifier or ARN (an ARN names its region).
+    pub snapshot: String,
+    /// The new database's name (default: SNAPSHOT-restored-YYYYMMDDHHMM, now in UTC).
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: Option<String>,
+    /// For a cluster snapshot: the class of the restored cluster's instance (default: the source cluster's).
+    #[arg(long)]
+    pub instance_class: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Recovery jobs (restores, failovers, failbacks, drills), newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One recovery job with its steps.
+    Show {
+        /// The job id (job-YYYYMMDDTHHMMSSZ-XXXXXXXX).
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The backup plan file (TOML) naming what is protected, e.g. examples/plans.toml.
+    #[arg(long, env = "LIFEBOAT_PLANS", value_name = "FILE")]
+    pub plans: PathBuf,
+    /// Evaluate as of this time (RFC 3339) instead of now.
+    #[arg(long, hide = true)]
+    pub at: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotsCommand {
+    /// Verify each resource's newest completed snapshot: available, encrypted, copied to every
+    /// copy region with its key, within the RPO; optionally restore-test it. Exit 6 if any failed.
+    Verify(SnapshotVerifyArgs),
+    /// Apply each plan's retention to its snapshots, in every region they were copied to
+    /// (with --dry-run, only print what would go and why).
+    Retention(SnapshotRetentionArgs),
+    /// Hold a snapshot (by its identifier): retention will not delete it until `unhold`.
+    Hold {
+        /// The snapshot's identifier (lifeboat-PLAN-RESOURCE-YYYYMMDD-HHMM).
+        id: String,
+        /// Why (a case number, a ticket): kept with the hold.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a snapshot's hold.
+    Unhold {
+        /// The snapshot's identifier.
+        id: String,
+    },
+}
+
+/// The plan file and which of its plans.
+#[derive(Args, Debug)]
+pub struct SnapshotPlanArgs {
+    /// The plan file (README, "Backup plans").
+    #[arg(long, value_name = "FILE")]
+    pub plans: PathBuf,
+    /// Only this plan (repeatable; default: every plan in the file).
+    #[arg(long = "plan", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Evaluate as of this time (RFC 3339) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotVerifyArgs {
+    #[command(flatten)]
+    pub plans: SnapshotPlanArgs,
+    /// Also restore each newest snapshot to a temporary instance (lifeboat-rt-…) and run this
+    /// checks file's SQL assertions against it; the instance is deleted afterwards.
+    #[arg(long, value_name = "CHECKS")]
+    pub restore_test: Option<PathBuf>,
+    /// The temporary instance's class.
+    #[arg(long, default_value = "db.t3.micro")]
+    pub instance_class: String,
+    /// Instead, run the scheduled restore tests of the plans that ask for them
+    /// ([plan.restore_test]) to completion, as the verify function does every 15 minutes: start
+    /// each resource's test that is due (its last older than the plan's `every`), wait for it,
+    /// run the plan's checks, record the verification with its RTO sample, delete the instance;
+    /// resume tests in progress; delete orphaned lifeboat-rt-… instances.
+    #[arg(long, conflicts_with = "restore_test")]
+    pub restore_tests: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotRetentionArgs {
+    #[command(flatten)]
+    pub plans: SnapshotPlanArgs,
+    /// Print what would be deleted (and why each kept snapshot stays); delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IntegrityCommand {
+    /// Audit a live database's integrity (PostgreSQL, MySQL/MariaDB, SQLite, DuckDB); exit 6 on a critical finding.
+    Audit {
+        /// The database's URL (postgres://…, mysql://…, sqlite:///PATH, duckdb:///PATH), or the path of a SQLite or
+        /// DuckDB file.
+        target: String,
+        /// The report's format (default: as --output says); markdown for a ticket or a runbook.
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+    },
+    /// Recover what is readable from a damaged database file into a new one.
+    #[command(subcommand)]
+    Salvage(SalvageCommand),
+    /// Check cross-database rules (README, "Database integrity"); exit 6 on any mismatch.
+    Consistency {
+        /// The rules file (TOML).
+        rules: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SalvageCommand {
+    /// Copy every readable row of a damaged SQLite file into a new file and name what was lost; exit 3 if anything
+    /// was. The damaged file is only read.
+    Sqlite {
+        /// The damaged SQLite file.
+        broken: PathBuf,
+        /// The new file to write.
+        #[arg(long)]
+        to: PathBuf,
+        /// Replace --to if it exists.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 /// A share in percent: more than 0, at most 100.

@@ -5,9 +5,9 @@
 use aws_config::SdkConfig;
 use lifeboat::aws::{load_config, Clients};
 use lifeboat::catalog::Catalog;
+use lifeboat::plan::load::load_plans;
 use lifeboat::plan::Plan;
 use lifeboat::repo::Repository;
-use lifeboat::plan::load::load_plans;
 use lifeboat::snapshot::select_plans;
 use lifeboat::storage::Location;
 

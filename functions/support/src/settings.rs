@@ -3,8 +3,8 @@
 //! reads the same names; each uses those it needs.
 
 use lifeboat::catalog::DEFAULT_TABLE;
-use lifeboat::plan::load::PlanSource;
 use lifeboat::plan::load::plan_source;
+use lifeboat::plan::load::PlanSource;
 use lifeboat::storage::Location;
 
 /// A setting from the environment; empty counts as unset.

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use lifeboat::rds::Rds;
-use lifeboat::snapshot::trial_restore::RestoreTestOptions;
 use lifeboat::snapshot::restore_tests::{run_restore_tests, RdsRestoreTests, RestoreTestsOptions};
+use lifeboat::snapshot::trial_restore::RestoreTestOptions;
 use lifeboat::snapshot::verify::{run_snapshot_verify, SnapshotVerifyOptions};
 use lifeboat::snapshot::SnapshotVerification;
 use lifeboat::validate;

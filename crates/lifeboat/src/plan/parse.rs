@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::checks::{checks_from, CheckFile};
 use super::schedule::Schedule;
 use super::{
-    duration_words, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier,
-    RESTORE_TEST_CLASS, RESTORE_TEST_EVERY, RESTORE_TEST_TIMEOUT,
+    duration_words, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier, RESTORE_TEST_CLASS,
+    RESTORE_TEST_EVERY, RESTORE_TEST_TIMEOUT,
 };
 use crate::db::url::{is_database_url, is_secret_arn};
 use crate::retention::{RetentionError, RetentionPolicy};
