@@ -12,6 +12,7 @@
 //! at_least = 1000
 //! ```
 
+use crate::db::url::{DatabaseUrl, Engine};
 use serde::{Deserialize, Serialize};
 
 /// One assertion.
@@ -119,10 +120,13 @@ pub(crate) fn checks_from(url: String, check: Vec<CheckFile>) -> Result<Checks, 
     }
     let checks = Checks { url, checks };
     // The URL must parse once its placeholders are filled in.
-    let engine = url_engine(&checks.url_for("localhost", 1)).map_err(|e| format!("url: {e}"))?;
-    if !matches!(engine, "postgresql" | "mysql") {
+    let engine = DatabaseUrl::parse(&checks.url_for("localhost", 1))
+        .map_err(|e| format!("url: {e}"))?
+        .engine;
+    if !matches!(engine, Engine::Postgresql | Engine::Mysql) {
         return Err(format!(
-            "url: checks run against PostgreSQL or MySQL/MariaDB, not {engine}"
+            "url: checks run against PostgreSQL or MySQL/MariaDB, not {}",
+            engine.as_str()
         ));
     }
     Ok(checks)
@@ -144,106 +148,6 @@ impl Checks {
 pub fn parse(text: &str) -> Result<Checks, String> {
     let file: ChecksFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
     checks_from(file.url, file.check)
-}
-
-/// What `DatabaseUrl::parse` expects, for its error messages.
-const URL_FORMS: &str = "postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE or sqlite:///PATH or duckdb:///PATH or redis://[:PASSWORD@]HOST[:PORT][/DB]";
-
-/// The engine (`postgresql`, `mysql`, `sqlite`, `redis` or `duckdb`) of a
-/// database URL, or why it is not one, in the words of `DatabaseUrl::parse`
-/// (`crate::dump`, which needs the `aws` feature): the same checks, pure.
-fn url_engine(text: &str) -> Result<&'static str, String> {
-    // Never echo a password back.
-    let shown = match (text.find("://"), text.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &text[..s], &text[at + 1..]),
-        _ => text.to_owned(),
-    };
-    let bad = |message: &str| format!("database URL {shown:?}: {message} (expected {URL_FORMS})");
-    let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("no scheme"))?;
-    let engine = match scheme {
-        "postgres" | "postgresql" => "postgresql",
-        "mysql" | "mariadb" => "mysql",
-        "sqlite" => "sqlite",
-        "redis" => "redis",
-        "duckdb" => "duckdb",
-        _ => {
-            return Err(bad(
-                "the scheme must be postgres, postgresql, mysql, mariadb, sqlite, duckdb or redis",
-            ))
-        }
-    };
-    if rest.contains(['?', '#']) {
-        return Err(bad(
-            "query parameters are not supported; give the connection in the URL itself",
-        ));
-    }
-    if matches!(engine, "sqlite" | "duckdb") {
-        let path = percent_decode(rest).ok_or_else(|| bad("the file path is badly percent-encoded"))?;
-        if path.is_empty() || path.ends_with('/') {
-            return Err(bad(&format!("no database file ({scheme}:///PATH/TO/FILE)")));
-        }
-        return Ok(engine);
-    }
-    let redis = engine == "redis";
-    let (authority, database) = match rest.split_once('/') {
-        Some((authority, "")) if redis => (authority, "0"),
-        Some(split) => split,
-        None if redis => (rest, "0"),
-        None => return Err(bad("no database name")),
-    };
-    if redis && database.parse::<u32>().is_err() {
-        return Err(bad("a Redis database is a number (redis://HOST:PORT/0)"));
-    }
-    let database = percent_decode(database).ok_or_else(|| bad("the database name is badly percent-encoded"))?;
-    if database.is_empty() {
-        return Err(bad("no database name"));
-    }
-    if !database.chars().all(|c| c.is_ascii_alphanumeric() || "_-$".contains(c)) {
-        return Err(bad(
-            "the database name may hold only ASCII letters, digits, '_', '-' and '$'",
-        ));
-    }
-    let (credentials, host_port) = authority
-        .rsplit_once('@')
-        .map_or((None, authority), |(c, h)| (Some(c), h));
-    if let Some(credentials) = credentials {
-        let (user, password) = credentials
-            .split_once(':')
-            .map_or((credentials, None), |(u, p)| (u, Some(p)));
-        percent_decode(user).ok_or_else(|| bad("the user name is badly percent-encoded"))?;
-        if password.is_some_and(|p| percent_decode(p).is_none()) {
-            return Err(bad("the password is badly percent-encoded"));
-        }
-    }
-    let port = match host_port.strip_prefix('[') {
-        Some(bracketed) => bracketed
-            .split_once(']')
-            .ok_or_else(|| bad("unclosed '[' in the host"))?
-            .1
-            .strip_prefix(':'),
-        None => host_port.split_once(':').map(|(_, port)| port),
-    };
-    if port.is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_err()) {
-        return Err(bad("the port is not a number from 1 to 65535"));
-    }
-    Ok(engine)
-}
-
-/// `%XX` escapes decoded; `None` if one is malformed or the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, after)) = rest.split_first() {
-        if byte == b'%' {
-            let hex = std::str::from_utf8(after.get(..2)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &after[2..];
-        } else {
-            out.push(byte);
-            rest = after;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -22,13 +22,12 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{dynamo_error, CatalogError};
+use crate::catalog::{keys, Catalog, CatalogError};
+use keys::{COPY_SK_PREFIX, DUMP_SK, SNAPSHOT_SK};
 use crate::rds::ResourceKind;
 
 const BY_SOURCE: &str = "bySource";
 const BY_TIME: &str = "byTime";
-const SNAPSHOT_SK: &str = "snapshot";
-const COPY_SK_PREFIX: &str = "copy#";
 
 /// A snapshot's status: `in_progress` (RDS is creating it) → `completed`
 /// (available) | `failed` (with the AWS error).
@@ -193,18 +192,8 @@ struct DumpItem {
     claim: DumpClaim,
 }
 
-const DUMP_SK: &str = "dump";
-
 fn dump_pk(claim: &DumpClaim) -> String {
-    format!("dump#{}#{}#{}", claim.plan, claim.source, claim.scheduled_time)
-}
-
-fn snapshot_pk(plan: &str, resource: &str, scheduled_time: &str) -> String {
-    format!("snapshot#{plan}#{resource}#{scheduled_time}")
-}
-
-fn open_pk(plan: &str) -> String {
-    format!("snapshot-open#{plan}")
+    keys::dump_pk(&claim.plan, &claim.source, &claim.scheduled_time)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -225,12 +214,12 @@ impl SnapshotItem {
     fn new(record: SnapshotRecord) -> Self {
         let open = record.status == SnapshotStatus::InProgress;
         Self {
-            pk: snapshot_pk(&record.plan, &record.resource, &record.scheduled_time),
+            pk: keys::snapshot_pk(&record.plan, &record.resource, &record.scheduled_time),
             sk: SNAPSHOT_SK.into(),
-            gsi1pk: format!("snapshot#{}", record.resource),
-            gsi1sk: format!("{}#{}", record.scheduled_time, record.plan),
-            gsi2pk: open.then(|| open_pk(&record.plan)),
-            gsi2sk: open.then(|| format!("{}#{}", record.scheduled_time, record.resource)),
+            gsi1pk: keys::snapshot_gsi1pk(&record.resource),
+            gsi1sk: keys::snapshot_gsi1sk(&record.scheduled_time, &record.plan),
+            gsi2pk: open.then(|| keys::snapshot_open_pk(&record.plan)),
+            gsi2sk: open.then(|| keys::snapshot_open_sk(&record.scheduled_time, &record.resource)),
             record,
         }
     }
@@ -252,10 +241,10 @@ impl CopyItem {
     fn new(record: CopyRecord) -> Self {
         let open = record.status.is_open();
         Self {
-            pk: snapshot_pk(&record.plan, &record.resource, &record.scheduled_time),
-            sk: format!("{COPY_SK_PREFIX}{}", record.region),
-            gsi2pk: open.then(|| open_pk(&record.plan)),
-            gsi2sk: open.then(|| format!("{}#{}#{}", record.scheduled_time, record.resource, record.region)),
+            pk: keys::snapshot_pk(&record.plan, &record.resource, &record.scheduled_time),
+            sk: keys::copy_sk(&record.region),
+            gsi2pk: open.then(|| keys::snapshot_open_pk(&record.plan)),
+            gsi2sk: open.then(|| keys::copy_open_sk(&record.scheduled_time, &record.resource, &record.region)),
             record,
         }
     }
@@ -273,41 +262,27 @@ pub enum Claim {
 /// The snapshot items of a catalog table (get one with `Catalog::snapshots`).
 #[derive(Clone, Debug)]
 pub struct SnapshotCatalog {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-    region: String,
+    catalog: Catalog,
 }
 
-impl crate::catalog::Catalog {
+impl Catalog {
     /// The snapshot and copy records kept in this catalog's table.
     pub fn snapshots(&self) -> SnapshotCatalog {
-        SnapshotCatalog::new(self.client().clone(), self.table(), self.region())
+        SnapshotCatalog { catalog: self.clone() }
     }
 }
 
 impl SnapshotCatalog {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
-        Self {
-            client,
-            table: table.to_owned(),
-            region: region.to_owned(),
-        }
-    }
-
     fn error<E, R>(&self, error: SdkError<E, R>) -> CatalogError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        dynamo_error(&self.table, &self.region, error)
+        self.catalog.error(error)
     }
 
     fn corrupt(&self, pk: String, message: impl ToString) -> CatalogError {
-        CatalogError::Corrupt {
-            table: self.table.clone(),
-            pk,
-            message: message.to_string(),
-        }
+        self.catalog.corrupt(pk, message.to_string())
     }
 
     fn conflict(&self, pk: String, expected: &str) -> CatalogError {
@@ -337,7 +312,7 @@ impl SnapshotCatalog {
         expected: Option<&str>,
         or_absent: bool,
     ) -> Result<bool, CatalogError> {
-        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let mut request = self.catalog.client().put_item().table_name(self.catalog.table()).set_item(Some(item));
         request = match (expected, or_absent) {
             (None, _) => request.condition_expression("attribute_not_exists(pk)"),
             (Some(status), false) => request
@@ -367,7 +342,7 @@ impl SnapshotCatalog {
         match self.get(&record.plan, &record.resource, &record.scheduled_time).await? {
             Some(existing) => Ok(Claim::Exists(Box::new(existing.snapshot))),
             None => Err(self.conflict(
-                snapshot_pk(&record.plan, &record.resource, &record.scheduled_time),
+                keys::snapshot_pk(&record.plan, &record.resource, &record.scheduled_time),
                 "claimable",
             )),
         }
@@ -426,9 +401,10 @@ impl SnapshotCatalog {
         }
         let pk = dump_pk(claim);
         let output = self
-            .client
+            .catalog
+            .client()
             .get_item()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .key("pk", AttributeValue::S(pk.clone()))
             .key("sk", AttributeValue::S(DUMP_SK.into()))
             .consistent_read(true)
@@ -460,12 +436,13 @@ impl SnapshotCatalog {
     /// A plan's unfinished snapshots and copies (the sparse `byTime` keys).
     pub async fn open_work(&self, plan: &str) -> Result<OpenWork, CatalogError> {
         let mut pages = self
-            .client
+            .catalog
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .index_name(BY_TIME)
             .key_condition_expression("gsi2pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(open_pk(plan)))
+            .expression_attribute_values(":pk", AttributeValue::S(keys::snapshot_open_pk(plan)))
             .into_paginator()
             .items()
             .send();
@@ -492,9 +469,10 @@ impl SnapshotCatalog {
     /// Reads one snapshot item and its copies (strongly consistent).
     async fn read_pk(&self, pk: String) -> Result<Option<SnapshotHistory>, CatalogError> {
         let mut pages = self
-            .client
+            .catalog
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
             .consistent_read(true)
@@ -531,19 +509,20 @@ impl SnapshotCatalog {
         resource: &str,
         scheduled_time: &str,
     ) -> Result<Option<SnapshotHistory>, CatalogError> {
-        self.read_pk(snapshot_pk(plan, resource, scheduled_time)).await
+        self.read_pk(keys::snapshot_pk(plan, resource, scheduled_time)).await
     }
 
     /// A resource's snapshots (every plan's), newest scheduled time first,
     /// each with its copies. `resource` is the ARN.
     pub async fn history(&self, resource: &str) -> Result<Vec<SnapshotHistory>, CatalogError> {
         let mut pages = self
-            .client
+            .catalog
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .index_name(BY_SOURCE)
             .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("snapshot#{resource}")))
+            .expression_attribute_values(":pk", AttributeValue::S(keys::snapshot_gsi1pk(resource)))
             .scan_index_forward(false)
             .into_paginator()
             .items()
@@ -578,9 +557,10 @@ impl SnapshotCatalog {
     /// resources, such as `lifeboat status`), newest scheduled time first.
     pub async fn list(&self) -> Result<Vec<SnapshotRecord>, CatalogError> {
         let mut pages = self
-            .client
+            .catalog
+            .client()
             .scan()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .filter_expression("sk = :sk AND begins_with(pk, :prefix)")
             .expression_attribute_values(":sk", AttributeValue::S(SNAPSHOT_SK.into()))
             .expression_attribute_values(":prefix", AttributeValue::S("snapshot#".into()))

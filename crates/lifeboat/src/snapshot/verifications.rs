@@ -28,15 +28,14 @@ use serde::{Deserialize, Serialize};
 use super::checks::{RestoreTestOutcome, SnapshotProblem};
 use super::error::SnapshotOpsError;
 use super::records::{CopyRecord, SnapshotCatalog, SnapshotHistory, SnapshotRecord};
-use crate::catalog::{dynamo_error, CatalogError, HoldRecord, VerificationStatus};
+use crate::catalog::keys::{self, VERIFY_SK_PREFIX};
+use crate::catalog::{Catalog, CatalogError, HoldRecord, VerificationStatus};
 use crate::plan::Plan;
 
-const VERIFY_SK_PREFIX: &str = "verify#";
-const HOLD_SK: &str = "hold";
 
 /// The snapshot's `pk` (as `crate::snapshot` writes it).
 pub fn snapshot_pk(record: &SnapshotRecord) -> String {
-    format!("snapshot#{}#{}#{}", record.plan, record.resource, record.scheduled_time)
+    keys::snapshot_pk(&record.plan, &record.resource, &record.scheduled_time)
 }
 
 /// One verification of one snapshot record, stored under the snapshot's
@@ -118,7 +117,7 @@ impl SnapshotVerification {
     }
 
     fn pk(&self) -> String {
-        format!("snapshot#{}#{}#{}", self.plan, self.resource, self.scheduled_time)
+        keys::snapshot_pk(&self.plan, &self.resource, &self.scheduled_time)
     }
 }
 
@@ -142,41 +141,25 @@ struct DeletedItem {
     copies: Vec<CopyRecord>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct HoldItem {
-    pk: String,
-    sk: String,
-    #[serde(flatten)]
-    record: HoldRecord,
-}
-
 /// This module's items in the catalog table (get one with
 /// `Catalog::snapshot_checks`), next to the snapshot records it reads.
 #[derive(Clone, Debug)]
 pub struct SnapshotChecks {
-    pub(super) client: aws_sdk_dynamodb::Client,
-    pub(super) table: String,
-    region: String,
+    pub(super) catalog: Catalog,
     records: SnapshotCatalog,
 }
 
-impl crate::catalog::Catalog {
+impl Catalog {
     /// Snapshot verifications, holds and deletions kept in this catalog's table.
     pub fn snapshot_checks(&self) -> SnapshotChecks {
-        SnapshotChecks::new(self.client().clone(), self.table(), self.region())
+        SnapshotChecks {
+            catalog: self.clone(),
+            records: self.snapshots(),
+        }
     }
 }
 
 impl SnapshotChecks {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
-        Self {
-            records: SnapshotCatalog::new(client.clone(), table, region),
-            client,
-            table: table.to_owned(),
-            region: region.to_owned(),
-        }
-    }
-
     /// The snapshot records themselves.
     pub fn records(&self) -> &SnapshotCatalog {
         &self.records
@@ -187,15 +170,11 @@ impl SnapshotChecks {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        dynamo_error(&self.table, &self.region, error)
+        self.catalog.error(error)
     }
 
     pub(super) fn corrupt(&self, pk: String, message: impl ToString) -> CatalogError {
-        CatalogError::Corrupt {
-            table: self.table.clone(),
-            pk,
-            message: message.to_string(),
-        }
+        self.catalog.corrupt(pk, message.to_string())
     }
 
     /// Stores one verification.
@@ -203,13 +182,14 @@ impl SnapshotChecks {
         let pk = verification.pk();
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(VerificationItem {
             pk: pk.clone(),
-            sk: format!("{VERIFY_SK_PREFIX}{}", verification.started_at),
+            sk: keys::verify_sk(&verification.started_at),
             record: verification.clone(),
         })
         .map_err(|e| self.corrupt(pk, e))?;
-        self.client
+        self.catalog
+            .client()
             .put_item()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .set_item(Some(item))
             .send()
             .await
@@ -225,9 +205,10 @@ impl SnapshotChecks {
     ) -> Result<Vec<SnapshotVerification>, CatalogError> {
         let pk = snapshot_pk(record);
         let output = self
-            .client
+            .catalog
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .key_condition_expression("pk = :pk AND begins_with(sk, :verify)")
             .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
             .expression_attribute_values(":verify", AttributeValue::S(VERIFY_SK_PREFIX.into()))
@@ -291,13 +272,10 @@ impl SnapshotChecks {
     pub async fn mark_deleted(&self, history: &SnapshotHistory, at: &str) -> Result<(), CatalogError> {
         let record = &history.snapshot;
         let pk = snapshot_pk(record);
-        let tombstone_pk = format!(
-            "snapshot-deleted#{}#{}#{}",
-            record.plan, record.resource, record.scheduled_time
-        );
+        let tombstone_pk = keys::snapshot_deleted_pk(&record.plan, &record.resource, &record.scheduled_time);
         let tombstone: HashMap<String, AttributeValue> = serde_dynamo::to_item(DeletedItem {
             pk: tombstone_pk.clone(),
-            sk: "snapshot".into(),
+            sk: keys::SNAPSHOT_SK.into(),
             status: "deleted".into(),
             deleted_at: at.to_owned(),
             snapshot: record.clone(),
@@ -306,7 +284,7 @@ impl SnapshotChecks {
         .map_err(|e| self.corrupt(tombstone_pk, e))?;
         let key = |sk: String| {
             aws_sdk_dynamodb::types::Delete::builder()
-                .table_name(&self.table)
+                .table_name(self.catalog.table())
                 .key("pk", AttributeValue::S(pk.clone()))
                 .key("sk", AttributeValue::S(sk))
         };
@@ -315,7 +293,7 @@ impl SnapshotChecks {
             aws_sdk_dynamodb::types::TransactWriteItem::builder()
                 .put(
                     aws_sdk_dynamodb::types::Put::builder()
-                        .table_name(&self.table)
+                        .table_name(self.catalog.table())
                         .set_item(Some(tombstone))
                         .build()
                         .map_err(build)?,
@@ -335,12 +313,13 @@ impl SnapshotChecks {
         for copy in &history.copies {
             items.push(
                 aws_sdk_dynamodb::types::TransactWriteItem::builder()
-                    .delete(key(format!("copy#{}", copy.region)).build().map_err(build)?)
+                    .delete(key(keys::copy_sk(&copy.region)).build().map_err(build)?)
                     .build(),
             );
         }
         match self
-            .client
+            .catalog
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
@@ -361,30 +340,15 @@ impl SnapshotChecks {
     /// `false` if it was held already. `lifeboat hold list` shows it, and
     /// `Catalog::remove_hold` lifts it.
     pub async fn add_hold(&self, hold: &HoldRecord) -> Result<bool, SnapshotOpsError> {
-        if self.find(&hold.backup_id).await?.is_none() {
-            return Err(SnapshotOpsError::UnknownSnapshot {
-                id: hold.backup_id.clone(),
-            });
-        }
-        let pk = format!("hold#{}", hold.backup_id);
-        let item = serde_dynamo::to_item(HoldItem {
-            pk: pk.clone(),
-            sk: HOLD_SK.into(),
-            record: hold.clone(),
-        })
-        .map_err(|e| self.corrupt(pk, e))?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(self.error(e).into()),
-        }
+        self.catalog
+            .add_hold_if(hold, async {
+                match self.find(&hold.backup_id).await? {
+                    Some(_) => Ok(()),
+                    None => Err(SnapshotOpsError::UnknownSnapshot {
+                        id: hold.backup_id.clone(),
+                    }),
+                }
+            })
+            .await
     }
 }

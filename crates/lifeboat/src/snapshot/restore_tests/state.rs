@@ -9,13 +9,12 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::keys::{self, RESTORE_TEST_PK as STATE_PK, RESTORE_TEST_SK_PREFIX as STATE_SK_PREFIX};
 use crate::catalog::CatalogError;
 use crate::snapshot::checks::RestoreTestOutcome;
 use crate::snapshot::records::SnapshotRecord;
 use crate::snapshot::verifications::SnapshotChecks;
 
-const STATE_PK: &str = "restore-test";
-const STATE_SK_PREFIX: &str = "state#";
 
 /// Where a resource's restore test is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +80,10 @@ impl SnapshotChecks {
     /// Every resource's restore test state (one query).
     pub async fn restore_test_states(&self) -> Result<Vec<RestoreTestState>, CatalogError> {
         let mut pages = self
-            .client
+            .catalog
+            .client()
             .query()
-            .table_name(&self.table)
+            .table_name(self.catalog.table())
             .key_condition_expression("pk = :pk AND begins_with(sk, :state)")
             .expression_attribute_values(":pk", AttributeValue::S(STATE_PK.into()))
             .expression_attribute_values(":state", AttributeValue::S(STATE_SK_PREFIX.into()))
@@ -108,14 +108,14 @@ impl SnapshotChecks {
         state: &RestoreTestState,
         expected: Option<u64>,
     ) -> Result<bool, CatalogError> {
-        let sk = format!("{STATE_SK_PREFIX}{}", state.resource);
+        let sk = keys::restore_test_sk(&state.resource);
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(StateItem {
             pk: STATE_PK.into(),
             sk: sk.clone(),
             state: state.clone(),
         })
         .map_err(|e| self.corrupt(format!("{STATE_PK}/{sk}"), e))?;
-        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = self.catalog.client().put_item().table_name(self.catalog.table()).set_item(Some(item));
         let request = match expected {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(version) => request
