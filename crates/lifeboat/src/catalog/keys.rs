@@ -187,4 +187,155 @@ mod tests {
         assert_eq!(restore_test_sk("arn"), "state#arn");
         assert_eq!(sample_cursor_pk("s3://b"), "verifysample#s3://b");
     }
+
+    /// ARCHITECTURE.md's "The catalog table", row by row: the item, then the
+    /// backticked spans of its `pk`, `sk` and index cells.
+    fn documented_rows() -> Vec<(String, [Vec<String>; 3])> {
+        let doc = include_str!("../../../../ARCHITECTURE.md");
+        let table = doc
+            .split("## The catalog table")
+            .nth(1)
+            .expect("ARCHITECTURE.md has a section \"The catalog table\"");
+        let spans = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2) // the header and its rule
+            .map(|line| {
+                // Cells split at `|`, but not at an escaped `\|` inside one.
+                let line = line.replace("\\|", "\u{1}");
+                let cells: Vec<String> = line.split('|').map(|c| c.trim().replace('\u{1}', "|")).collect();
+                let cell = |n: usize| cells.get(n).map(String::as_str).unwrap_or_default();
+                (cell(1).to_owned(), [spans(cell(2)), spans(cell(3)), spans(cell(4))])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn architecture_md_lists_every_key_as_this_module_writes_it() {
+        let gsi = |name: &str, value: String| format!("{name} = {value}");
+        let snapshot = || snapshot_pk("PLAN", "RESOURCE", "TIME");
+        let expected: Vec<(&str, Vec<String>, Vec<String>, Vec<String>)> = vec![
+            (
+                "backup record",
+                vec![backup_pk("ID")],
+                vec![BACKUP_SK.into()],
+                vec![
+                    gsi("gsi1pk", source_gsi1pk("SOURCE")),
+                    gsi("gsi1sk", backup_order("CREATEDAT", "ID")),
+                    gsi("gsi2pk", BACKUP_GSI2PK.into()),
+                    gsi("gsi2sk", backup_order("CREATEDAT", "ID")),
+                ],
+            ),
+            (
+                "idempotency claim",
+                vec![event_pk("KEY")],
+                vec![EVENT_SK.into()],
+                vec![],
+            ),
+            ("hold (legal hold)", vec![hold_pk("ID")], vec![HOLD_SK.into()], vec![]),
+            (
+                "audit record / head",
+                vec![AUDIT_PK.into()],
+                vec!["SEQ".into(), AUDIT_HEAD_SK.into()],
+                vec![],
+            ),
+            (
+                "verification",
+                vec![backup_pk("ID")],
+                vec![verify_sk("STARTEDAT")],
+                vec![],
+            ),
+            (
+                "recovery job",
+                vec![job_pk("ID")],
+                vec![JOB_SK.into()],
+                vec![
+                    gsi("gsi2pk", JOB_GSI2PK.into()),
+                    gsi("gsi2sk", job_order("STARTEDAT", "ID")),
+                ],
+            ),
+            (
+                "open job pointer",
+                vec![job_open_pk("KIND", "SUBJECT")],
+                vec![JOB_OPEN_SK.into()],
+                vec![],
+            ),
+            (
+                "sample cursor",
+                vec![sample_cursor_pk("STORE")],
+                vec![SAMPLE_CURSOR_SK.into()],
+                vec![],
+            ),
+            (
+                "RDS snapshot",
+                vec![snapshot()],
+                vec![SNAPSHOT_SK.into()],
+                vec![
+                    gsi("gsi1pk", snapshot_gsi1pk("RESOURCE")),
+                    gsi("gsi1sk", snapshot_gsi1sk("TIME", "PLAN")),
+                    gsi("gsi2pk", snapshot_open_pk("PLAN")),
+                    gsi("gsi2sk", snapshot_open_sk("TIME", "RESOURCE")),
+                ],
+            ),
+            (
+                "snapshot copy",
+                vec![snapshot()],
+                vec![copy_sk("REGION")],
+                vec![
+                    gsi("gsi2pk", snapshot_open_pk("PLAN")),
+                    gsi("gsi2sk", copy_open_sk("TIME", "RESOURCE", "REGION")),
+                ],
+            ),
+            (
+                "plan dump claim",
+                vec![dump_pk("PLAN", "SOURCE", "TIME")],
+                vec![DUMP_SK.into()],
+                vec![],
+            ),
+            (
+                "snapshot verification",
+                vec![snapshot()],
+                vec![verify_sk("STARTEDAT")],
+                vec![],
+            ),
+            (
+                "restore test state",
+                vec![RESTORE_TEST_PK.into()],
+                vec![restore_test_sk("RESOURCE")],
+                vec![],
+            ),
+            (
+                "deleted snapshot",
+                vec![snapshot_deleted_pk("PLAN", "RESOURCE", "TIME")],
+                vec![SNAPSHOT_SK.into()],
+                vec![],
+            ),
+            ("alert state", vec![alert_pk("KEY")], vec![ALERT_SK.into()], vec![]),
+        ];
+        assert_eq!(audit_record_sk(1).len(), 20, "the doc says SEQ has 20 digits");
+
+        let rows = documented_rows();
+        let documented: Vec<&str> = rows.iter().map(|(item, _)| item.as_str()).collect();
+        let written: Vec<&str> = expected.iter().map(|(item, ..)| *item).collect();
+        assert_eq!(
+            documented, written,
+            "ARCHITECTURE.md's catalog table lists other items than this module writes"
+        );
+        for ((item, [pk, sk, indexes]), (_, want_pk, want_sk, want_indexes)) in rows.iter().zip(&expected) {
+            for (cell, spans, wanted) in [
+                ("pk", pk, want_pk),
+                ("sk", sk, want_sk),
+                ("index", indexes, want_indexes),
+            ] {
+                for key in wanted {
+                    assert!(
+                        spans.contains(key),
+                        "ARCHITECTURE.md, catalog table, {item}: the {cell} cell should show `{key}` (it shows {spans:?})"
+                    );
+                }
+            }
+        }
+    }
 }
