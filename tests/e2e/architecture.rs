@@ -2,7 +2,9 @@
 //! the manifests and the sources, without AWS: only the toolkit knows clap,
 //! only the functions know the Lambda runtime, and the library's pure core
 //! (its modules not behind the `aws` feature) names no AWS SDK type and no
-//! async runtime, and imports none of the library's AWS modules.
+//! async runtime, and imports none of the library's AWS modules; and the
+//! library's wings import only downward (DR → RDS → databases → files →
+//! plumbing → pure core).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -209,18 +211,12 @@ fn the_librarys_pure_core_imports_no_aws() {
     );
     let mut breaches = Vec::new();
     for (file, code) in &files {
-        // Comments may name any module; only code counts.
-        let code: String = code
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
         for needle in ["aws_sdk", "aws_config", "aws_smithy", "aws_types", "tokio"] {
             if code.contains(needle) {
                 breaches.push(format!("{} names {needle}", file.display()));
             }
         }
-        for module in crate_modules_named(&code) {
+        for module in crate_modules_named(code) {
             if aws_modules.contains(&module) {
                 breaches.push(format!(
                     "{} imports crate::{module}, behind the aws feature",
@@ -254,4 +250,172 @@ fn module_declarations_and_crate_imports_are_read() {
 
     let named = crate_modules_named("use crate::a::X;\nuse crate::{b::{c, d}, e};\nlet x = crate::f::g();");
     assert_eq!(named, BTreeSet::from(["a", "b", "e", "f"].map(String::from)));
+}
+
+/// The library's wings, lowest first, as ARCHITECTURE.md draws them: each a
+/// list of module paths under `crate::` (the longest path that matches a
+/// file or an import decides its wing).
+const WINGS: &[(&str, &[&str])] = &[
+    (
+        "pure core",
+        &[
+            "chunker",
+            "crypto",
+            "format",
+            "ids",
+            "pipeline",
+            "pitr",
+            "plan",
+            "retention",
+            "times",
+            "db::url",
+        ],
+    ),
+    (
+        "plumbing",
+        &[
+            "alert",
+            "audit",
+            "aws",
+            "catalog",
+            "jobs",
+            "keys",
+            "storage",
+            "plan::load",
+        ],
+    ),
+    (
+        "files",
+        &["backup", "expire", "gc", "repo", "restore", "source", "verify"],
+    ),
+    (
+        "databases",
+        &["db", "consistency", "dump", "integrity", "salvage", "validate"],
+    ),
+    ("RDS", &["rds", "recovery", "snapshot", "status"]),
+    ("DR", &["dr"]),
+];
+
+/// The wing (its index in [`WINGS`]) of a module path such as `db::url::X`.
+fn wing_of(path: &str) -> Option<usize> {
+    let segments: Vec<&str> = path.split("::").collect();
+    (1..=segments.len().min(2)).rev().find_map(|n| {
+        let prefix = segments[..n].join("::");
+        WINGS.iter().position(|(_, modules)| modules.contains(&prefix.as_str()))
+    })
+}
+
+/// The module paths a source names through `crate::`, a top-level group
+/// (`crate::{a::b, c}`) expanded into its items.
+fn crate_paths_named(code: &str) -> Vec<String> {
+    let path = |text: &str| -> String {
+        text.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+            .collect::<String>()
+            .trim_end_matches(':')
+            .to_owned()
+    };
+    let mut paths = Vec::new();
+    for (at, found) in code.match_indices("crate::") {
+        let rest = &code[at + found.len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => {
+                let mut depth = 0;
+                let mut item_start = true;
+                for (at, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        c if item_start && !c.is_whitespace() => {
+                            paths.push(path(&group[at..]));
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None => paths.push(path(rest)),
+        }
+    }
+    paths
+}
+
+/// Every product source file of the library, as (`a::b` module path, code
+/// without comments and without its `#[cfg(test)]` part).
+fn library_sources() -> Vec<(String, String)> {
+    let src = workspace_root().join("crates/lifeboat/src");
+    let mut sources = Vec::new();
+    let mut pending = vec![src.clone()];
+    while let Some(directory) = pending.pop() {
+        for entry in std::fs::read_dir(&directory).expect("read the library's sources") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(&src).expect("under src").with_extension("");
+            let module: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .filter(|c| c != "mod")
+                .collect();
+            if path.extension().is_none_or(|e| e != "rs") || module.iter().any(|c| c == "tests") || module == ["lib"] {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read a source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let code: Vec<&str> = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+            sources.push((module.join("::"), code.join("\n")));
+        }
+    }
+    sources
+}
+
+#[test]
+fn the_librarys_wings_import_only_downward() {
+    let sources = library_sources();
+    assert!(sources.len() > 50, "the library has its sources: {}", sources.len());
+    let mut breaches = Vec::new();
+    for (module, code) in &sources {
+        let Some(wing) = wing_of(module) else {
+            breaches.push(format!(
+                "crate::{module} is in no wing: add it to WINGS and to ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        for path in crate_paths_named(code) {
+            match wing_of(&path) {
+                Some(target) if target > wing => breaches.push(format!(
+                    "crate::{module} ({}) imports crate::{path} ({}), a higher wing",
+                    WINGS[wing].0, WINGS[target].0
+                )),
+                Some(_) => {}
+                None => breaches.push(format!("crate::{module} names crate::{path}, in no wing")),
+            }
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "the wings' order is broken:\n{}",
+        breaches.join("\n")
+    );
+}
+
+#[test]
+fn wings_are_found_for_paths_and_groups() {
+    assert_eq!(wing_of("db::url::DatabaseUrl"), Some(0));
+    assert_eq!(wing_of("db::client"), Some(3));
+    assert_eq!(wing_of("plan::load::PlanSource"), Some(1));
+    assert_eq!(wing_of("plan::Plan"), Some(0));
+    assert_eq!(wing_of("dr::plan"), Some(5));
+    assert_eq!(wing_of("nowhere"), None);
+    assert_eq!(
+        crate_paths_named(
+            "use crate::db::url::X;\nuse crate::{plan::load::{a, b}, times};\nlet n = crate::times::now();"
+        ),
+        ["db::url::X", "plan::load", "times", "times::now"].map(String::from)
+    );
 }
