@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use lifeboat::catalog::format_time;
+use lifeboat::times::{self, SignedDuration, Time};
 use lifeboat_e2e::{invoke_function, sdk_config, unique, workspace_bin};
 use serde_json::{json, Value};
 
@@ -175,7 +175,7 @@ async fn each_condition_is_sent_once_while_it_lasts_then_resolved_once() {
     let a = store.json(&["backup", "files", &source_a]);
     assert_eq!(a["status"], "completed", "{a}");
     // After A's backup (so 30 hours on, A is at least 30 hours old), before B's.
-    let backed_up = time::OffsetDateTime::now_utc();
+    let backed_up = times::now();
     let a_id = a["backupId"].as_str().expect("backup id").to_owned();
     let missing = unique("nx");
     let source_b = format!("s3://{missing}/db");
@@ -194,14 +194,14 @@ async fn each_condition_is_sent_once_while_it_lasts_then_resolved_once() {
         .unwrap_or_else(|| panic!("no failed backup recorded: {listed}"));
     let b_id = b["id"].as_str().expect("backup id").to_owned();
 
-    let rules = |at: time::OffsetDateTime| {
+    let rules = |at: Time| {
         json!({
             "sources": [{"source": source_a, "plan": "app-nightly", "maxAgeHours": 26, "tier": "critical"}],
             "failedLookbackHours": 48,
-            "at": format_time(at),
+            "at": times::format(at),
         })
     };
-    let later = backed_up + time::Duration::hours(30);
+    let later = backed_up + SignedDuration::from_hours(30);
     let overdue_key = format!("backup_overdue#{source_a}");
     let failed_key = format!("backup_failed#{b_id}");
 
@@ -259,7 +259,7 @@ async fn each_condition_is_sent_once_while_it_lasts_then_resolved_once() {
 
     // Minutes after the backups, A is within its RPO: one "resolved"
     // message for it; B's failure still holds and is not sent again.
-    let soon = backed_up + time::Duration::minutes(5);
+    let soon = backed_up + SignedDuration::from_mins(5);
     let third = summary(invoke(&store, &topic, &rules(soon)).await);
     assert_eq!(keys(&third, "resolved"), [overdue_key], "{third}");
     assert_eq!(keys(&third, "stillOpen"), [failed_key], "{third}");

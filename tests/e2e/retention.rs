@@ -5,15 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use lifeboat::times::{self, SignedDuration};
 use serde_json::Value;
 
 use crate::support::{describe, dir_contents, random_bytes, text_bytes, Store};
 
 /// Now plus a day, so every backup of the test is in the past.
 fn tomorrow() -> String {
-    (time::OffsetDateTime::now_utc() + time::Duration::days(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("format time")
+    times::format(times::now() + SignedDuration::from_hours(24))
 }
 
 fn ids_in(values: &Value, field: &str) -> BTreeSet<String> {

@@ -10,8 +10,6 @@ use crate::event::AlertRequest;
 
 pub async fn run_alerts(context: &Context, topic: &AlertTopic, request: AlertRequest) -> Result<AlertSummary, Failure> {
     let now = request.at.unwrap_or_else(jiff::Timestamp::now);
-    let now = time::OffsetDateTime::from_unix_timestamp_nanos(now.as_nanosecond())
-        .map_err(|e| Failure::BadEvent(format!("field \"at\": {e}")))?;
     tracing::info!(sources = request.rules.sources.len(), digest = request.digest, at = ?request.at, "alert run");
     let snapshots = match &context.plans {
         Some(plans) => {

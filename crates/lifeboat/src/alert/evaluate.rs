@@ -8,10 +8,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use time::{Duration, OffsetDateTime};
 
 use super::rules::{normalize, AlertRules, SourceRule, DEFAULT_TIER};
-use crate::catalog::{format_time, BackupRecord, BackupStatus, VerificationRecord, VerificationStatus};
+use crate::catalog::{BackupRecord, BackupStatus, VerificationRecord, VerificationStatus};
+use crate::times::{self, SignedDuration, Time};
 
 /// SNS refuses longer subjects.
 pub const SUBJECT_MAX_CHARS: usize = 100;
@@ -108,7 +108,7 @@ pub struct Condition {
     pub severity: Severity,
     /// When the condition began; `None` when nothing on record dates it
     /// (a source that never had a completed backup).
-    pub since: Option<OffsetDateTime>,
+    pub since: Option<Time>,
     pub last_good: Option<LastGood>,
     /// What is wrong, in words: `no completed backup for 30 h (RPO 26 h)`.
     pub summary: String,
@@ -149,7 +149,7 @@ impl Condition {
             "tier": self.tier,
             "severity": self.severity.as_str(),
             "summary": self.summary,
-            "since": self.since.map(format_time),
+            "since": self.since.map(times::format),
             "lastGoodBackup": self.last_good,
             "error": self.error,
             "suggestedAction": self.suggested_action,
@@ -172,8 +172,8 @@ pub fn subject_line(text: &str) -> String {
 }
 
 /// A duration as people read it: `30 h`, `45 min`, `2 d 3 h` past 48 h.
-pub fn describe_duration(duration: Duration) -> String {
-    let minutes = duration.whole_minutes().max(0);
+pub fn describe_duration(duration: SignedDuration) -> String {
+    let minutes = duration.as_mins().max(0);
     if minutes < 60 {
         format!("{minutes} min")
     } else if minutes < 48 * 60 {
@@ -187,8 +187,8 @@ pub fn describe_duration(duration: Duration) -> String {
     }
 }
 
-pub(super) fn parse_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+pub(super) fn parse_time(text: &str) -> Option<Time> {
+    times::parse(text).ok()
 }
 
 /// The conditions that hold at `now`, ordered by key. Records and
@@ -198,7 +198,7 @@ pub fn evaluate(
     records: &[BackupRecord],
     verifications: &[VerificationRecord],
     rules: &AlertRules,
-    now: OffsetDateTime,
+    now: Time,
 ) -> Vec<Condition> {
     let history = History::new(records, verifications, now);
     let mut conditions = history.failed_backups(rules);
@@ -211,11 +211,11 @@ pub fn evaluate(
 }
 
 /// A backup record or a verification with the time it is dated by.
-type Dated<'a, T> = (&'a T, OffsetDateTime);
+type Dated<'a, T> = (&'a T, Time);
 
 /// What [`evaluate`] reads, dated and grouped, as of `now`.
 struct History<'a> {
-    now: OffsetDateTime,
+    now: Time,
     /// Every record dated at or before `now`.
     dated: Vec<Dated<'a, BackupRecord>>,
     /// Completed backups of each (normalized) source, newest first.
@@ -224,7 +224,7 @@ struct History<'a> {
 }
 
 impl<'a> History<'a> {
-    fn new(records: &'a [BackupRecord], verifications: &'a [VerificationRecord], now: OffsetDateTime) -> Self {
+    fn new(records: &'a [BackupRecord], verifications: &'a [VerificationRecord], now: Time) -> Self {
         let dated: Vec<Dated<'a, BackupRecord>> = records
             .iter()
             .filter_map(|r| parse_time(&r.created_at).map(|t| (r, t)))
@@ -281,7 +281,7 @@ impl<'a> History<'a> {
     fn failed_backups(&self, rules: &AlertRules) -> Vec<Condition> {
         let mut conditions = Vec::new();
         for (record, at) in &self.dated {
-            if record.status != BackupStatus::Failed || self.now - *at > rules.failed_lookback {
+            if record.status != BackupStatus::Failed || self.now.duration_since(*at) > rules.failed_lookback {
                 continue;
             }
             let superseded = self.completed(&record.source).iter().any(|(_, done)| done > at);
@@ -340,11 +340,11 @@ impl<'a> History<'a> {
                 suggested_action: overdue_action,
                 ..self.base(rule, ConditionKind::BackupOverdue)
             }),
-            Some((_, at)) if self.now - *at > rule.max_age => Some(Condition {
+            Some((_, at)) if self.now.duration_since(*at) > rule.max_age => Some(Condition {
                 since: Some(*at + rule.max_age),
                 summary: format!(
                     "no completed backup for {} (RPO {rpo})",
-                    describe_duration(self.now - *at)
+                    describe_duration(self.now.duration_since(*at))
                 ),
                 suggested_action: overdue_action,
                 ..self.base(rule, ConditionKind::BackupOverdue)
@@ -356,7 +356,7 @@ impl<'a> History<'a> {
     /// `verification_failed` (the newest completed backup's newest
     /// verification failed) and `verification_stale` (no passed
     /// verification within `max_age`, when checked).
-    fn verification_conditions(&self, rule: &SourceRule, max_age: Option<Duration>) -> Vec<Condition> {
+    fn verification_conditions(&self, rule: &SourceRule, max_age: Option<SignedDuration>) -> Vec<Condition> {
         let mut conditions = Vec::new();
         let Some((newest, _)) = self.completed(&rule.source).first() else {
             return conditions;
@@ -385,7 +385,7 @@ impl<'a> History<'a> {
     /// `verification_stale`, counted from the newest passed verification of
     /// any of the source's completed backups, or, never verified, from the
     /// oldest completed backup (so a new source gets its grace period).
-    fn stale(&self, rule: &SourceRule, newest: &BackupRecord, max_age: Duration) -> Option<Condition> {
+    fn stale(&self, rule: &SourceRule, newest: &BackupRecord, max_age: SignedDuration) -> Option<Condition> {
         let completed = self.completed(&rule.source);
         let ids: BTreeSet<&str> = completed.iter().map(|(r, _)| r.id.as_str()).collect();
         let passed = self
@@ -397,7 +397,7 @@ impl<'a> History<'a> {
             .last()
             .map(|(r, t)| r.completed_at.as_deref().and_then(parse_time).unwrap_or(*t));
         let reference = passed.or(oldest)?;
-        if self.now - reference <= max_age {
+        if self.now.duration_since(reference) <= max_age {
             return None;
         }
         let limit = describe_duration(max_age);
@@ -406,7 +406,7 @@ impl<'a> History<'a> {
             summary: match passed {
                 Some(_) => format!(
                     "no passed verification for {} (limit {limit})",
-                    describe_duration(self.now - reference)
+                    describe_duration(self.now.duration_since(reference))
                 ),
                 None => format!("no backup ever passed a verification (limit {limit})"),
             },
@@ -432,7 +432,7 @@ pub struct RpoAge {
 }
 
 /// Each ruled source's newest completed backup's age at `now`.
-pub fn rpo_ages(records: &[BackupRecord], rules: &AlertRules, now: OffsetDateTime) -> Vec<RpoAge> {
+pub fn rpo_ages(records: &[BackupRecord], rules: &AlertRules, now: Time) -> Vec<RpoAge> {
     rules
         .sources
         .iter()
@@ -446,8 +446,8 @@ pub fn rpo_ages(records: &[BackupRecord], rules: &AlertRules, now: OffsetDateTim
             RpoAge {
                 source: rule.source.clone(),
                 plan: rule.plan.clone(),
-                age_seconds: newest.map(|t| (now - t).whole_seconds()),
-                rpo_seconds: rule.max_age.whole_seconds(),
+                age_seconds: newest.map(|t| now.duration_since(t).as_secs()),
+                rpo_seconds: rule.max_age.as_secs(),
             }
         })
         .collect()

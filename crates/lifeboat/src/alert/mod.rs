@@ -29,10 +29,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde_json::Value;
-use time::OffsetDateTime;
 
-use crate::catalog::format_time;
 use crate::catalog::{BackupRecord, BackupStatus, Catalog, CatalogError, VerificationRecord};
+use crate::times::{self, Time};
 
 pub mod evaluate;
 pub mod publish;
@@ -111,7 +110,7 @@ pub async fn run_alerts(
     catalog: &Catalog,
     topic: &AlertTopic,
     rules: &AlertRules,
-    now: OffsetDateTime,
+    now: Time,
     digest: bool,
 ) -> Result<AlertSummary, AlertError> {
     run_alerts_with(catalog, topic, rules, None, now, digest).await
@@ -125,7 +124,7 @@ pub async fn run_alerts_with(
     topic: &AlertTopic,
     rules: &AlertRules,
     snapshot_conditions: Option<Vec<Condition>>,
-    now: OffsetDateTime,
+    now: Time,
     digest: bool,
 ) -> Result<AlertSummary, AlertError> {
     let records = catalog.list(None).await?;
@@ -136,7 +135,7 @@ pub async fn run_alerts_with(
     conditions.sort_by_key(Condition::key);
     let state = catalog.alert_state();
     let known = state.list().await?;
-    let at = format_time(now);
+    let at = times::format(now);
     let mut summary = AlertSummary {
         at: at.clone(),
         rpo_ages: rpo_ages(&records, rules, now),

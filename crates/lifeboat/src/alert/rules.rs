@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
-use time::Duration;
+
+use crate::times::SignedDuration;
 
 /// The tier of a source no rule names (its failed backups still alert).
 pub const DEFAULT_TIER: &str = "standard";
@@ -20,9 +21,9 @@ const DEFAULT_FAILED_LOOKBACK_HOURS: f64 = 24.0;
 pub struct AlertRules {
     pub sources: Vec<SourceRule>,
     /// A source's backups must have passed a verification this recently; `None`: not checked.
-    pub verification_max_age: Option<Duration>,
+    pub verification_max_age: Option<SignedDuration>,
     /// Failed backups this recent alert (default 24 h).
-    pub failed_lookback: Duration,
+    pub failed_lookback: SignedDuration,
 }
 
 /// One source's rule.
@@ -33,7 +34,7 @@ pub struct SourceRule {
     /// The plan's name, for messages.
     pub plan: Option<String>,
     /// The RPO: the newest completed backup must be younger than this.
-    pub max_age: Duration,
+    pub max_age: SignedDuration,
     /// `critical`, `high`, `standard`, …: names the severity and starts the subject.
     pub tier: String,
 }
@@ -60,11 +61,11 @@ struct SourceRuleJson {
     tier: Option<String>,
 }
 
-fn hours(value: f64, field: &str) -> Result<Duration, String> {
+fn hours(value: f64, field: &str) -> Result<SignedDuration, String> {
     if !value.is_finite() || value <= 0.0 || value > 24.0 * 366.0 * 100.0 {
         return Err(format!("{field} must be a positive number of hours, not {value}"));
     }
-    Ok(Duration::seconds_f64(value * 3600.0))
+    Ok(SignedDuration::from_secs_f64(value * 3600.0))
 }
 
 impl TryFrom<RulesJson> for AlertRules {

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use time::Duration;
 
 use super::evaluate::parse_time;
 use super::state::AlertItem;
@@ -11,14 +10,15 @@ use super::*;
 use crate::catalog::VerificationType;
 use serde_json::json;
 
-use crate::catalog::{format_time, keys, VerificationStatus};
+use crate::catalog::{keys, VerificationStatus};
 use crate::format::BackupType;
+use crate::times::{self, SignedDuration};
 
 const NOW: &str = "2026-11-23T12:00:00Z";
 
 fn at(hours_ago: f64) -> String {
     let now = parse_time(NOW).unwrap();
-    format_time(now - Duration::seconds_f64(hours_ago * 3600.0))
+    times::format(now - SignedDuration::from_secs_f64(hours_ago * 3600.0))
 }
 
 /// A record from a one-line spec: `"ID SOURCE STATUS HOURS_AGO"`.
@@ -204,7 +204,7 @@ fn durations_read_plainly() {
         (192 * 60, "8 d"),
         (50 * 60, "2 d 2 h"),
     ] {
-        assert_eq!(describe_duration(Duration::minutes(minutes)), text);
+        assert_eq!(describe_duration(SignedDuration::from_mins(minutes)), text);
     }
 }
 
@@ -235,9 +235,9 @@ fn bad_rules_are_refused_with_the_reason() {
     }
     let rules: AlertRules =
         serde_json::from_value(json!({"sources": [{"source": "s3://a", "maxAgeHours": 1.5}]})).unwrap();
-    assert_eq!(rules.sources[0].max_age, Duration::minutes(90));
+    assert_eq!(rules.sources[0].max_age, SignedDuration::from_mins(90));
     assert_eq!(rules.sources[0].tier, DEFAULT_TIER);
-    assert_eq!(rules.failed_lookback, Duration::hours(24));
+    assert_eq!(rules.failed_lookback, SignedDuration::from_hours(24));
     assert_eq!(rules.verification_max_age, None);
 }
 

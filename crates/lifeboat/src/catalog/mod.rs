@@ -43,12 +43,6 @@ pub fn item_pk(item: &Item) -> String {
 /// [`crate::times::now_text`].
 pub use crate::times::now_text as now_rfc3339;
 
-/// `at` as the catalog writes times ([`crate::times::format`]), for callers
-/// still holding a `time` crate value.
-pub fn format_time(at: time::OffsetDateTime) -> String {
-    crate::times::format(jiff::Timestamp::from_nanosecond(at.unix_timestamp_nanos()).unwrap_or_default())
-}
-
 /// What a DynamoDB error means for the catalog table (every view of the
 /// table maps its errors through here).
 pub(crate) fn dynamo_error<E, R>(table: &str, region: &str, error: SdkError<E, R>) -> CatalogError

@@ -20,30 +20,32 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use time::{Duration, OffsetDateTime};
-
 use super::checks::ProblemKind;
 use super::verifications::{snapshot_pk, SnapshotChecks, SnapshotVerification};
 use crate::alert::{describe_duration, Condition, ConditionKind, LastGood, Severity, VERIFIED_BACKUPS_READ};
 use crate::catalog::CatalogError;
 use crate::plan::Plan;
 use crate::snapshot::{CopyStatus, SnapshotHistory, SnapshotStatus};
+use crate::times::{self, SignedDuration, Time};
 
 /// A copy not recorded this long after its snapshot completed is missing.
-pub const COPY_GRACE: Duration = Duration::hours(1);
+pub const COPY_GRACE: SignedDuration = SignedDuration::from_hours(1);
 
 /// What the snapshot conditions check beyond the plans.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SnapshotAlertRules {
     /// Failed snapshots this recent alert.
-    pub failed_lookback: Duration,
+    pub failed_lookback: SignedDuration,
     /// A resource's snapshots must have passed a verification this recently.
-    pub verification_max_age: Option<Duration>,
+    pub verification_max_age: Option<SignedDuration>,
 }
 
-fn parse_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+fn parse_time(text: &str) -> Option<Time> {
+    times::parse(text).ok()
 }
+
+/// A snapshot with the time it is dated by (its scheduled time).
+type Dated<'a> = (&'a SnapshotHistory, Time);
 
 /// The conditions that hold at `now`. `latest` maps a snapshot's `pk` to
 /// its verifications, newest first. Snapshots dated after `now` are ignored.
@@ -52,9 +54,9 @@ pub fn evaluate_snapshots(
     histories: &[SnapshotHistory],
     latest: &BTreeMap<String, Vec<SnapshotVerification>>,
     rules: &SnapshotAlertRules,
-    now: OffsetDateTime,
+    now: Time,
 ) -> Vec<Condition> {
-    let mut by_resource: BTreeMap<(&str, &str), Vec<(&SnapshotHistory, OffsetDateTime)>> = BTreeMap::new();
+    let mut by_resource: BTreeMap<(&str, &str), Vec<Dated>> = BTreeMap::new();
     for history in histories {
         let Some(at) = parse_time(&history.snapshot.scheduled_time).filter(|t| *t <= now) else {
             continue;
@@ -65,40 +67,93 @@ pub fn evaluate_snapshots(
             .push((history, at));
     }
     let mut conditions = Vec::new();
-    for ((plan_name, resource), mut list) in by_resource {
+    for ((plan_name, resource), list) in by_resource {
         let Some(plan) = plans.iter().find(|p| p.name == plan_name) else {
             continue;
         };
+        let snapshots = Resource::new(plan, resource, list, now);
+        conditions.extend(snapshots.failed(rules.failed_lookback));
+        conditions.extend(snapshots.overdue());
+        let Some((newest, newest_at)) = snapshots.completed.first().copied() else {
+            continue;
+        };
+        let verifications = latest
+            .get(&snapshot_pk(&newest.snapshot))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let newest_verification = verifications.first();
+        conditions.extend(snapshots.copies(newest, newest_at, newest_verification));
+        conditions.extend(snapshots.verification_failed(newest, newest_verification));
+        if let Some(max_age) = rules.verification_max_age {
+            conditions.extend(snapshots.verification_stale(latest, max_age));
+        }
+    }
+    conditions.sort_by_key(Condition::key);
+    conditions
+}
+
+/// One resource of one plan, as of `now`: what each condition reads.
+struct Resource<'a> {
+    plan: &'a Plan,
+    resource: &'a str,
+    now: Time,
+    /// Its snapshots dated at or before `now`, newest first.
+    list: Vec<Dated<'a>>,
+    /// The completed ones, newest first.
+    completed: Vec<Dated<'a>>,
+    last_good: Option<LastGood>,
+}
+
+impl<'a> Resource<'a> {
+    fn new(plan: &'a Plan, resource: &'a str, mut list: Vec<Dated<'a>>, now: Time) -> Self {
         list.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-        let completed: Vec<&(&SnapshotHistory, OffsetDateTime)> = list
+        let completed: Vec<Dated<'a>> = list
             .iter()
             .filter(|(h, _)| h.snapshot.status == SnapshotStatus::Completed)
+            .copied()
             .collect();
-        let newest = completed.first().map(|(h, at)| (*h, *at));
-        let last_good = newest.map(|(h, _)| LastGood {
+        let last_good = completed.first().map(|(h, _)| LastGood {
             id: h.snapshot.snapshot_id.clone(),
             created_at: h.snapshot.scheduled_time.clone(),
             completed_at: h.snapshot.completed_at.clone(),
         });
-        let tier = plan.tier.as_str().to_owned();
-        let base = |kind: ConditionKind| Condition {
+        Self {
+            plan,
+            resource,
+            now,
+            list,
+            completed,
+            last_good,
+        }
+    }
+
+    /// A condition about the resource, its message left empty.
+    fn base(&self, kind: ConditionKind) -> Condition {
+        let tier = self.plan.tier.as_str().to_owned();
+        Condition {
             kind,
-            resource: resource.to_owned(),
+            resource: self.resource.to_owned(),
             backup_id: None,
-            plan: Some(plan.name.clone()),
-            tier: tier.clone(),
+            plan: Some(self.plan.name.clone()),
             severity: Severity::from_tier(&tier),
+            tier,
             since: None,
-            last_good: last_good.clone(),
+            last_good: self.last_good.clone(),
             summary: String::new(),
             error: None,
             suggested_action: String::new(),
-        };
+        }
+    }
 
-        for (history, at) in &list {
+    /// `snapshot_failed`: each failed snapshot within `lookback` that no
+    /// later completed snapshot superseded.
+    fn failed(&self, lookback: SignedDuration) -> Vec<Condition> {
+        let newest = self.completed.first();
+        let mut conditions = Vec::new();
+        for (history, at) in &self.list {
             let snapshot = &history.snapshot;
-            let superseded = newest.is_some_and(|(_, done)| done > *at);
-            if snapshot.status != SnapshotStatus::Failed || now - *at > rules.failed_lookback || superseded {
+            let superseded = newest.is_some_and(|(_, done)| done > at);
+            if snapshot.status != SnapshotStatus::Failed || self.now.duration_since(*at) > lookback || superseded {
                 continue;
             }
             conditions.push(Condition {
@@ -108,40 +163,55 @@ pub fn evaluate_snapshots(
                 error: snapshot.error.clone(),
                 suggested_action: format!(
                     "Read the error, fix its cause (the instance's state, quotas, permissions), then run the plan {} again; this clears when a later snapshot of the resource completes.",
-                    plan.name
+                    self.plan.name
                 ),
-                ..base(ConditionKind::SnapshotFailed)
+                ..self.base(ConditionKind::SnapshotFailed)
             });
         }
+        conditions
+    }
 
-        let rpo = describe_duration(Duration::seconds(plan.rpo.as_secs()));
+    /// `snapshot_overdue`: no completed snapshot within the plan's RPO.
+    fn overdue(&self) -> Option<Condition> {
+        // Whole seconds, as plans state RPOs.
+        let max_age = SignedDuration::from_secs(self.plan.rpo.as_secs());
+        let rpo = describe_duration(max_age);
         let overdue_action = format!(
             "Check the snapshot function's schedule and logs for plan {}, then take a snapshot now; this clears when one completes.",
-            plan.name
+            self.plan.name
         );
-        match newest {
-            None => conditions.push(Condition {
+        match self.completed.first() {
+            None => Some(Condition {
                 summary: format!("no completed snapshot on record (RPO {rpo})"),
                 suggested_action: overdue_action,
-                ..base(ConditionKind::SnapshotOverdue)
+                ..self.base(ConditionKind::SnapshotOverdue)
             }),
-            Some((_, at)) if now - at > Duration::seconds(plan.rpo.as_secs()) => conditions.push(Condition {
-                since: Some(at + Duration::seconds(plan.rpo.as_secs())),
-                summary: format!("no completed snapshot for {} (RPO {rpo})", describe_duration(now - at)),
+            Some((_, at)) if self.now.duration_since(*at) > max_age => Some(Condition {
+                since: Some(*at + max_age),
+                summary: format!(
+                    "no completed snapshot for {} (RPO {rpo})",
+                    describe_duration(self.now.duration_since(*at))
+                ),
                 suggested_action: overdue_action,
-                ..base(ConditionKind::SnapshotOverdue)
+                ..self.base(ConditionKind::SnapshotOverdue)
             }),
-            Some(_) => {}
+            Some(_) => None,
         }
-        let Some((newest, newest_at)) = newest else { continue };
-        let verifications = latest
-            .get(&snapshot_pk(&newest.snapshot))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let newest_verification = verifications.first();
+    }
 
+    /// `snapshot_copy_failed` for each copy region whose copy of the newest
+    /// completed snapshot failed; `snapshot_copy_missing` naming the regions
+    /// with no copy recorded past [`COPY_GRACE`] or one its newest
+    /// verification found gone.
+    fn copies(
+        &self,
+        newest: &SnapshotHistory,
+        newest_at: Time,
+        newest_verification: Option<&SnapshotVerification>,
+    ) -> Vec<Condition> {
+        let mut conditions = Vec::new();
         let mut missing = Vec::new();
-        for copy_region in &plan.copy_regions {
+        for copy_region in &self.plan.copy_regions {
             let region = copy_region.region.as_str();
             let copy = newest.copy_in(region);
             if let Some(copy) = copy.filter(|c| c.status == CopyStatus::Failed) {
@@ -154,7 +224,7 @@ pub fn evaluate_snapshots(
                         "Read the error, check the key {} in {region} (enabled, usable by RDS) and the copy quota; the next snapshot is copied again, or copy this one by hand.",
                         copy_region.kms_key
                     ),
-                    ..base(ConditionKind::SnapshotCopyFailed)
+                    ..self.base(ConditionKind::SnapshotCopyFailed)
                 });
                 continue;
             }
@@ -164,7 +234,7 @@ pub fn evaluate_snapshots(
                 .as_deref()
                 .and_then(parse_time)
                 .unwrap_or(newest_at);
-            let unrecorded = copy.is_none() && now - completed_at > COPY_GRACE;
+            let unrecorded = copy.is_none() && self.now.duration_since(completed_at) > COPY_GRACE;
             let gone = copy.is_some_and(|c| c.status == CopyStatus::Completed)
                 && newest_verification.is_some_and(|v| {
                     v.problems
@@ -185,52 +255,67 @@ pub fn evaluate_snapshots(
                     missing.join(", ")
                 ),
                 suggested_action: "Check the snapshot function's copies (its logs, the copy records) and the DR region; this clears when the newest snapshot has its copy in every copy region.".to_owned(),
-                ..base(ConditionKind::SnapshotCopyMissing)
+                ..self.base(ConditionKind::SnapshotCopyMissing)
             });
         }
-
-        if let Some(verification) = newest_verification.filter(|v| !v.passed()) {
-            conditions.push(Condition {
-                since: parse_time(&verification.completed_at),
-                summary: format!("verification of snapshot {} failed", newest.snapshot.snapshot_id),
-                error: verification.error.clone(),
-                suggested_action: "Read the problems (`lifeboat snapshots verify`), fix them (copy again, check the keys), and keep the snapshot for inspection.".to_owned(),
-                ..base(ConditionKind::SnapshotVerificationFailed)
-            });
-        }
-
-        if let Some(max_age) = rules.verification_max_age {
-            let completed_ids: BTreeSet<String> = completed.iter().map(|(h, _)| snapshot_pk(&h.snapshot)).collect();
-            let passed = latest
-                .iter()
-                .filter(|(pk, _)| completed_ids.contains(*pk))
-                .flat_map(|(_, list)| list.iter())
-                .filter(|v| v.passed())
-                .filter_map(|v| parse_time(&v.completed_at))
-                .filter(|t| *t <= now)
-                .max();
-            let oldest = completed.last().map(|(_, t)| *t);
-            if let Some(reference) = passed.or(oldest) {
-                if now - reference > max_age {
-                    let limit = describe_duration(max_age);
-                    conditions.push(Condition {
-                        since: Some(reference + max_age),
-                        summary: match passed {
-                            Some(_) => format!(
-                                "no passed snapshot verification for {} (limit {limit})",
-                                describe_duration(now - reference)
-                            ),
-                            None => format!("no snapshot ever passed a verification (limit {limit})"),
-                        },
-                        suggested_action: "Check the verify function's snapshot schedule and logs, then verify now (`lifeboat snapshots verify`).".to_owned(),
-                        ..base(ConditionKind::SnapshotVerificationStale)
-                    });
-                }
-            }
-        }
+        conditions
     }
-    conditions.sort_by_key(Condition::key);
-    conditions
+
+    /// `snapshot_verification_failed`: the newest verification of the
+    /// newest completed snapshot did not pass.
+    fn verification_failed(
+        &self,
+        newest: &SnapshotHistory,
+        newest_verification: Option<&SnapshotVerification>,
+    ) -> Option<Condition> {
+        let verification = newest_verification.filter(|v| !v.passed())?;
+        Some(Condition {
+            since: parse_time(&verification.completed_at),
+            summary: format!("verification of snapshot {} failed", newest.snapshot.snapshot_id),
+            error: verification.error.clone(),
+            suggested_action: "Read the problems (`lifeboat snapshots verify`), fix them (copy again, check the keys), and keep the snapshot for inspection.".to_owned(),
+            ..self.base(ConditionKind::SnapshotVerificationFailed)
+        })
+    }
+
+    /// `snapshot_verification_stale`: no passed verification of any
+    /// completed snapshot within `max_age` (counted from the oldest
+    /// completed snapshot when none ever passed).
+    fn verification_stale(
+        &self,
+        latest: &BTreeMap<String, Vec<SnapshotVerification>>,
+        max_age: SignedDuration,
+    ) -> Option<Condition> {
+        let completed_ids: BTreeSet<String> = self.completed.iter().map(|(h, _)| snapshot_pk(&h.snapshot)).collect();
+        let passed = latest
+            .iter()
+            .filter(|(pk, _)| completed_ids.contains(*pk))
+            .flat_map(|(_, list)| list.iter())
+            .filter(|v| v.passed())
+            .filter_map(|v| parse_time(&v.completed_at))
+            .filter(|t| *t <= self.now)
+            .max();
+        let oldest = self.completed.last().map(|(_, t)| *t);
+        let reference = passed.or(oldest)?;
+        if self.now.duration_since(reference) <= max_age {
+            return None;
+        }
+        let limit = describe_duration(max_age);
+        Some(Condition {
+            since: Some(reference + max_age),
+            summary: match passed {
+                Some(_) => format!(
+                    "no passed snapshot verification for {} (limit {limit})",
+                    describe_duration(self.now.duration_since(reference))
+                ),
+                None => format!("no snapshot ever passed a verification (limit {limit})"),
+            },
+            suggested_action:
+                "Check the verify function's snapshot schedule and logs, then verify now (`lifeboat snapshots verify`)."
+                    .to_owned(),
+            ..self.base(ConditionKind::SnapshotVerificationStale)
+        })
+    }
 }
 
 /// Reads the plans' snapshot histories and the verifications of each
@@ -240,7 +325,7 @@ pub async fn snapshot_conditions(
     checks: &SnapshotChecks,
     plans: &[Plan],
     rules: &SnapshotAlertRules,
-    now: OffsetDateTime,
+    now: Time,
 ) -> Result<Vec<Condition>, CatalogError> {
     let histories = checks.histories(plans).await?;
     let mut read: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -292,7 +377,7 @@ tier = "critical"
 
     fn hours_ago(hours: i64) -> String {
         let now = parse_time(NOW).unwrap();
-        crate::catalog::format_time(now - Duration::hours(hours))
+        times::format(now - SignedDuration::from_hours(hours))
     }
 
     /// `"HOURS_AGO STATUS COPY"`, COPY one of `copied`, `copy-failed`, `none`.
@@ -384,8 +469,8 @@ tier = "critical"
                 .push(verification(h, *hours, problems));
         }
         let rules = SnapshotAlertRules {
-            failed_lookback: Duration::hours(24),
-            verification_max_age: max_age.map(Duration::hours),
+            failed_lookback: SignedDuration::from_hours(24),
+            verification_max_age: max_age.map(SignedDuration::from_hours),
         };
         evaluate_snapshots(&plans(), &histories, &latest, &rules, parse_time(NOW).unwrap())
             .iter()
@@ -491,7 +576,7 @@ tier = "critical"
     fn severity_comes_from_the_plans_tier() {
         let histories = vec![entry("2 failed"), entry("20 completed copied")];
         let rules = SnapshotAlertRules {
-            failed_lookback: Duration::hours(24),
+            failed_lookback: SignedDuration::from_hours(24),
             verification_max_age: None,
         };
         let found = evaluate_snapshots(&plans(), &histories, &BTreeMap::new(), &rules, parse_time(NOW).unwrap());
