@@ -188,6 +188,10 @@ mod tests {
         assert_eq!(sample_cursor_pk("s3://b"), "verifysample#s3://b");
     }
 
+    /// An item of the catalog table: its name, then the keys its `pk`, `sk`
+    /// and index cells must show.
+    type DocumentedItem = (&'static str, Vec<String>, Vec<String>, Vec<String>);
+
     /// ARCHITECTURE.md's "The catalog table", row by row: the item, then the
     /// backticked spans of its `pk`, `sk` and index cells.
     fn documented_rows() -> Vec<(String, [Vec<String>; 3])> {
@@ -216,7 +220,7 @@ mod tests {
     fn architecture_md_lists_every_key_as_this_module_writes_it() {
         let gsi = |name: &str, value: String| format!("{name} = {value}");
         let snapshot = || snapshot_pk("PLAN", "RESOURCE", "TIME");
-        let expected: Vec<(&str, Vec<String>, Vec<String>, Vec<String>)> = vec![
+        let expected: Vec<DocumentedItem> = vec![
             (
                 "backup record",
                 vec![backup_pk("ID")],
