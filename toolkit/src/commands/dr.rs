@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use lifeboat::dr::{
     inspect_drill, inspect_failback, inspect_failover, plan, run_drill, run_failback, run_failover, DrInspection,
-    DrOptions, DrRun, Regions,
+    DrOptions, DrRequest, DrRun, Regions,
 };
 use lifeboat::jobs::JobKind;
 use lifeboat::rds::wait::WaitPolicy;
@@ -68,9 +68,16 @@ pub async fn switch(env: &Env, args: &DrArgs, yes: bool, restart: bool, kind: Jo
         confirm(&env.out, &inspection, &args.plan)?;
     }
     let jobs = catalog.jobs();
+    let request = DrRequest {
+        regions: &regions,
+        jobs: &jobs,
+        plan: &plan,
+        inspection: &inspection,
+        options,
+    };
     let run = match kind {
-        JobKind::Failback => run_failback(&regions, &jobs, &plan, &inspection, options, interrupted()).await?,
-        _ => run_failover(&regions, &jobs, &plan, &inspection, options, interrupted()).await?,
+        JobKind::Failback => run_failback(&request, interrupted()).await?,
+        _ => run_failover(&request, interrupted()).await?,
     };
     conclude(&env.out, &args.report_dir, run, true)
 }
@@ -85,7 +92,15 @@ pub async fn drill(env: &Env, args: &DrArgs) -> Result<ExitCode> {
         env.out.dr_inspection(&inspection, true);
         return Ok(ExitCode::SUCCESS);
     }
-    let run = run_drill(&regions, &catalog.jobs(), &plan, &inspection, options, interrupted()).await?;
+    let jobs = catalog.jobs();
+    let request = DrRequest {
+        regions: &regions,
+        jobs: &jobs,
+        plan: &plan,
+        inspection: &inspection,
+        options,
+    };
+    let run = run_drill(&request, interrupted()).await?;
     conclude(&env.out, &args.report_dir, run, false)
 }
 

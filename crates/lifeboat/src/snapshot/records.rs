@@ -23,8 +23,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{keys, Catalog, CatalogError};
-use keys::{COPY_SK_PREFIX, DUMP_SK, SNAPSHOT_SK};
 use crate::rds::ResourceKind;
+use keys::{COPY_SK_PREFIX, DUMP_SK, SNAPSHOT_SK};
 
 const BY_SOURCE: &str = "bySource";
 const BY_TIME: &str = "byTime";
@@ -312,7 +312,12 @@ impl SnapshotCatalog {
         expected: Option<&str>,
         or_absent: bool,
     ) -> Result<bool, CatalogError> {
-        let mut request = self.catalog.client().put_item().table_name(self.catalog.table()).set_item(Some(item));
+        let mut request = self
+            .catalog
+            .client()
+            .put_item()
+            .table_name(self.catalog.table())
+            .set_item(Some(item));
         request = match (expected, or_absent) {
             (None, _) => request.condition_expression("attribute_not_exists(pk)"),
             (Some(status), false) => request

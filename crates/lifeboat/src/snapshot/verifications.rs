@@ -32,7 +32,6 @@ use crate::catalog::keys::{self, VERIFY_SK_PREFIX};
 use crate::catalog::{Catalog, CatalogError, HoldRecord, VerificationStatus};
 use crate::plan::Plan;
 
-
 /// The snapshot's `pk` (as `crate::snapshot` writes it).
 pub fn snapshot_pk(record: &SnapshotRecord) -> String {
     keys::snapshot_pk(&record.plan, &record.resource, &record.scheduled_time)

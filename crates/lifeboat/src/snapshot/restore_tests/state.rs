@@ -15,7 +15,6 @@ use crate::snapshot::checks::RestoreTestOutcome;
 use crate::snapshot::records::SnapshotRecord;
 use crate::snapshot::verifications::SnapshotChecks;
 
-
 /// Where a resource's restore test is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,7 +114,12 @@ impl SnapshotChecks {
             state: state.clone(),
         })
         .map_err(|e| self.corrupt(format!("{STATE_PK}/{sk}"), e))?;
-        let request = self.catalog.client().put_item().table_name(self.catalog.table()).set_item(Some(item));
+        let request = self
+            .catalog
+            .client()
+            .put_item()
+            .table_name(self.catalog.table())
+            .set_item(Some(item));
         let request = match expected {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(version) => request
