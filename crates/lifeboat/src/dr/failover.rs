@@ -10,7 +10,7 @@ use super::plan::{DrDatabase, DrPlan};
 use super::steps::{
     preflight, restore_snapshot, run_switch, step, wait_replica, wait_validate_switch, ActionDone, Target,
 };
-use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRequest, DrRun, Regions, Snapshot};
+use super::{Action, DatabaseState, DrError, DrInspection, DrRequest, DrRun, Regions, Snapshot};
 use crate::jobs::{Job, JobKind};
 use crate::rds::ReplicaRequest;
 
@@ -19,38 +19,19 @@ use crate::rds::ReplicaRequest;
 /// `interrupted` completes first (the toolkit passes Ctrl-C), the job is
 /// recorded failed where it stood, to be resumed by the next run.
 pub async fn run_failover(request: &DrRequest<'_>, interrupted: impl Future<Output = ()>) -> Result<DrRun, DrError> {
-    let DrRequest {
-        regions,
-        plan,
-        inspection,
-        options,
-        ..
-    } = *request;
-    let steps = async |job: &mut Job| failover_steps(job, regions, plan, inspection, options).await;
+    let steps = async |job: &mut Job| failover_steps(job, request).await;
     run_switch(JobKind::Failover, request, interrupted, steps).await
 }
 
 /// Fails back every database of `plan` to the primary region.
 pub async fn run_failback(request: &DrRequest<'_>, interrupted: impl Future<Output = ()>) -> Result<DrRun, DrError> {
-    let DrRequest {
-        regions,
-        plan,
-        inspection,
-        options,
-        ..
-    } = *request;
-    let steps = async |job: &mut Job| failback_steps(job, regions, plan, inspection, options).await;
+    let steps = async |job: &mut Job| failback_steps(job, request).await;
     run_switch(JobKind::Failback, request, interrupted, steps).await
 }
 
-async fn failover_steps(
-    job: &mut Job,
-    regions: &Regions,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-) -> Result<DrInspection, DrError> {
-    let inspection = preflight(job, inspection).await?;
+async fn failover_steps(job: &mut Job, request: &DrRequest<'_>) -> Result<DrInspection, DrError> {
+    let (regions, plan, options) = (request.regions, request.plan, request.options);
+    let inspection = preflight(job, request.inspection).await?;
     let active: Vec<(&DrDatabase, &DatabaseState)> = plan
         .databases
         .iter()
@@ -125,14 +106,9 @@ async fn restore_newest(
     Ok(())
 }
 
-async fn failback_steps(
-    job: &mut Job,
-    regions: &Regions,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-) -> Result<DrInspection, DrError> {
-    let inspection = preflight(job, inspection).await?;
+async fn failback_steps(job: &mut Job, request: &DrRequest<'_>) -> Result<DrInspection, DrError> {
+    let (regions, plan, options) = (request.regions, request.plan, request.options);
+    let inspection = preflight(job, request.inspection).await?;
     let active: Vec<&DrDatabase> = plan
         .databases
         .iter()
