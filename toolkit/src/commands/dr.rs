@@ -67,19 +67,7 @@ pub async fn switch(env: &Env, args: &DrArgs, yes: bool, restart: bool, kind: Jo
     if !inspection.nothing_to_do() && !yes {
         confirm(&env.out, &inspection, &args.plan)?;
     }
-    let jobs = catalog.jobs();
-    let request = DrRequest {
-        regions: &regions,
-        jobs: &jobs,
-        plan: &plan,
-        inspection: &inspection,
-        options,
-    };
-    let run = match kind {
-        JobKind::Failback => run_failback(&request, interrupted()).await?,
-        _ => run_failover(&request, interrupted()).await?,
-    };
-    conclude(&env.out, &args.report_dir, run, true)
+    execute(env, args, kind, (&plan, &regions), &inspection, options).await
 }
 
 /// `lifeboat drill`.
@@ -92,16 +80,33 @@ pub async fn drill(env: &Env, args: &DrArgs) -> Result<ExitCode> {
         env.out.dr_inspection(&inspection, true);
         return Ok(ExitCode::SUCCESS);
     }
-    let jobs = catalog.jobs();
+    execute(env, args, JobKind::Drill, (&plan, &regions), &inspection, options).await
+}
+
+/// Runs `kind` (a drill, a failback, else a failover) of `plan` as
+/// `inspection` found it, and concludes: the report, and the outcome.
+async fn execute(
+    env: &Env,
+    args: &DrArgs,
+    kind: JobKind,
+    (plan, regions): (&plan::DrPlan, &Regions),
+    inspection: &DrInspection,
+    options: DrOptions,
+) -> Result<ExitCode> {
+    let jobs = env.catalog.jobs();
     let request = DrRequest {
-        regions: &regions,
+        regions,
         jobs: &jobs,
-        plan: &plan,
-        inspection: &inspection,
+        plan,
+        inspection,
         options,
     };
-    let run = run_drill(&request, interrupted()).await?;
-    conclude(&env.out, &args.report_dir, run, false)
+    let run = match kind {
+        JobKind::Drill => run_drill(&request, interrupted()).await?,
+        JobKind::Failback => run_failback(&request, interrupted()).await?,
+        _ => run_failover(&request, interrupted()).await?,
+    };
+    conclude(&env.out, &args.report_dir, run, !matches!(kind, JobKind::Drill))
 }
 
 /// Completes on Ctrl-C (SIGINT): the job then stops where it stands and is
