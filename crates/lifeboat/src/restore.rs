@@ -309,6 +309,33 @@ async fn restore_to_dir(
     dir: &Path,
     options: &RestoreOptions,
 ) -> Result<(u64, Vec<FailedEntry>), RestoreError> {
+    let Prepared {
+        slots,
+        work,
+        unsafe_entries,
+    } = create_files(&index, entries, dir)?;
+    let slots = Arc::new(slots);
+    // Entries with no chunks (empty files), or already failed, finish now.
+    for slot in slots.iter() {
+        if slot.entry.chunks.is_empty() || slot.failed() {
+            slot.finish();
+        }
+    }
+    write_packs(&repo, work, &slots, options).await;
+    Ok(tally(&slots, unsafe_entries))
+}
+
+/// The files a restore into a directory writes, and what goes into them.
+struct Prepared {
+    slots: Vec<FileSlot>,
+    work: Vec<PackWork>,
+    /// Entries refused because their path would leave the directory.
+    unsafe_entries: Vec<FailedEntry>,
+}
+
+/// Creates the temporary file of every entry under `dir` (those whose path
+/// would leave it are refused), and sorts the chunks to write by pack.
+fn create_files(index: &Index, entries: &[Entry], dir: &Path) -> Result<Prepared, RestoreError> {
     let target_error = |e: std::io::Error| RestoreError::Target {
         target: dir.display().to_string(),
         message: e.to_string(),
@@ -364,14 +391,6 @@ async fn restore_to_dir(
         }
         slots.push(slot);
     }
-    let slots = Arc::new(slots);
-    // Entries with no chunks (empty files), or already failed, finish now.
-    for slot in slots.iter() {
-        if slot.entry.chunks.is_empty() || slot.failed() {
-            slot.finish();
-        }
-    }
-
     let work: Vec<PackWork> = by_pack
         .into_iter()
         .map(|(pack, chunks)| {
@@ -384,6 +403,21 @@ async fn restore_to_dir(
             )
         })
         .collect();
+    Ok(Prepared {
+        slots,
+        work,
+        unsafe_entries,
+    })
+}
+
+/// Downloads every pack of `work` (`options.concurrency` at a time) and
+/// writes its chunks into their files.
+async fn write_packs(
+    repo: &Arc<Repository>,
+    work: Vec<PackWork>,
+    slots: &Arc<Vec<FileSlot>>,
+    options: &RestoreOptions,
+) {
     futures::stream::iter(work)
         .map(|(pack, chunks)| {
             let (repo, slots, progress) = (repo.clone(), slots.clone(), options.progress.clone());
@@ -400,10 +434,14 @@ async fn restore_to_dir(
         .buffer_unordered(options.concurrency.max(1))
         .collect::<Vec<()>>()
         .await;
+}
 
+/// How many entries were restored, and which failed (`unsafe_entries` with
+/// them), by path; the temporary files of the failed ones are removed.
+fn tally(slots: &[FileSlot], unsafe_entries: Vec<FailedEntry>) -> (u64, Vec<FailedEntry>) {
     let mut failed = unsafe_entries;
     let mut restored = 0;
-    for slot in slots.iter() {
+    for slot in slots {
         let failure = slot.failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match failure {
             Some(reason) => {
@@ -425,7 +463,7 @@ async fn restore_to_dir(
         }
     }
     failed.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((restored, failed))
+    (restored, failed)
 }
 
 /// Decrypts the needed blobs of one downloaded pack into their files.
@@ -557,6 +595,35 @@ pub(crate) async fn fetch_chunk(repo: &Repository, index: &Index, id: &ChunkId) 
         })
 }
 
+/// Uploads `part` as the next part of the multipart upload `upload_id` of
+/// `s3://bucket/key`, and adds it to `parts`.
+async fn upload_part(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    parts: &mut Vec<CompletedPart>,
+    part: Vec<u8>,
+) -> Result<(), aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::upload_part::UploadPartError>> {
+    let number = parts.len() as i32 + 1;
+    let output = s3
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .part_number(number)
+        .body(ByteStream::from(part))
+        .send()
+        .await?;
+    parts.push(
+        CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(output.e_tag)
+            .build(),
+    );
+    Ok(())
+}
+
 async fn restore_object(
     repo: &Repository,
     index: &Index,
@@ -588,24 +655,9 @@ async fn restore_object(
                     upload = Some((created.upload_id().unwrap_or_default().to_owned(), Vec::new()));
                 }
                 if let Some((upload_id, parts)) = upload.as_mut() {
-                    let number = parts.len() as i32 + 1;
-                    let part = std::mem::take(&mut buffer);
-                    let output = s3
-                        .upload_part()
-                        .bucket(bucket)
-                        .key(key)
-                        .upload_id(upload_id.as_str())
-                        .part_number(number)
-                        .body(ByteStream::from(part))
-                        .send()
+                    upload_part(s3, bucket, key, upload_id, parts, std::mem::take(&mut buffer))
                         .await
                         .map_err(|e| s3_message(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-                    parts.push(
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(output.e_tag)
-                            .build(),
-                    );
                 }
             }
         }
@@ -628,23 +680,9 @@ async fn restore_object(
             }
             Some((upload_id, parts)) => {
                 if !buffer.is_empty() {
-                    let number = parts.len() as i32 + 1;
-                    let output = s3
-                        .upload_part()
-                        .bucket(bucket)
-                        .key(key)
-                        .upload_id(upload_id.as_str())
-                        .part_number(number)
-                        .body(ByteStream::from(std::mem::take(&mut buffer)))
-                        .send()
+                    upload_part(s3, bucket, key, upload_id, parts, std::mem::take(&mut buffer))
                         .await
                         .map_err(|e| s3_message(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
-                    parts.push(
-                        CompletedPart::builder()
-                            .part_number(number)
-                            .set_e_tag(output.e_tag)
-                            .build(),
-                    );
                 }
                 s3.complete_multipart_upload()
                     .bucket(bucket)

@@ -21,25 +21,29 @@ mod files;
 mod snapshots;
 mod summary;
 
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use lifeboat::rds::Rds;
-use lifeboat_lambda::{init_tracing, Context, Failure};
+use lifeboat_lambda::{Context, Failure, Handler};
 
 use crate::event::RetentionJob;
 use crate::summary::RetentionSummary;
 
-struct Function {
-    context: Context,
-    rds: Rds,
-}
+/// The function: the RDS client of its region.
+struct Function(Rds);
 
-impl Function {
-    async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<RetentionSummary, Failure> {
-        let context = &self.context;
+impl Handler for Function {
+    type Response = RetentionSummary;
+
+    async fn handle(
+        &self,
+        context: &Context,
+        event: LambdaEvent<serde_json::Value>,
+    ) -> Result<RetentionSummary, Failure> {
+        let Function(rds) = self;
         let force_dry_run = context.settings.dry_run;
         match RetentionJob::from_event(event.payload)? {
             RetentionJob::Snapshots { plans, dry_run } => {
-                snapshots::expire_snapshots(context, &self.rds, &plans, dry_run || force_dry_run).await
+                snapshots::expire_snapshots(context, rds, &plans, dry_run || force_dry_run).await
             }
             RetentionJob::Files { store, mut retention } => {
                 retention.dry_run |= force_dry_run;
@@ -52,12 +56,5 @@ impl Function {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    let context = Context::load().await?;
-    let function = Function {
-        rds: Rds::new(&context.config),
-        context,
-    };
-    let function = &function;
-    lambda_runtime::run(service_fn(move |event| async move { function.handle(event).await })).await
+    lifeboat_lambda::run(|context| Function(Rds::new(&context.config))).await
 }

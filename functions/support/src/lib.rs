@@ -1,6 +1,7 @@
 //! What every Lifeboat Lambda shares, so each function's `main.rs` is only
 //! its dependencies and one library call per request:
 //!
+//! - [`run`]: the runtime loop serving a function's [`Handler`];
 //! - JSON logs through `tracing` (CloudWatch Logs Insights reads the fields);
 //! - [`Settings`] read from the environment once, at start, and the
 //!   [`Context`] built from them (clients, catalog, plans);
@@ -13,12 +14,14 @@ mod context;
 mod failure;
 mod metrics;
 mod request;
+mod serve;
 mod settings;
 
 pub use context::Context;
 pub use failure::Failure;
 pub use metrics::{Metrics, METRIC_NAMESPACE};
 pub use request::{event_time, field_error, parse_request, Request};
+pub use serve::{run, Handler};
 pub use settings::{setting, Settings};
 
 /// Sets up JSON logs, filtered by `RUST_LOG` (default `info`).

@@ -20,26 +20,26 @@ mod summary;
 
 use std::sync::Arc;
 
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use lifeboat::rds::Rds;
-use lifeboat_lambda::{init_tracing, Context, Failure};
+use lifeboat_lambda::{Context, Failure, Handler};
 
 use crate::event::VerifyJob;
 use crate::summary::VerifySummary;
 
-struct Function {
-    context: Context,
-    rds: Rds,
-}
+/// The function: the RDS client of its region.
+struct Function(Rds);
 
-impl Function {
-    async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<VerifySummary, Failure> {
+impl Handler for Function {
+    type Response = VerifySummary;
+
+    async fn handle(&self, context: &Context, event: LambdaEvent<serde_json::Value>) -> Result<VerifySummary, Failure> {
+        let Function(rds) = self;
         let deadline = event.context.deadline;
-        let context = &self.context;
         match VerifyJob::from_event(event.payload)? {
-            VerifyJob::RestoreTests { plans } => snapshots::restore_tests(context, &self.rds, &plans, deadline).await,
+            VerifyJob::RestoreTests { plans } => snapshots::restore_tests(context, rds, &plans, deadline).await,
             VerifyJob::Snapshots { plans, restore_test } => {
-                snapshots::verify_snapshots(context, &self.rds, &plans, restore_test).await
+                snapshots::verify_snapshots(context, rds, &plans, restore_test).await
             }
             VerifyJob::Sample {
                 store,
@@ -65,12 +65,5 @@ impl Function {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    let context = Context::load().await?;
-    let function = Function {
-        rds: Rds::new(&context.config),
-        context,
-    };
-    let function = &function;
-    lambda_runtime::run(service_fn(move |event| async move { function.handle(event).await })).await
+    lifeboat_lambda::run(|context| Function(Rds::new(&context.config))).await
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use lifeboat::dr::{
     inspect_drill, inspect_failback, inspect_failover, plan, run_drill, run_failback, run_failover, DrInspection,
-    DrOptions, DrRun, Regions,
+    DrOptions, DrRequest, DrRun, Regions,
 };
 use lifeboat::jobs::JobKind;
 use lifeboat::rds::wait::WaitPolicy;
@@ -67,12 +67,7 @@ pub async fn switch(env: &Env, args: &DrArgs, yes: bool, restart: bool, kind: Jo
     if !inspection.nothing_to_do() && !yes {
         confirm(&env.out, &inspection, &args.plan)?;
     }
-    let jobs = catalog.jobs();
-    let run = match kind {
-        JobKind::Failback => run_failback(&regions, &jobs, &plan, &inspection, options, interrupted()).await?,
-        _ => run_failover(&regions, &jobs, &plan, &inspection, options, interrupted()).await?,
-    };
-    conclude(&env.out, &args.report_dir, run, true)
+    execute(env, args, kind, (&plan, &regions), &inspection, options).await
 }
 
 /// `lifeboat drill`.
@@ -85,8 +80,33 @@ pub async fn drill(env: &Env, args: &DrArgs) -> Result<ExitCode> {
         env.out.dr_inspection(&inspection, true);
         return Ok(ExitCode::SUCCESS);
     }
-    let run = run_drill(&regions, &catalog.jobs(), &plan, &inspection, options, interrupted()).await?;
-    conclude(&env.out, &args.report_dir, run, false)
+    execute(env, args, JobKind::Drill, (&plan, &regions), &inspection, options).await
+}
+
+/// Runs `kind` (a drill, a failback, else a failover) of `plan` as
+/// `inspection` found it, and concludes: the report, and the outcome.
+async fn execute(
+    env: &Env,
+    args: &DrArgs,
+    kind: JobKind,
+    (plan, regions): (&plan::DrPlan, &Regions),
+    inspection: &DrInspection,
+    options: DrOptions,
+) -> Result<ExitCode> {
+    let jobs = env.catalog.jobs();
+    let request = DrRequest {
+        regions,
+        jobs: &jobs,
+        plan,
+        inspection,
+        options,
+    };
+    let run = match kind {
+        JobKind::Drill => run_drill(&request, interrupted()).await?,
+        JobKind::Failback => run_failback(&request, interrupted()).await?,
+        _ => run_failover(&request, interrupted()).await?,
+    };
+    conclude(&env.out, &args.report_dir, run, !matches!(kind, JobKind::Drill))
 }
 
 /// Completes on Ctrl-C (SIGINT): the job then stops where it stands and is

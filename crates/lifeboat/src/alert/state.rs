@@ -147,7 +147,7 @@ impl AlertState {
             record: record.clone(),
         })
         .map_err(|e| self.corrupt(pk, e))?;
-        let result = self
+        let put = self
             .catalog
             .client()
             .put_item()
@@ -155,14 +155,8 @@ impl AlertState {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR #status = :resolved")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":resolved", AttributeValue::S("resolved".into()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(self.error(e)),
-        }
+            .expression_attribute_values(":resolved", AttributeValue::S("resolved".into()));
+        Ok(self.catalog.put_item_if(put).await?)
     }
 
     /// Sets `attribute = at` on an alert whose status is `status`; `false` if it is not.

@@ -232,11 +232,10 @@ impl AuditTrail {
             .into_paginator()
             .items()
             .send();
-        let mut items = Vec::new();
-        while let Some(item) = pages.next().await {
-            items.push(item.map_err(|e| self.error(e))?);
-        }
-        Ok(items)
+        self.catalog
+            .collect_items(async || pages.next().await, None)
+            .await
+            .map_err(AuditError::Catalog)
     }
 
     /// The records in seq order; only those appended at or after `since`.

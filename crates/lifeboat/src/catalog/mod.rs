@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -190,15 +191,20 @@ impl Catalog {
     /// Writes `item` unless one with its `pk` exists: `false` (and nothing
     /// written) if one did.
     pub async fn put_new_item(&self, item: Item) -> Result<bool, CatalogError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
+        self.put_item_if(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)"),
+        )
+        .await
+    }
+
+    /// Sends `put`, a put with a condition: `false` (and nothing written)
+    /// if the condition did not hold.
+    pub async fn put_item_if(&self, put: PutItemFluentBuilder) -> Result<bool, CatalogError> {
+        match put.send().await {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => Ok(false),
             Err(e) => Err(self.error(e)),
@@ -225,14 +231,7 @@ impl Catalog {
             .into_paginator()
             .items()
             .send();
-        let mut items = Vec::new();
-        while let Some(item) = pages.next().await {
-            items.push(item.map_err(|e| self.error(e))?);
-            if limit.is_some_and(|n| items.len() >= n.max(0) as usize) {
-                break;
-            }
-        }
-        Ok(items)
+        self.collect_items(async || pages.next().await, limit).await
     }
 
     /// Every item whose `sk` is `sk` and whose `pk` starts with `pk_prefix`,
@@ -250,9 +249,26 @@ impl Catalog {
             .into_paginator()
             .items()
             .send();
+        self.collect_items(async || pages.next().await, None).await
+    }
+
+    /// Every item `next` yields (the `next` of a query's or a scan's item
+    /// paginator), in order; at most `limit` when given.
+    pub async fn collect_items<E, R>(
+        &self,
+        mut next: impl AsyncFnMut() -> Option<Result<Item, SdkError<E, R>>>,
+        limit: Option<i32>,
+    ) -> Result<Vec<Item>, CatalogError>
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
         let mut items = Vec::new();
-        while let Some(item) = pages.next().await {
+        while let Some(item) = next().await {
             items.push(item.map_err(|e| self.error(e))?);
+            if limit.is_some_and(|n| items.len() >= n.max(0) as usize) {
+                break;
+            }
         }
         Ok(items)
     }

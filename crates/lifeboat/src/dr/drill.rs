@@ -6,8 +6,8 @@ use std::future::Future;
 
 use super::plan::{DrDatabase, DrPlan};
 use super::steps::{conclude, preflight, restore_snapshot, step, wait_replica, wait_validate, ActionDone};
-use super::{Action, DrError, DrInspection, DrOptions, DrRun, Leftover, Regions, DRILL_TAG, PLAN_TAG};
-use crate::jobs::{Job, JobKind, Jobs};
+use super::{Action, DrError, DrInspection, DrOptions, DrRequest, DrRun, Leftover, Regions, DRILL_TAG, PLAN_TAG};
+use crate::jobs::{Job, JobKind};
 use crate::rds::ReplicaRequest;
 
 /// The drill instance of `database` in job `job_id`: `drill-<db>-<8 hex>`.
@@ -27,14 +27,14 @@ pub fn drill_instance(database: &str, job_id: &str) -> String {
 /// deletes every instance it created, whatever happened, including
 /// `interrupted` completing first (the toolkit passes Ctrl-C). DNS is not
 /// touched.
-pub async fn run_drill(
-    regions: &Regions,
-    jobs: &Jobs,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-    interrupted: impl Future<Output = ()>,
-) -> Result<DrRun, DrError> {
+pub async fn run_drill(request: &DrRequest<'_>, interrupted: impl Future<Output = ()>) -> Result<DrRun, DrError> {
+    let DrRequest {
+        regions,
+        jobs,
+        plan,
+        inspection,
+        options,
+    } = *request;
     let mut job = jobs.start(JobKind::Drill, &plan.name).await?;
     let job_id = job.id().to_owned();
     let mut inspection = inspection.clone();

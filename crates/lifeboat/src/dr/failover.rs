@@ -10,47 +10,28 @@ use super::plan::{DrDatabase, DrPlan};
 use super::steps::{
     preflight, restore_snapshot, run_switch, step, wait_replica, wait_validate_switch, ActionDone, Target,
 };
-use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRun, Regions, Snapshot};
-use crate::jobs::{Job, JobKind, Jobs};
+use super::{Action, DatabaseState, DrError, DrInspection, DrRequest, DrRun, Regions, Snapshot};
+use crate::jobs::{Job, JobKind};
 use crate::rds::ReplicaRequest;
 
 /// Fails over every database of `plan` as [`super::inspect_failover`] found
 /// it (resuming the plan's interrupted failover, if there is one). When
 /// `interrupted` completes first (the toolkit passes Ctrl-C), the job is
 /// recorded failed where it stood, to be resumed by the next run.
-pub async fn run_failover(
-    regions: &Regions,
-    jobs: &Jobs,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-    interrupted: impl Future<Output = ()>,
-) -> Result<DrRun, DrError> {
-    let steps = async |job: &mut Job| failover_steps(job, regions, plan, inspection, options).await;
-    run_switch(JobKind::Failover, jobs, plan, inspection, options, interrupted, steps).await
+pub async fn run_failover(request: &DrRequest<'_>, interrupted: impl Future<Output = ()>) -> Result<DrRun, DrError> {
+    let steps = async |job: &mut Job| failover_steps(job, request).await;
+    run_switch(JobKind::Failover, request, interrupted, steps).await
 }
 
 /// Fails back every database of `plan` to the primary region.
-pub async fn run_failback(
-    regions: &Regions,
-    jobs: &Jobs,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-    interrupted: impl Future<Output = ()>,
-) -> Result<DrRun, DrError> {
-    let steps = async |job: &mut Job| failback_steps(job, regions, plan, inspection, options).await;
-    run_switch(JobKind::Failback, jobs, plan, inspection, options, interrupted, steps).await
+pub async fn run_failback(request: &DrRequest<'_>, interrupted: impl Future<Output = ()>) -> Result<DrRun, DrError> {
+    let steps = async |job: &mut Job| failback_steps(job, request).await;
+    run_switch(JobKind::Failback, request, interrupted, steps).await
 }
 
-async fn failover_steps(
-    job: &mut Job,
-    regions: &Regions,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-) -> Result<DrInspection, DrError> {
-    let inspection = preflight(job, inspection).await?;
+async fn failover_steps(job: &mut Job, request: &DrRequest<'_>) -> Result<DrInspection, DrError> {
+    let (regions, plan, options) = (request.regions, request.plan, request.options);
+    let inspection = preflight(job, request.inspection).await?;
     let active: Vec<(&DrDatabase, &DatabaseState)> = plan
         .databases
         .iter()
@@ -125,14 +106,9 @@ async fn restore_newest(
     Ok(())
 }
 
-async fn failback_steps(
-    job: &mut Job,
-    regions: &Regions,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
-) -> Result<DrInspection, DrError> {
-    let inspection = preflight(job, inspection).await?;
+async fn failback_steps(job: &mut Job, request: &DrRequest<'_>) -> Result<DrInspection, DrError> {
+    let (regions, plan, options) = (request.regions, request.plan, request.options);
+    let inspection = preflight(job, request.inspection).await?;
     let active: Vec<&DrDatabase> = plan
         .databases
         .iter()

@@ -272,6 +272,17 @@ impl DrInspection {
     }
 }
 
+/// What a failover, failback or drill runs: the plan, as `inspection` found
+/// it, in `regions`, recorded as a job in `jobs`.
+#[derive(Clone, Copy)]
+pub struct DrRequest<'a> {
+    pub regions: &'a Regions,
+    pub jobs: &'a crate::jobs::Jobs,
+    pub plan: &'a plan::DrPlan,
+    pub inspection: &'a DrInspection,
+    pub options: DrOptions,
+}
+
 /// The outcome of a run: its report (also stored in the job record), and
 /// the error that stopped it, if any.
 #[derive(Debug)]

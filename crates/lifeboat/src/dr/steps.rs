@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::dns::{Dns, RecordSwitch};
 use super::plan::{DrDatabase, DrPlan};
 use super::report::{seconds_between, DatabaseReport, DrReport, Outcome, Rpo};
-use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRun, Regions, Snapshot};
+use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRequest, DrRun, Regions, Snapshot};
 use crate::jobs::{Job, JobKind, JobRecord, Jobs, StepError, StepRecord, StepStatus};
 use crate::rds::wait::{wait_for, Goal, Observed};
 use crate::rds::{Rds, RestoreRequest};
@@ -418,16 +418,20 @@ async fn open_job(jobs: &Jobs, kind: JobKind, plan: &DrPlan, restart: bool) -> R
 /// `interrupted` completes first, and the report.
 pub(super) async fn run_switch<S>(
     kind: JobKind,
-    jobs: &Jobs,
-    plan: &DrPlan,
-    inspection: &DrInspection,
-    options: DrOptions,
+    request: &DrRequest<'_>,
     interrupted: impl Future<Output = ()>,
     steps: S,
 ) -> Result<DrRun, DrError>
 where
     S: AsyncFnOnce(&mut Job) -> Result<DrInspection, DrError>,
 {
+    let DrRequest {
+        jobs,
+        plan,
+        inspection,
+        options,
+        ..
+    } = *request;
     let mut job = open_job(jobs, kind, plan, options.restart).await?;
     if !job.resumed() && inspection.nothing_to_do() {
         return conclude(job, plan, inspection, None, true).await;
