@@ -396,26 +396,55 @@ impl<'a> History<'a> {
         let oldest = completed
             .last()
             .map(|(r, t)| r.completed_at.as_deref().and_then(parse_time).unwrap_or(*t));
-        let reference = passed.or(oldest)?;
-        if self.now.duration_since(reference) <= max_age {
-            return None;
+        let (since, summary) = Staleness {
+            now: self.now,
+            passed,
+            oldest,
+            max_age,
         }
-        let limit = describe_duration(max_age);
+        .describe("verification", "backup")?;
         Some(Condition {
-            since: Some(reference + max_age),
-            summary: match passed {
-                Some(_) => format!(
-                    "no passed verification for {} (limit {limit})",
-                    describe_duration(self.now.duration_since(reference))
-                ),
-                None => format!("no backup ever passed a verification (limit {limit})"),
-            },
+            since: Some(since),
+            summary,
             suggested_action: format!(
                 "Check the verify function's schedule and logs, then verify the newest backup now (`lifeboat verify {}`).",
                 newest.id
             ),
             ..self.base(rule, ConditionKind::VerificationStale)
         })
+    }
+}
+
+/// A `…verification_stale` condition's clock: verifications are stale when
+/// the newest `passed` one (or, when none ever passed, the `oldest`
+/// completed backup or snapshot, so a new one gets its grace period) is
+/// more than `max_age` before `now`.
+pub(crate) struct Staleness {
+    pub now: Time,
+    pub passed: Option<Time>,
+    pub oldest: Option<Time>,
+    pub max_age: SignedDuration,
+}
+
+impl Staleness {
+    /// `None` while fresh (or with nothing to verify); else since when it is
+    /// stale and the condition's summary, e.g. `no passed snapshot
+    /// verification for 3 d (limit 2 d)` for `verification` = "snapshot
+    /// verification", `subject` = "snapshot".
+    pub fn describe(&self, verification: &str, subject: &str) -> Option<(Time, String)> {
+        let reference = self.passed.or(self.oldest)?;
+        if self.now.duration_since(reference) <= self.max_age {
+            return None;
+        }
+        let limit = describe_duration(self.max_age);
+        let summary = match self.passed {
+            Some(_) => format!(
+                "no passed {verification} for {} (limit {limit})",
+                describe_duration(self.now.duration_since(reference))
+            ),
+            None => format!("no {subject} ever passed a verification (limit {limit})"),
+        };
+        Some((reference + self.max_age, summary))
     }
 }
 

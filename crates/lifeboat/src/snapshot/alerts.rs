@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::checks::ProblemKind;
 use super::verifications::{snapshot_pk, SnapshotChecks, SnapshotVerification};
+use crate::alert::evaluate::Staleness;
 use crate::alert::{describe_duration, Condition, ConditionKind, LastGood, Severity, VERIFIED_BACKUPS_READ};
 use crate::catalog::CatalogError;
 use crate::plan::Plan;
@@ -296,20 +297,16 @@ impl<'a> Resource<'a> {
             .filter(|t| *t <= self.now)
             .max();
         let oldest = self.completed.last().map(|(_, t)| *t);
-        let reference = passed.or(oldest)?;
-        if self.now.duration_since(reference) <= max_age {
-            return None;
+        let (since, summary) = Staleness {
+            now: self.now,
+            passed,
+            oldest,
+            max_age,
         }
-        let limit = describe_duration(max_age);
+        .describe("snapshot verification", "snapshot")?;
         Some(Condition {
-            since: Some(reference + max_age),
-            summary: match passed {
-                Some(_) => format!(
-                    "no passed snapshot verification for {} (limit {limit})",
-                    describe_duration(self.now.duration_since(reference))
-                ),
-                None => format!("no snapshot ever passed a verification (limit {limit})"),
-            },
+            since: Some(since),
+            summary,
             suggested_action:
                 "Check the verify function's snapshot schedule and logs, then verify now (`lifeboat snapshots verify`)."
                     .to_owned(),
