@@ -164,41 +164,10 @@ fn pure_core() -> (Vec<(PathBuf, String)>, Vec<String>) {
 /// The top-level modules a source names through `crate::`: `crate::a::b`
 /// names `a`, `crate::{a, b::c}` names `a` and `b`.
 fn crate_modules_named(code: &str) -> BTreeSet<String> {
-    let identifier = |text: &str| -> String {
-        text.trim_start()
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut names = BTreeSet::new();
-    for (at, found) in code.match_indices("crate::") {
-        let rest = &code[at + found.len()..];
-        match rest.strip_prefix('{') {
-            Some(group) => {
-                // The first segment of each top-level item of the group.
-                let mut depth = 0;
-                let mut item_start = true;
-                for (at, c) in group.char_indices() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' if depth == 0 => break,
-                        '}' => depth -= 1,
-                        ',' if depth == 0 => item_start = true,
-                        c if item_start && !c.is_whitespace() => {
-                            names.insert(identifier(&group[at..]));
-                            item_start = false;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            None => {
-                names.insert(identifier(rest));
-            }
-        }
-    }
-    names.remove("");
-    names
+    crate_paths_named(code)
+        .iter()
+        .map(|path| path.split("::").next().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[test]
