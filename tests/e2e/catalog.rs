@@ -22,6 +22,7 @@ fn record(minutes_ago: i64) -> BackupRecord {
         retention_until: None,
         checksum: None,
         storage_location: "s3://store/manifests/x".into(),
+        store_id: None,
         parent_backup: None,
         kms_key_id: "arn:aws:kms:us-east-1:123456789012:key/k".into(),
         error: None,

@@ -105,7 +105,16 @@ pub enum Command {
         /// Evaluate as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
+        /// Refuse a sweep that would delete more than this share of the store's packs or bytes.
+        #[arg(long, value_name = "PERCENT", default_value = "50", value_parser = percent)]
+        max_delete_share: f64,
+        /// Sweep even when that is more than --max-delete-share of the store.
+        #[arg(long)]
+        force: bool,
     },
+    /// The store's index of chunks: rebuild it from the packs.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Manage the store's keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -279,6 +288,20 @@ pub enum RestoreCommand {
         /// The source (the dumped database's URL) whose latest backup `latest` means.
         #[arg(long)]
         source: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Index every pack no index lists, from the pack's own header; then check every completed
+    /// backup of the store against the index; exit 6 if a backup still misses chunks.
+    Rebuild {
+        /// Print what would be indexed and what would still be missing; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Packs read at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
 }
 

@@ -13,6 +13,14 @@
 //!    their pack goes); a consolidated index is written, the old index
 //!    objects deleted, then the packs, then the list.
 //!
+//! Invariant: a chunk referenced by a completed, running or held backup of
+//! this store is never deleted. The store's backups are found by store
+//! identity (`references::store_backups`), never by a location string; a
+//! run stops before writing or deleting anything when a referenced chunk is
+//! in no index (`references`, `lifeboat index rebuild` repairs that), when
+//! the store is bound to another catalog table, or when one sweep would
+//! delete more than `max_delete_share` of the store without `force`.
+//!
 //! A backup that started before the mark and is still running blocks the
 //! sweep (it may have deduplicated against a candidate); one unfinished for
 //! longer than `assume_dead_after` is marked failed, so it can never complete
@@ -29,6 +37,18 @@ use crate::ids::{ChunkId, PackId};
 use crate::repo::{Index, RepoError, Repository};
 use crate::times;
 
+mod rebuild;
+mod references;
+
+pub use rebuild::{rebuild_index, RebuildOptions, RebuildReport};
+pub use references::MissingChunks;
+use references::{missing_text, referenced_chunks, store_backups, References};
+
+/// A referenced chunk missing from the index is looked for again this many
+/// times (a backup completing while the collector reads) before the run
+/// concludes the index is incomplete.
+const VIEW_ATTEMPTS: u32 = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
     #[error(transparent)]
@@ -39,6 +59,18 @@ pub enum GcError {
     UnreadableManifest { id: String, error: RepoError },
     #[error("pack {pack} is damaged: chunk {chunk} lies outside its {size} bytes; garbage collection stopped before deleting anything of this list")]
     DamagedPack { pack: String, chunk: ChunkId, size: usize },
+    #[error("{} completed backup(s) of this store reference chunks that no index object lists: {}; garbage collection stopped without writing or deleting anything (it would have deleted the packs holding them as packs no index lists): run `lifeboat index rebuild` to index the store's packs again from their headers, then run gc again", .0.len(), missing_text(.0))]
+    MissingReferences(Vec<MissingChunks>),
+    #[error("the store's index changed each of the {0} times garbage collection read it (backups completing meanwhile): nothing was written or deleted; run gc again")]
+    IndexChanging(u32),
+    #[error("this sweep would delete {packs} of the store's {store_packs} packs ({bytes} of its {store_bytes} bytes), more than the {limit_percent}% one sweep may delete: garbage collection stopped before writing or deleting anything; if that much garbage is expected (retention just expired most backups), run gc again with --force (or a higher --max-delete-share)")]
+    TooMuchToDelete {
+        packs: u64,
+        store_packs: u64,
+        bytes: u64,
+        store_bytes: u64,
+        limit_percent: f64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +87,11 @@ pub struct GcOptions {
     pub rewrite_threshold: f64,
     /// Report what would happen; change nothing.
     pub dry_run: bool,
+    /// The largest share (0 to 1) of the store's packs, or of its bytes,
+    /// one sweep may delete without `force`.
+    pub max_delete_share: f64,
+    /// Sweep whatever share of the store is garbage.
+    pub force: bool,
 }
 
 impl GcOptions {
@@ -66,6 +103,8 @@ impl GcOptions {
             assume_dead_after: SignedDuration::from_hours(24),
             rewrite_threshold: 0.5,
             dry_run: false,
+            max_delete_share: 0.5,
+            force: false,
         }
     }
 }
@@ -115,37 +154,6 @@ fn parse_time(text: &str) -> Option<Timestamp> {
     times::parse(text).ok()
 }
 
-/// The backups whose manifests live in this store.
-async fn store_backups(repo: &Repository, catalog: &Catalog) -> Result<Vec<BackupRecord>, GcError> {
-    let manifests = repo.storage.describe(&repo.layout.manifest(""));
-    Ok(catalog
-        .list(None)
-        .await?
-        .into_iter()
-        .filter(|r| r.storage_location.starts_with(&manifests))
-        .collect())
-}
-
-/// Every chunk a completed backup of this store references. Any manifest
-/// that cannot be read stops garbage collection: deciding on partial
-/// knowledge could delete live data.
-async fn referenced_chunks(repo: &Repository, records: &[BackupRecord]) -> Result<HashSet<ChunkId>, GcError> {
-    let mut referenced = HashSet::new();
-    for record in records.iter().filter(|r| r.status == BackupStatus::Completed) {
-        let manifest = repo
-            .get_manifest(&record.id, record.checksum.as_deref())
-            .await
-            .map_err(|error| GcError::UnreadableManifest {
-                id: record.id.clone(),
-                error,
-            })?;
-        for entry in manifest.entries {
-            referenced.extend(entry.chunks);
-        }
-    }
-    Ok(referenced)
-}
-
 /// Whether `blob` of `pack` is the copy restores use and is referenced.
 fn is_live(index: &Index, referenced: &HashSet<ChunkId>, pack: &PackId, blob: &BlobLocation) -> bool {
     referenced.contains(&blob.id) && index.chunks.get(&blob.id).is_some_and(|l| l.pack == *pack)
@@ -158,10 +166,12 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
         dry_run: options.dry_run,
         ..GcReport::default()
     };
-    // The index (with the candidate lists) before the records: a backup that
-    // began before a list existed is then among the records read.
-    let index = repo.load_index().await?;
-    let mut records = store_backups(repo, catalog).await?;
+    if options.dry_run {
+        repo.check_catalog(catalog.table(), catalog.region()).await?;
+    } else {
+        repo.bind_catalog(catalog.table(), catalog.region()).await?;
+    }
+    let (index, records, references) = checked_view(repo, catalog).await?;
     for (key, list) in &index.candidate_lists {
         let created = parse_time(&list.created_at).unwrap_or(options.now);
         if created + options.grace > options.now {
@@ -209,22 +219,90 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
             });
             continue;
         }
-        if !options.dry_run {
-            // Re-read: backups may have completed (or been failed just now).
-            records = store_backups(repo, catalog).await?;
+        if options.dry_run {
+            report
+                .swept
+                .push(sweep(repo, &index, key, list, &references.chunks, options).await?);
+            continue;
         }
-        let referenced = referenced_chunks(repo, &records).await?;
-        report
-            .swept
-            .push(sweep(repo, &index, key, list, &referenced, options).await?);
-        if !options.dry_run {
-            // One list per run: the index changed under the next one.
+        // Re-read: backups may have completed (or been failed just now).
+        let current = store_backups(repo, catalog).await?;
+        let referenced = referenced_chunks(repo, &current, &index).await?;
+        if referenced.any_unindexed() {
+            ensure_indexed(repo, &referenced).await?;
+            report.waiting.push(Waiting {
+                list: key.clone(),
+                reason: "backups completed while this run read the index; the next run sweeps".into(),
+            });
             return Ok(report);
         }
+        report
+            .swept
+            .push(sweep(repo, &index, key, list, &referenced.chunks, options).await?);
+        // One list per run: the index changed under the next one.
+        return Ok(report);
     }
-    let referenced = referenced_chunks(repo, &records).await?;
-    report.marked = mark(repo, &index, &referenced, options).await?;
+    report.marked = mark(repo, &index, &references.chunks, options).await?;
     Ok(report)
+}
+
+/// The index (with the candidate lists), then this store's records (a
+/// backup that began before a list existed is then among them), then the
+/// chunks their manifests reference, each of them in that index.
+async fn checked_view(repo: &Repository, catalog: &Catalog) -> Result<(Index, Vec<BackupRecord>, References), GcError> {
+    for _ in 0..VIEW_ATTEMPTS {
+        let index = repo.load_index().await?;
+        let records = store_backups(repo, catalog).await?;
+        let references = referenced_chunks(repo, &records, &index).await?;
+        if !references.any_unindexed() {
+            return Ok((index, records, references));
+        }
+        ensure_indexed(repo, &references).await?;
+    }
+    Err(GcError::IndexChanging(VIEW_ATTEMPTS))
+}
+
+/// Referenced chunks were missing from the index read before the records: a
+/// backup that completed in between has its index object now (Ok: read
+/// again); chunks a fresh index lacks too are lost from the index (Err,
+/// naming the backups).
+async fn ensure_indexed(repo: &Repository, references: &References) -> Result<(), GcError> {
+    let fresh = repo.load_index().await?;
+    let missing = references.missing_from(&fresh);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(GcError::MissingReferences(missing))
+    }
+}
+
+/// The safety interlock: one sweep deletes at most `max_delete_share` of the
+/// store's packs and of its bytes, unless forced.
+async fn check_deletion_share(repo: &Repository, retired: &[PackId], options: &GcOptions) -> Result<(), GcError> {
+    if options.force {
+        return Ok(());
+    }
+    let packs = repo
+        .storage
+        .list(&repo.layout.data_dir())
+        .await
+        .map_err(RepoError::from)?;
+    let store_packs = packs.len() as u64;
+    let store_bytes: u64 = packs.iter().map(|p| p.size).sum();
+    let retired: HashSet<String> = retired.iter().map(|p| repo.pack_key(p)).collect();
+    let deleting = retired.len() as u64;
+    let bytes: u64 = packs.iter().filter(|p| retired.contains(&p.key)).map(|p| p.size).sum();
+    let too_much = |part: u64, whole: u64| part > 0 && part as f64 > options.max_delete_share * whole as f64;
+    if too_much(deleting, store_packs) || too_much(bytes, store_bytes) {
+        return Err(GcError::TooMuchToDelete {
+            packs: deleting,
+            store_packs,
+            bytes,
+            store_bytes,
+            limit_percent: (options.max_delete_share * 100.0).round(),
+        });
+    }
+    Ok(())
 }
 
 async fn sweep(
@@ -275,6 +353,7 @@ async fn sweep(
     if options.dry_run {
         return Ok(report);
     }
+    check_deletion_share(repo, &retired, options).await?;
     // Copy live blobs of rewritten packs into new packs (sealed blobs move as
     // they are: their AAD binds them to their chunk id, not to a pack).
     let mut new_packs: Vec<IndexPack> = Vec::new();

@@ -2,20 +2,25 @@
 //! Reads and writes the objects FORMAT.md specifies.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::BackupRecord;
 use crate::crypto::Keys;
 use crate::format::{
-    BlobLocation, CandidateList, ChunkerParams, Compression, FormatError, IndexFile, IndexPack, Layout, Manifest,
-    SealedPack, StoreConfig, FORMAT_VERSION, PACK_TARGET_SIZE,
+    BlobLocation, CandidateList, CatalogBinding, ChunkerParams, Compression, FormatError, IndexFile, IndexPack, Layout,
+    Manifest, SealedPack, StoreConfig, FORMAT_VERSION, PACK_TARGET_SIZE,
 };
 use crate::ids::{ChunkId, IndexId, PackId};
 use crate::keys::{KeyError, Kms};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Location, Storage, StorageError};
+
+/// The longest `config` read from another directory to attribute a record.
+const MAX_CONFIG_LEN: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -27,6 +32,20 @@ pub enum RepoError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Format(#[from] FormatError),
+    #[error("store {store} is bound to catalog table {bound_table} in {bound_region} (its backups are recorded there), but this run uses table {given_table} in {given_region}: pass --table {bound_table} --region {bound_region} (or LIFEBOAT_TABLE); a store's backups are recorded in one table, or garbage collection cannot see them all")]
+    WrongCatalog {
+        store: String,
+        bound_table: String,
+        bound_region: String,
+        given_table: String,
+        given_region: String,
+    },
+    #[error("{what} belongs to store {found}, not to this store ({expected}): the object was copied from another store; delete it and run again to bind this store to the table in use")]
+    ForeignBinding {
+        what: String,
+        expected: String,
+        found: String,
+    },
     #[error(
         "{what} does not match its checksum (expected {expected}, found {found}): the object was altered or replaced"
     )]
@@ -65,7 +84,7 @@ pub struct Index {
 }
 
 impl Index {
-    fn add(&mut self, file: IndexFile) {
+    pub(crate) fn add(&mut self, file: IndexFile) {
         for pack in file.packs {
             self.packs.insert(pack.id, pack.size);
             self.pack_contents.insert(pack.id, pack.blobs.clone());
@@ -104,6 +123,28 @@ impl Index {
             })
             .map(|(id, _)| *id)
     }
+}
+
+/// Whether a backup record belongs to a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// Recorded with this store's id, or (a record older than store ids) at
+    /// a location that is certainly this store.
+    Ours,
+    /// Recorded with another store's id, or at a location that is certainly
+    /// another store.
+    Other,
+    /// A record older than store ids whose location cannot be attributed
+    /// with certainty (a relative directory, a directory this host cannot
+    /// read, a location of another kind).
+    Uncertain,
+}
+
+/// Whether a binding was found or written by [`Repository::bind_catalog`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    Found,
+    Written,
 }
 
 pub enum InitOutcome {
@@ -211,6 +252,109 @@ impl Repository {
         &self.location
     }
 
+    /// Which store a backup record belongs to: by its `storeId`, or, for a
+    /// record written before store ids, by its manifest's location made
+    /// canonical (S3: the bucket and the prefix without outer `/`; a
+    /// directory: the `storeId` of the `config` found there). Never by
+    /// comparing location strings: one directory has many spellings.
+    pub async fn attribute(&self, record: &BackupRecord) -> Attribution {
+        if let Some(id) = &record.store_id {
+            return if *id == self.config.store_id {
+                Attribution::Ours
+            } else {
+                Attribution::Other
+            };
+        }
+        let Some(root) = record
+            .storage_location
+            .strip_suffix(&format!("manifests/{}", record.id))
+        else {
+            return Attribution::Uncertain;
+        };
+        match (&self.storage, Location::parse(root)) {
+            (Storage::S3 { .. }, Ok(theirs @ Location::S3 { .. })) => {
+                if Location::parse(&self.location).is_ok_and(|ours| ours == theirs) {
+                    Attribution::Ours
+                } else {
+                    Attribution::Other
+                }
+            }
+            (Storage::Dir { .. }, Ok(Location::Dir(path))) if path.is_absolute() => {
+                self.attribute_directory(&path).await
+            }
+            _ => Attribution::Uncertain,
+        }
+    }
+
+    /// A directory store is identified by the `config` it holds: the same
+    /// `storeId` is this store, another is another store; a directory this
+    /// host cannot read is uncertain (it may be this store mounted elsewhere).
+    async fn attribute_directory(&self, root: &Path) -> Attribution {
+        let config = root.join(self.layout.config());
+        let readable = tokio::fs::metadata(&config)
+            .await
+            .is_ok_and(|m| m.is_file() && m.len() <= MAX_CONFIG_LEN);
+        if !readable {
+            return Attribution::Uncertain;
+        }
+        let Ok(bytes) = tokio::fs::read(&config).await else {
+            return Attribution::Uncertain;
+        };
+        match StoreConfig::from_json(&bytes, &config.display().to_string()) {
+            Ok(found) if found.store_id == self.config.store_id => Attribution::Ours,
+            Ok(_) => Attribution::Other,
+            Err(_) => Attribution::Uncertain,
+        }
+    }
+
+    /// Whether this store has a manifest object for backup `id`.
+    pub async fn has_manifest(&self, id: &str) -> Result<bool, RepoError> {
+        Ok(self.storage.get_optional(&self.layout.manifest(id)).await?.is_some())
+    }
+
+    /// Checks that this store's backups are recorded in catalog `table` of
+    /// `region`; a store without a binding (initialised before bindings
+    /// existed) is bound to it now.
+    pub async fn bind_catalog(&self, table: &str, region: &str) -> Result<Binding, RepoError> {
+        if self.check_catalog(table, region).await? {
+            return Ok(Binding::Found);
+        }
+        let binding = CatalogBinding::new(&self.config.store_id, table, region, crate::times::now_text());
+        self.storage
+            .put(&self.layout.catalog_binding(), Bytes::from(binding.to_json()))
+            .await?;
+        tracing::info!(store = %self.location, table, region, "store bound to its catalog table");
+        Ok(Binding::Written)
+    }
+
+    /// [`Repository::bind_catalog`] without writing: Ok(false) when the
+    /// store has no binding yet.
+    pub async fn check_catalog(&self, table: &str, region: &str) -> Result<bool, RepoError> {
+        let key = self.layout.catalog_binding();
+        let what = self.storage.describe(&key);
+        let Some(bytes) = self.storage.get_optional(&key).await? else {
+            return Ok(false);
+        };
+        let binding = CatalogBinding::from_json(&bytes, &what)?;
+        if binding.store_id != self.config.store_id {
+            return Err(RepoError::ForeignBinding {
+                what,
+                expected: self.config.store_id.clone(),
+                found: binding.store_id,
+            });
+        }
+        if !binding.names(table, region) {
+            return Err(RepoError::WrongCatalog {
+                store: self.location.clone(),
+                bound_table: binding.table,
+                bound_region: binding.region,
+                given_table: table.to_owned(),
+                given_region: region.to_owned(),
+            });
+        }
+        Ok(true)
+    }
+
     /// Moves the store's wrapped key to another KMS key; no data is rewritten.
     /// Returns the new key's ARN.
     pub async fn rewrap(&mut self, kms: &Kms, new_key: &str) -> Result<String, RepoError> {
@@ -313,6 +457,28 @@ impl Repository {
     /// Reads a whole pack.
     pub async fn get_pack(&self, id: &PackId) -> Result<Bytes, RepoError> {
         Ok(self.storage.get(&self.layout.pack(id)).await?)
+    }
+
+    /// A pack's index entry, from its own header: the whole pack is read,
+    /// its SHA-256 checked against its name and its header authenticated.
+    pub async fn index_pack_from_header(&self, id: &PackId) -> Result<IndexPack, RepoError> {
+        let key = self.pack_key(id);
+        let bytes = self.storage.get(&key).await?;
+        let what = self.storage.describe(&key);
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != id.to_hex() {
+            return Err(RepoError::Checksum {
+                what,
+                expected: id.to_hex(),
+                found,
+            });
+        }
+        let blobs = crate::format::read_pack_header(&self.keys, &bytes, &what)?;
+        Ok(IndexPack {
+            id: *id,
+            size: bytes.len() as u64,
+            blobs,
+        })
     }
 
     pub async fn put_pack(&self, pack: SealedPack) -> Result<IndexPack, RepoError> {

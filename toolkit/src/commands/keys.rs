@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
 use lifeboat::audit::AuditEvent;
-use lifeboat::repo::Repository;
+use lifeboat::repo::{InitOutcome, Repository};
 
 use crate::cli::KeysCommand;
 use crate::env::Env;
@@ -22,6 +22,8 @@ pub async fn init(env: &Env, create_table: bool) -> Result<ExitCode> {
     };
     let (storage, prefix) = env.storage()?;
     let outcome = Repository::init(storage, &prefix, &env.kms(), kms_key).await?;
+    let (InitOutcome::Created(repo) | InitOutcome::AlreadyInitialised(repo)) = &outcome;
+    repo.bind_catalog(env.catalog.table(), env.catalog.region()).await?;
     env.out.init(&outcome, env.catalog.table(), table);
     Ok(ExitCode::SUCCESS)
 }

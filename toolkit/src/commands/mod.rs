@@ -61,7 +61,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             grace,
             assume_dead_after,
             at,
-        } => retention::gc(&env, dry_run, grace, assume_dead_after, at.as_deref()).await,
+            max_delete_share,
+            force,
+        } => {
+            let options = retention::GcArgs {
+                dry_run,
+                grace,
+                assume_dead_after,
+                max_delete_share,
+                force,
+            };
+            retention::gc(&env, &options, at.as_deref()).await
+        }
+        Command::Index(command) => retention::index(&env, command).await,
         Command::Hold(command) => retention::hold(&env, command).await,
         Command::Retention(command) => retention::run(&env, command).await,
         Command::AuditLog(command) => audit_log::run(&env, command).await,

@@ -1,6 +1,7 @@
 //! `lifeboat retention apply` (plan a policy, print it or apply it), `gc`
-//! (two-phase garbage collection) and `hold add|remove|list` (legal holds
-//! retention respects).
+//! (two-phase garbage collection), `index rebuild` (the index recovered
+//! from the packs) and `hold add|remove|list` (legal holds retention
+//! respects).
 
 use std::process::ExitCode;
 
@@ -8,10 +9,10 @@ use anyhow::{anyhow, bail, Result};
 use lifeboat::audit::{actor_from_env, AuditEvent};
 use lifeboat::catalog::HoldRecord;
 use lifeboat::expire::{apply_expiry, plan_expiry};
-use lifeboat::gc::{collect_garbage, GcOptions};
+use lifeboat::gc::{collect_garbage, rebuild_index, GcOptions, RebuildOptions};
 use lifeboat::retention::RetentionPolicy;
 
-use crate::cli::{HoldCommand, RetentionArgs, RetentionCommand};
+use crate::cli::{HoldCommand, IndexCommand, RetentionArgs, RetentionCommand};
 use crate::env::{backup_id, canonical_source, parse_at, Env};
 use crate::exit;
 
@@ -72,22 +73,42 @@ async fn apply(env: &Env, args: &RetentionArgs) -> Result<ExitCode> {
     }
 }
 
-pub async fn gc(
-    env: &Env,
-    dry_run: bool,
-    grace: std::time::Duration,
-    assume_dead_after: std::time::Duration,
-    at: Option<&str>,
-) -> Result<ExitCode> {
+/// `lifeboat gc`'s flags.
+pub struct GcArgs {
+    pub dry_run: bool,
+    pub grace: std::time::Duration,
+    pub assume_dead_after: std::time::Duration,
+    /// Percent, above 0 and at most 100.
+    pub max_delete_share: f64,
+    pub force: bool,
+}
+
+pub async fn gc(env: &Env, args: &GcArgs, at: Option<&str>) -> Result<ExitCode> {
     let now = parse_at(at)?;
     let mut options = GcOptions::new(now);
-    options.grace = gc_duration(grace, "--grace")?;
-    options.assume_dead_after = gc_duration(assume_dead_after, "--assume-dead-after")?;
-    options.dry_run = dry_run;
+    options.grace = gc_duration(args.grace, "--grace")?;
+    options.assume_dead_after = gc_duration(args.assume_dead_after, "--assume-dead-after")?;
+    options.dry_run = args.dry_run;
+    options.max_delete_share = args.max_delete_share / 100.0;
+    options.force = args.force;
     let repo = env.open_repo().await?;
     let report = collect_garbage(&repo, &env.catalog, &options).await?;
     env.out.gc(&report);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lifeboat index rebuild`: exit 6 (damage) when a completed backup still misses chunks.
+pub async fn index(env: &Env, command: IndexCommand) -> Result<ExitCode> {
+    let IndexCommand::Rebuild { dry_run, concurrency } = command;
+    let repo = env.open_repo().await?;
+    let options = RebuildOptions { dry_run, concurrency };
+    let report = rebuild_index(&repo, &env.catalog, &options).await?;
+    env.out.index_rebuild(&report);
+    if report.complete() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::DAMAGE))
+    }
 }
 
 /// A duration flag as the garbage collector takes it.

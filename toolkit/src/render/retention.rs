@@ -3,7 +3,7 @@
 
 use lifeboat::catalog::HoldRecord;
 use lifeboat::expire::ExpirySummary;
-use lifeboat::gc::GcReport;
+use lifeboat::gc::{GcReport, RebuildReport};
 use lifeboat::retention::{RetentionPlan, RetentionPolicy};
 
 use super::{bytes, json, print_lines, Renderer};
@@ -47,6 +47,13 @@ impl Renderer {
             ),
             None => println!("No new garbage to mark."),
         }
+    }
+
+    pub fn index_rebuild(&self, r: &RebuildReport) {
+        if !self.is_text() {
+            return json(r);
+        }
+        print_lines(&index_rebuild_lines(r));
     }
 
     pub fn hold_added(&self, hold: &HoldRecord, added: bool) {
@@ -111,6 +118,42 @@ impl Renderer {
         }
         print_lines(&expiry_lines(s));
     }
+}
+
+/// `lifeboat index rebuild`'s result for people.
+fn index_rebuild_lines(r: &RebuildReport) -> Vec<String> {
+    let would = if r.dry_run { "would be " } else { "" };
+    let mut lines = vec![format!(
+        "{} of the store's {} packs were in no index; {} {would}indexed again from their headers ({} chunks){}.",
+        r.unindexed_packs,
+        r.packs,
+        r.packs_recovered,
+        r.chunks_recovered,
+        r.index.as_ref().map(|i| format!(", in {i}")).unwrap_or_default()
+    )];
+    for damaged in &r.damaged_packs {
+        lines.push(format!("Pack {} could not be read: {}", damaged.pack, damaged.error));
+    }
+    if r.damaged_backups.is_empty() {
+        lines.push(format!(
+            "Every chunk of the store's {} completed backups is {}indexed.",
+            r.backups_checked,
+            if r.dry_run { "then " } else { "" }
+        ));
+    } else {
+        lines.push(format!(
+            "{} of {} completed backups still reference chunks in no pack's header: they are damaged and cannot be fully restored:",
+            r.damaged_backups.len(),
+            r.backups_checked
+        ));
+        for b in &r.damaged_backups {
+            lines.push(format!("  {}  {} chunks missing", b.backup_id, b.chunks));
+        }
+    }
+    if r.dry_run {
+        lines.push("Dry run: nothing was written.".into());
+    }
+    lines
 }
 
 fn policy_text(policy: &RetentionPolicy) -> String {

@@ -46,6 +46,7 @@ fn record(spec: &str) -> BackupRecord {
         retention_until: None,
         checksum: None,
         storage_location: "s3://store/manifests/x".into(),
+        store_id: None,
         parent_backup: None,
         kms_key_id: "k".into(),
         error: (status == BackupStatus::Failed).then(|| "NoSuchBucket".into()),

@@ -18,7 +18,7 @@ use crate::catalog::{BackupRecord, BackupStatus, Begin, Catalog, CatalogError, C
 use crate::format::{BackupType, Entry, IndexPack, Manifest, SealedPack, FORMAT_VERSION};
 use crate::ids::BackupId;
 use crate::pipeline::{PackSink, PipelineError};
-use crate::repo::{RepoError, Repository};
+use crate::repo::{Attribution, RepoError, Repository};
 use crate::source::Source;
 use crate::storage::{Location, StorageError};
 use crate::times;
@@ -156,15 +156,12 @@ pub async fn run_backup(
     let started = Instant::now();
     let source = Arc::new(Source::new(&options.source, s3, region));
     let source_name = source.name();
+    repo.bind_catalog(catalog.table(), catalog.region()).await?;
     // Named objects always build on the newest backup, whatever the type asked.
     let parent = match (options.backup_type, &options.objects) {
         (BackupType::Full, None) => None,
-        (_, Some(_)) | (BackupType::Incremental, None) => catalog.latest_completed(&source_name, |_| true).await?,
-        (BackupType::Differential, None) => {
-            catalog
-                .latest_completed(&source_name, |r| r.backup_type == BackupType::Full)
-                .await?
-        }
+        (_, Some(_)) | (BackupType::Incremental, None) => latest_in_store(&repo, catalog, &source_name, false).await?,
+        (BackupType::Differential, None) => latest_in_store(&repo, catalog, &source_name, true).await?,
     };
     let backup_type = if parent.is_none() && options.backup_type != BackupType::Full {
         tracing::info!(source = %source_name, requested = options.backup_type.as_str(), "no completed backup to build on: running a full backup");
@@ -215,6 +212,33 @@ pub async fn run_backup(
     }
 }
 
+/// The newest completed backup of `source_name` in this store (a full one
+/// when `full` is set): a parent must be in the store its child is written
+/// to, or the child would reference chunks and a manifest this store does
+/// not have. A record older than store ids counts when it is certainly this
+/// store's, or when its manifest is here.
+async fn latest_in_store(
+    repo: &Repository,
+    catalog: &Catalog,
+    source_name: &str,
+    full: bool,
+) -> Result<Option<BackupRecord>, BackupError> {
+    for record in catalog.list(Some(source_name)).await? {
+        if record.status != BackupStatus::Completed || (full && record.backup_type != BackupType::Full) {
+            continue;
+        }
+        let here = match repo.attribute(&record).await {
+            Attribution::Ours => true,
+            Attribution::Other => false,
+            Attribution::Uncertain => repo.has_manifest(&record.id).await?,
+        };
+        if here {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
 /// Appends `backup.completed` to the audit trail. The backup is already
 /// complete: a trail that cannot be written is logged, not a failure.
 async fn record_completion(catalog: &Catalog, summary: &BackupSummary) {
@@ -263,7 +287,7 @@ pub(super) fn spawn_uploader(
 }
 
 /// A new backup's record, `pending`, created now: its id, where its
-/// manifest will be, the store's key.
+/// manifest will be, the store's id and key.
 pub(super) fn pending_record(repo: &Repository, source_name: &str, backup_type: BackupType) -> BackupRecord {
     let now = times::now();
     let id = BackupId::new(now);
@@ -281,6 +305,7 @@ pub(super) fn pending_record(repo: &Repository, source_name: &str, backup_type: 
         retention_until: None,
         checksum: None,
         storage_location: repo.storage.describe(&repo.layout.manifest(id.as_str())),
+        store_id: Some(repo.config.store_id.clone()),
         parent_backup: None,
         kms_key_id: repo.config.kms_key_id.clone(),
         error: None,

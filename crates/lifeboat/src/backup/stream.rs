@@ -50,6 +50,7 @@ where
     F: FnOnce() -> Result<R, StreamError> + Send + 'static,
 {
     let started = Instant::now();
+    repo.bind_catalog(catalog.table(), catalog.region()).await?;
     let mut record = pending_record(&repo, &spec.source_name, spec.backup_type);
     record.retention_until = spec.retention_days.map(|d| retention_until(&record.created_at, d));
     record.engine = spec.engine.clone();

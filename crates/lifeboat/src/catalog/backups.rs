@@ -68,6 +68,11 @@ pub struct BackupRecord {
     pub checksum: Option<String>,
     /// Where the manifest is: `s3://bucket/prefix/manifests/ID`.
     pub storage_location: String,
+    /// The `storeId` of the store's `config`: which store holds the backup,
+    /// whatever its location is called. Absent on records written before
+    /// stores were identified (see `repo::Repository::attribute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_backup: Option<String>,
     pub kms_key_id: String,
@@ -422,6 +427,7 @@ mod tests {
             retention_until: None,
             checksum: None,
             storage_location: "s3://store/manifests/bk".into(),
+            store_id: Some("00".repeat(16)),
             parent_backup: Some("bk-parent".into()),
             kms_key_id: "arn:k".into(),
             error: None,
@@ -466,6 +472,7 @@ mod tests {
             "createdAt",
             "parentBackup",
             "storageLocation",
+            "storeId",
         ] {
             assert!(json.get(field).is_some(), "{field} missing from {json}");
         }

@@ -3,6 +3,7 @@
 //! Architecture invariant: nothing here does I/O or knows AWS; callers hand
 //! in bytes and get bytes back, so every rule is unit-testable.
 
+mod binding;
 mod blob;
 mod config;
 mod gc;
@@ -10,6 +11,7 @@ mod index;
 mod manifest;
 mod pack;
 
+pub use binding::CatalogBinding;
 pub use blob::{open_blob, seal_blob};
 pub use config::{ChunkerParams, Compression, StoreConfig, FORMAT_VERSION};
 pub use gc::CandidateList;
@@ -64,6 +66,11 @@ impl Layout {
 
     pub fn config(&self) -> String {
         format!("{}config", self.prefix)
+    }
+
+    /// The store's catalog binding, next to `config`.
+    pub fn catalog_binding(&self) -> String {
+        format!("{}catalog", self.prefix)
     }
 
     pub fn pack(&self, id: &PackId) -> String {

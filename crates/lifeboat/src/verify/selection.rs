@@ -82,6 +82,7 @@ mod tests {
             retention_until: None,
             checksum: None,
             storage_location: format!("{location}{id}"),
+            store_id: None,
             parent_backup: None,
             kms_key_id: String::new(),
             error: None,
