@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use lifeboat_e2e::{aws_env, dynamodb_client, unique, workspace_bin};
+use lifeboat_e2e::{aws_env, dynamodb_client, unique, workspace_bin, REGION};
 use serde_json::Value;
 
 use crate::support::{
@@ -301,7 +301,13 @@ async fn gc_refuses_to_sweep_most_of_the_store_in_one_go_without_force() {
 #[tokio::test]
 async fn a_store_refuses_backups_and_gc_recorded_in_another_catalog_table() {
     let (store, _, _) = store_with_backup("binding").await;
+    // Another catalog table that exists: without the binding, a backup
+    // recorded there would be invisible to a collection reading the first.
     let other = unique("othercatalog");
+    lifeboat::catalog::Catalog::new(dynamodb_client().await, &other, REGION)
+        .create_table()
+        .await
+        .expect("create the other table");
     let source = create_bucket(&store.s3, "src2").await;
     put_objects(
         &store.s3,
