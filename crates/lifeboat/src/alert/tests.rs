@@ -52,6 +52,7 @@ fn record(spec: &str) -> BackupRecord {
         engine: None,
         server_version: None,
         database: None,
+        gc_ticket: None,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::catalog::{BackupRecord, Catalog};
 use crate::crypto::Keys;
 use crate::format::{Entry, FormatError, PackBuilder, SealedPack};
 use crate::pipeline::{ChunkSet, PipelineError, Worker};
-use crate::repo::Repository;
+use crate::repo::{Index, Repository};
 use crate::source::{Source, SourceEntry};
 
 /// Whether the parent's entry still describes the source's entry.
@@ -91,11 +91,12 @@ impl Attempt<'_> {
     pub(super) async fn run(&self) -> Result<BackupSummary, BackupError> {
         let id = &self.record.id;
         self.catalog.mark_in_progress(id).await?;
-        let index = self.repo.load_index().await?;
+        let index = load_index_in_gc_order(&self.repo, self.catalog, id).await?;
         let chunks = Arc::new(ChunkSet::new(index.dedup_chunks()));
         let previous = self.parent_entries().await?;
         let listed = self.listing(&previous).await?;
-        let (mut entries, jobs) = plan_reads(&listed, &previous);
+        let (mut entries, jobs) = plan_reads(&listed, &previous, &index);
+        drop(index);
         let changed = jobs.len() as u64;
         let counters = Arc::new(Counters::default());
 
@@ -254,14 +255,40 @@ impl Attempt<'_> {
     }
 }
 
+/// The store's index for a backup that is about to deduplicate against it,
+/// loaded only after the backup took its ticket of the store's GC sequence
+/// and recorded it in its record (FORMAT.md, "Garbage collection": a
+/// candidate list whose sequence is below the ticket existed before the
+/// index was read, so the backup avoids its chunks; the sweep of any other
+/// list waits for the backup).
+pub(super) async fn load_index_in_gc_order(
+    repo: &Repository,
+    catalog: &Catalog,
+    id: &str,
+) -> Result<Index, BackupError> {
+    let ticket = catalog.take_gc_ticket(&repo.config.store_id).await?;
+    catalog.record_gc_ticket(id, ticket).await?;
+    Ok(repo.load_index().await?)
+}
+
 /// Change detection: each listed entry the parent's (unchanged) or to be
-/// read (`None`, its index among the jobs).
-fn plan_reads(listed: &[SourceEntry], previous: &HashMap<String, Entry>) -> (Vec<Option<Entry>>, Vec<usize>) {
+/// read (`None`, its index among the jobs). An unchanged entry is reused
+/// only if every chunk of it may be reused (`Index::may_reuse`): a chunk on
+/// a garbage-collection candidate list (its parent may have been deleted
+/// meanwhile) would be swept under the new backup, so the entry is read
+/// again, as if changed.
+fn plan_reads(
+    listed: &[SourceEntry],
+    previous: &HashMap<String, Entry>,
+    index: &Index,
+) -> (Vec<Option<Entry>>, Vec<usize>) {
     let mut entries: Vec<Option<Entry>> = Vec::with_capacity(listed.len());
     let mut jobs = Vec::new();
     for (i, item) in listed.iter().enumerate() {
         match previous.get(&item.path) {
-            Some(prev) if unchanged(prev, item) => entries.push(Some(prev.clone())),
+            Some(prev) if unchanged(prev, item) && prev.chunks.iter().all(|c| index.may_reuse(c)) => {
+                entries.push(Some(prev.clone()))
+            }
             _ => {
                 entries.push(None);
                 jobs.push(i);
