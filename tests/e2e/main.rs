@@ -11,6 +11,7 @@ mod failover;
 mod files;
 mod function;
 mod gc;
+mod gc_concurrency;
 mod harness_selftest;
 mod infra;
 mod integrity;

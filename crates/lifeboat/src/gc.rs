@@ -583,3 +583,59 @@ async fn mark(
     }
     Ok(Some(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unfinished(created_at: &str, gc_ticket: Option<u64>) -> BackupRecord {
+        let mut record: BackupRecord = serde_json::from_value(serde_json::json!({
+            "id": "bk-20261207T210000Z-0000abcd", "type": "full", "status": "in_progress",
+            "source": "s3://src/app", "size": 0, "compressedSize": 0, "entryCount": 0,
+            "changedCount": 0, "createdAt": created_at,
+            "storageLocation": "s3://store/manifests/bk-20261207T210000Z-0000abcd", "kmsKeyId": "k",
+        }))
+        .unwrap();
+        record.gc_ticket = gc_ticket;
+        record
+    }
+
+    #[test]
+    fn the_sweep_waits_for_backups_by_ticket_whatever_their_clocks_say() {
+        let now: Timestamp = "2026-12-07T22:00:00Z".parse().unwrap();
+        let options = GcOptions::new(now);
+        let list = CandidateList {
+            sequence: Some(5),
+            ..CandidateList::new("2026-12-07T20:00:00.000Z".into(), vec![], vec![])
+        };
+        // A backup whose host clock runs two hours ahead took its ticket
+        // before the list's sequence was read: it may have loaded the index
+        // before the list existed.
+        assert!(may_predate(
+            &unfinished("2026-12-07T22:00:00.000Z", Some(5)),
+            &list,
+            5,
+            &options
+        ));
+        // One whose clock runs a day behind took its ticket after: it saw the list.
+        assert!(!may_predate(
+            &unfinished("2026-12-06T20:00:00.000Z", Some(6)),
+            &list,
+            5,
+            &options
+        ));
+        // Records without a ticket (older writers) keep the clock rule.
+        assert!(may_predate(
+            &unfinished("2026-12-07T20:04:00.000Z", None),
+            &list,
+            5,
+            &options
+        ));
+        assert!(!may_predate(
+            &unfinished("2026-12-07T20:06:00.000Z", None),
+            &list,
+            5,
+            &options
+        ));
+    }
+}

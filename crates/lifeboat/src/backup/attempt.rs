@@ -399,6 +399,46 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_entry_whose_chunks_are_gc_candidates_is_read_again() {
+        use crate::ids::{ChunkId, PackId};
+        use crate::repo::ChunkLocation;
+        let at = |pack: u8| ChunkLocation {
+            pack: PackId([pack; 32]),
+            offset: 0,
+            length: 1,
+            raw_length: 1,
+        };
+        let mut index = Index::default();
+        index.chunks.insert(ChunkId([1; 32]), at(1)); // kept
+        index.chunks.insert(ChunkId([2; 32]), at(1)); // a listed candidate
+        index.chunks.insert(ChunkId([3; 32]), at(9)); // only in a listed pack
+        index.candidate_chunks.insert(ChunkId([2; 32]));
+        index.candidate_packs.insert(PackId([9; 32]));
+        // Chunk 4 is in no index at all.
+        let names = ["kept", "candidate", "in-candidate-pack", "unindexed", "mixed"];
+        let chunk_lists = [vec![1], vec![2], vec![3], vec![4], vec![1, 2]];
+        let mut previous = HashMap::new();
+        let mut now = Vec::new();
+        for (name, chunks) in names.iter().zip(chunk_lists) {
+            let mut prev = entry(1, Some("\"a\""), None);
+            prev.path = (*name).into();
+            prev.chunks = chunks.into_iter().map(|c| ChunkId([c; 32])).collect();
+            previous.insert(prev.path.clone(), prev);
+            let mut item = listed(1, Some("\"a\""), None);
+            item.path = (*name).into();
+            now.push(item);
+        }
+        let (entries, jobs) = plan_reads(&now, &previous, &index);
+        assert_eq!(
+            jobs,
+            vec![1, 2, 3, 4],
+            "every entry with a chunk that may go is read again"
+        );
+        assert_eq!(entries[0].as_ref().map(|e| e.path.as_str()), Some("kept"));
+        assert!(entries[1..].iter().all(Option::is_none));
+    }
+
+    #[test]
     fn change_detection_uses_etag_for_objects_and_mtime_for_files() {
         let cases = [
             (

@@ -346,12 +346,7 @@ mod tests {
                 vec![],
             ),
             ("alert state", vec![alert_pk("KEY")], vec![ALERT_SK.into()], vec![]),
-            (
-                "GC lease",
-                vec![gc_lease_pk("STORE")],
-                vec![GC_LEASE_SK.into()],
-                vec![],
-            ),
+            ("GC lease", vec![gc_lease_pk("STORE")], vec![GC_LEASE_SK.into()], vec![]),
             (
                 "GC sequence",
                 vec![gc_sequence_pk("STORE")],

@@ -134,7 +134,8 @@ impl Lease {
     /// Renews the lease now: an error if another run took it over (or the
     /// heartbeat found so), so the caller stops before acting on it.
     pub async fn confirm(&self) -> Result<(), LeaseError> {
-        if !self.lost.load(Ordering::Relaxed) && renew(&self.catalog, &self.pk, &self.sk, &self.owner, self.ttl).await? {
+        if !self.lost.load(Ordering::Relaxed) && renew(&self.catalog, &self.pk, &self.sk, &self.owner, self.ttl).await?
+        {
             return Ok(());
         }
         self.lost.store(true, Ordering::Relaxed);
@@ -238,7 +239,10 @@ impl Catalog {
             let holder = self.read_lease(&pk, &sk).await?;
             return Err(LeaseError::Held {
                 what,
-                owner: holder.as_ref().map(|h| h.owner.clone()).unwrap_or_else(|| "another run".into()),
+                owner: holder
+                    .as_ref()
+                    .map(|h| h.owner.clone())
+                    .unwrap_or_else(|| "another run".into()),
                 expires_at: holder.map(|h| h.expires_at).unwrap_or_else(|| "an unknown time".into()),
             });
         }
@@ -271,8 +275,14 @@ impl Catalog {
         ttl: SignedDuration,
     ) -> Result<Lease, LeaseError> {
         let what = format!("the garbage-collection lease of store {store}");
-        self.acquire_lease((keys::gc_lease_pk(store), keys::GC_LEASE_SK.into(), what), owner, None, now, ttl)
-            .await
+        self.acquire_lease(
+            (keys::gc_lease_pk(store), keys::GC_LEASE_SK.into(), what),
+            owner,
+            None,
+            now,
+            ttl,
+        )
+        .await
     }
 
     /// Registers a restore of `backup_id` from store `store` so sweeps wait

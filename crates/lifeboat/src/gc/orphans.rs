@@ -5,8 +5,8 @@
 //! completion is a conditional update from `in_progress`, and retention marks
 //! a record `deleted` before it deletes the manifest (a crash between the two
 //! leaves this kind of orphan). Never a manifest of a `completed`,
-//! `pending` or `in_progress` backup, nor of a held one, nor an object whose
-//! name is not a backup id.
+//! `pending` or `in_progress` backup, nor of a held one, nor of the parent
+//! of an unfinished backup, nor an object whose name is not a backup id.
 
 use std::collections::{HashMap, HashSet};
 
@@ -40,7 +40,14 @@ pub(super) async fn collect_orphan_manifests(
     if objects.is_empty() {
         return Ok(Vec::new());
     }
-    let listed: HashMap<String, BackupStatus> = catalog.list(None).await?.into_iter().map(|r| (r.id, r.status)).collect();
+    let records = catalog.list(None).await?;
+    // A running incremental reads its parent's manifest: kept while it runs.
+    let parents: HashSet<String> = records
+        .iter()
+        .filter(|r| matches!(r.status, BackupStatus::Pending | BackupStatus::InProgress))
+        .filter_map(|r| r.parent_backup.clone())
+        .collect();
+    let listed: HashMap<String, BackupStatus> = records.into_iter().map(|r| (r.id, r.status)).collect();
     let held: HashSet<String> = catalog.list_holds().await?.into_iter().map(|h| h.backup_id).collect();
     let mut orphans = Vec::new();
     for object in objects {
@@ -54,7 +61,7 @@ pub(super) async fn collect_orphan_manifests(
             .as_deref()
             .and_then(parse_time)
             .is_some_and(|at| at + options.grace <= options.now);
-        if !old || held.contains(id) || listed.get(id).is_some_and(|s| owns_manifest(*s)) {
+        if !old || held.contains(id) || parents.contains(id) || listed.get(id).is_some_and(|s| owns_manifest(*s)) {
             continue;
         }
         // The listing is read through an index, eventually consistent:
