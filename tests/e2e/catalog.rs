@@ -29,6 +29,7 @@ fn record(minutes_ago: i64) -> BackupRecord {
         engine: None,
         server_version: None,
         database: None,
+        gc_ticket: None,
     }
 }
 

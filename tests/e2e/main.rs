@@ -12,6 +12,7 @@ mod files;
 mod function;
 mod gc;
 mod gc_safety;
+mod gc_concurrency;
 mod harness_selftest;
 mod infra;
 mod integrity;

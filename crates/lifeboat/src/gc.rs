@@ -6,9 +6,12 @@
 //!    a candidate list `gc/ID`. Backups that start after the list exists do
 //!    not deduplicate against its chunks, nor against chunks stored only in
 //!    the packs it names (`Index::dedup_chunks`).
-//! 2. **Sweep**, in a later run once the list is older than the grace period
-//!    and every backup created before the list (plus a clock margin) has
-//!    finished: references are recomputed from all completed manifests;
+//! 2. **Sweep**, in a later run once the list is older than the grace period,
+//!    every backup that may have loaded the index before the list existed
+//!    has finished (its ticket of the store's GC sequence is at most the
+//!    list's `sequence`: an order from the catalog, not a clock), and no
+//!    registered restore of the store is live: references are recomputed
+//!    from all completed manifests;
 //!    candidates referenced meanwhile are rescued (copied into new packs if
 //!    their pack goes); a consolidated index is written, the old index
 //!    objects deleted, then the packs, then the list.
@@ -25,12 +28,21 @@
 //! sweep (it may have deduplicated against a candidate); one unfinished for
 //! longer than `assume_dead_after` is marked failed, so it can never complete
 //! afterwards (its completion is a conditional update from `in_progress`).
+//!
+//! A run holds the store's GC lease (`catalog::leases`) throughout, renewed
+//! by a heartbeat and confirmed before anything is deleted, so two
+//! collections never act on different views of one store. The parents of
+//! unfinished backups count as referenced when marking, and manifests no
+//! live backup owns are collected (`orphans`).
+
+mod orphans;
 
 use std::collections::HashSet;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::catalog::leases::{run_owner, Lease, LeaseError, LEASE_TTL};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog, CatalogError};
 use crate::format::{BlobLocation, CandidateList, IndexPack, PackBuilder, PackHeaderEntry};
 use crate::ids::{ChunkId, PackId};
@@ -55,6 +67,8 @@ pub enum GcError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     #[error("backup {id} is completed but its manifest cannot be read ({error}): garbage collection stopped without deleting anything; run `lifeboat verify {id}`")]
     UnreadableManifest { id: String, error: RepoError },
     #[error("pack {pack} is damaged: chunk {chunk} lies outside its {size} bytes; garbage collection stopped before deleting anything of this list")]
@@ -92,6 +106,10 @@ pub struct GcOptions {
     pub max_delete_share: f64,
     /// Sweep whatever share of the store is garbage.
     pub force: bool,
+    /// This run, as the GC lease names its holder.
+    pub owner: String,
+    /// How long the GC lease lasts without renewal.
+    pub lease_ttl: SignedDuration,
 }
 
 impl GcOptions {
@@ -105,6 +123,8 @@ impl GcOptions {
             dry_run: false,
             max_delete_share: 0.5,
             force: false,
+            owner: run_owner(&crate::audit::actor_from_env()),
+            lease_ttl: LEASE_TTL,
         }
     }
 }
@@ -148,6 +168,9 @@ pub struct GcReport {
     pub waiting: Vec<Waiting>,
     pub abandoned_backups: Vec<String>,
     pub marked: Option<MarkReport>,
+    /// Backups whose manifest was collected (or would be, in a dry run):
+    /// their record is absent, failed or deleted.
+    pub orphan_manifests: Vec<String>,
 }
 
 fn parse_time(text: &str) -> Option<Timestamp> {
@@ -159,9 +182,134 @@ fn is_live(index: &Index, referenced: &HashSet<ChunkId>, pack: &PackId, blob: &B
     referenced.contains(&blob.id) && index.chunks.get(&blob.id).is_some_and(|l| l.pack == *pack)
 }
 
-/// Runs one garbage collection: sweeps the candidate lists that are due,
-/// then marks new garbage.
+/// Chunks of the parents of unfinished backups: such a backup may reuse its
+/// parent's chunk lists for unchanged entries even if retention deleted the
+/// parent meanwhile. A parent whose manifest is already gone is skipped: the
+/// backup then checks the chunks it reuses against the candidate lists
+/// (`backup::attempt`), and the sweep waits for it as the sequence says.
+async fn running_parents_chunks(repo: &Repository, records: &[BackupRecord]) -> HashSet<ChunkId> {
+    let mut chunks = HashSet::new();
+    let parents: HashSet<&str> = records
+        .iter()
+        .filter(|r| matches!(r.status, BackupStatus::Pending | BackupStatus::InProgress))
+        .filter_map(|r| r.parent_backup.as_deref())
+        .collect();
+    for parent in parents {
+        match repo.get_manifest(parent, None).await {
+            Ok(manifest) => chunks.extend(manifest.entries.into_iter().flat_map(|e| e.chunks)),
+            Err(error) => tracing::info!(parent, %error, "an unfinished backup's parent manifest is not readable"),
+        }
+    }
+    chunks
+}
+
+/// Runs one garbage collection under the store's GC lease: sweeps the
+/// candidate lists that are due, then marks new garbage, then collects
+/// orphan manifests. A dry run takes no lease (it changes nothing).
 pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcOptions) -> Result<GcReport, GcError> {
+    if options.dry_run {
+        return collect_all(repo, catalog, options, None).await;
+    }
+    let lease = catalog
+        .acquire_gc_lease(&repo.config.store_id, &options.owner, times::now(), options.lease_ttl)
+        .await?
+        .with_heartbeat();
+    let result = collect_all(repo, catalog, options, Some(&lease)).await;
+    let released = lease.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn collect_all(
+    repo: &Repository,
+    catalog: &Catalog,
+    options: &GcOptions,
+    lease: Option<&Lease>,
+) -> Result<GcReport, GcError> {
+    let mut report = collect(repo, catalog, options, lease).await?;
+    report.orphan_manifests = orphans::collect_orphan_manifests(repo, catalog, options, lease).await?;
+    Ok(report)
+}
+
+/// Why an unfinished backup must finish before `list` (whose sequence is
+/// `sequence`) is swept: it took its GC ticket no later than the list's
+/// sequence was read, or, a record without a ticket, it was created before
+/// the list plus the clock margin.
+fn may_predate(record: &BackupRecord, list: &CandidateList, sequence: u64, options: &GcOptions) -> bool {
+    match record.gc_ticket {
+        Some(ticket) => ticket <= sequence,
+        None => {
+            let created = parse_time(&list.created_at).unwrap_or(options.now);
+            parse_time(&record.created_at).unwrap_or(options.now) < created + options.clock_margin
+        }
+    }
+}
+
+/// Why the sweep of a list must wait for restores: the live registrations
+/// of this store's restores, as a reason; `None` if there are none.
+async fn restores_running(repo: &Repository, catalog: &Catalog) -> Result<Option<String>, GcError> {
+    let live = catalog.live_restores(&repo.config.store_id, times::now()).await?;
+    Ok(live.first().map(|r| {
+        format!(
+            "a restore of {} by {} is running (registered until {}){}",
+            r.backup_id.as_deref().unwrap_or("a backup"),
+            r.owner,
+            r.expires_at,
+            match live.len() {
+                1 => String::new(),
+                n => format!(", and {} more", n - 1),
+            }
+        )
+    }))
+}
+
+/// The list's sequence: recorded by the mark, or (a list written before
+/// lists were ordered, or by a mark interrupted before ordering it) read
+/// now and recorded, which is later than the list was stored, as the
+/// argument needs. `key` is replaced by the ordered list's key.
+async fn list_sequence(
+    repo: &Repository,
+    catalog: &Catalog,
+    key: &mut String,
+    list: &CandidateList,
+    options: &GcOptions,
+) -> Result<u64, GcError> {
+    if let Some(sequence) = list.sequence {
+        return Ok(sequence);
+    }
+    if options.dry_run {
+        return Ok(catalog.gc_sequence(&repo.config.store_id).await?);
+    }
+    let (ordered, sequence) = order_list(repo, catalog, key, list.clone()).await?;
+    *key = ordered;
+    Ok(sequence)
+}
+
+/// Records in a stored list the store's GC sequence read now (after the
+/// list at `key` is durable): stores the ordered list, then deletes the
+/// one at `key`. Returns the ordered list's key and its sequence.
+async fn order_list(
+    repo: &Repository,
+    catalog: &Catalog,
+    key: &str,
+    mut list: CandidateList,
+) -> Result<(String, u64), GcError> {
+    let sequence = catalog.gc_sequence(&repo.config.store_id).await?;
+    list.sequence = Some(sequence);
+    let ordered = repo.put_gc_candidates(&list).await?;
+    if ordered != key {
+        repo.storage.delete(key).await.map_err(RepoError::from)?;
+    }
+    Ok((ordered, sequence))
+}
+
+async fn collect(
+    repo: &Repository,
+    catalog: &Catalog,
+    options: &GcOptions,
+    lease: Option<&Lease>,
+) -> Result<GcReport, GcError> {
     let mut report = GcReport {
         dry_run: options.dry_run,
         ..GcReport::default()
@@ -171,8 +319,9 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
     } else {
         repo.bind_catalog(catalog.table(), catalog.region()).await?;
     }
-    let (index, records, references) = checked_view(repo, catalog).await?;
-    for (key, list) in &index.candidate_lists {
+    let (index, mut records, references) = checked_view(repo, catalog).await?;
+    for (stored_key, list) in &index.candidate_lists {
+        let key = &mut stored_key.clone();
         let created = parse_time(&list.created_at).unwrap_or(options.now);
         if created + options.grace > options.now {
             report.waiting.push(Waiting {
@@ -185,16 +334,16 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
             });
             continue;
         }
-        let cutoff = created + options.clock_margin;
+        let sequence = list_sequence(repo, catalog, key, list, options).await?;
         let mut blocked = None;
         for record in records
             .iter()
             .filter(|r| matches!(r.status, BackupStatus::Pending | BackupStatus::InProgress))
         {
-            let started = parse_time(&record.created_at).unwrap_or(options.now);
-            if started >= cutoff {
+            if !may_predate(record, list, sequence, options) {
                 continue;
             }
+            let started = parse_time(&record.created_at).unwrap_or(options.now);
             if started + options.assume_dead_after <= options.now {
                 if !options.dry_run {
                     let message = format!(
@@ -219,30 +368,44 @@ pub async fn collect_garbage(repo: &Repository, catalog: &Catalog, options: &GcO
             });
             continue;
         }
-        if options.dry_run {
-            report
-                .swept
-                .push(sweep(repo, &index, key, list, &references.chunks, options).await?);
-            continue;
-        }
-        // Re-read: backups may have completed (or been failed just now).
-        let current = store_backups(repo, catalog).await?;
-        let referenced = referenced_chunks(repo, &current, &index).await?;
-        if referenced.any_unindexed() {
-            ensure_indexed(repo, &referenced).await?;
+        if let Some(reason) = restores_running(repo, catalog).await? {
             report.waiting.push(Waiting {
                 list: key.clone(),
-                reason: "backups completed while this run read the index; the next run sweeps".into(),
+                reason,
             });
-            return Ok(report);
+            continue;
+        }
+        let mut referenced = if options.dry_run {
+            references.chunks.clone()
+        } else {
+            // Re-read: backups may have completed (or been failed just now).
+            records = store_backups(repo, catalog).await?;
+            let current = referenced_chunks(repo, &records, &index).await?;
+            if current.any_unindexed() {
+                ensure_indexed(repo, &current).await?;
+                report.waiting.push(Waiting {
+                    list: key.clone(),
+                    reason: "backups completed while this run read the index; the next run sweeps".into(),
+                });
+                return Ok(report);
+            }
+            current.chunks
+        };
+        referenced.extend(running_parents_chunks(repo, &records).await);
+        if let Some(lease) = lease {
+            lease.confirm().await?;
         }
         report
             .swept
-            .push(sweep(repo, &index, key, list, &referenced.chunks, options).await?);
-        // One list per run: the index changed under the next one.
-        return Ok(report);
+            .push(sweep(repo, &index, key, list, &referenced, options, lease).await?);
+        if !options.dry_run {
+            // One list per run: the index changed under the next one.
+            return Ok(report);
+        }
     }
-    report.marked = mark(repo, &index, &references.chunks, options).await?;
+    let mut referenced = references.chunks;
+    referenced.extend(running_parents_chunks(repo, &records).await);
+    report.marked = mark(repo, catalog, &index, &referenced, options).await?;
     Ok(report)
 }
 
@@ -312,6 +475,7 @@ async fn sweep(
     list: &CandidateList,
     referenced: &HashSet<ChunkId>,
     options: &GcOptions,
+    lease: Option<&Lease>,
 ) -> Result<SweepReport, GcError> {
     let mut report = SweepReport {
         list: key.to_owned(),
@@ -403,6 +567,9 @@ async fn sweep(
     packs.sort_by_key(|p| p.id);
     let consolidated = repo.put_index(packs).await?;
     let consolidated_key = repo.layout.index(&consolidated);
+    if let Some(lease) = lease {
+        lease.confirm().await?;
+    }
     for old in index.index_keys.iter().filter(|k| **k != consolidated_key) {
         repo.storage.delete(old).await.map_err(RepoError::from)?;
     }
@@ -426,6 +593,7 @@ async fn sweep(
 
 async fn mark(
     repo: &Repository,
+    catalog: &Catalog,
     index: &Index,
     referenced: &HashSet<ChunkId>,
     options: &GcOptions,
@@ -487,10 +655,68 @@ async fn mark(
     if !options.dry_run {
         chunks.sort();
         packs.sort();
-        // The list's time is the wall clock, not `options.now`: the sweep
-        // compares it with backups' creation times, which are wall-clock too.
+        // The list's time is the wall clock, not `options.now`: the grace
+        // period and the rule for backups without a ticket count from it.
+        // Its order against backups is the sequence read once it is stored.
         let list = CandidateList::new(times::now_text(), chunks, packs);
-        report.list = Some(repo.put_gc_candidates(&list).await?);
+        let key = repo.put_gc_candidates(&list).await?;
+        report.list = Some(order_list(repo, catalog, &key, list).await?.0);
     }
     Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unfinished(created_at: &str, gc_ticket: Option<u64>) -> BackupRecord {
+        let mut record: BackupRecord = serde_json::from_value(serde_json::json!({
+            "id": "bk-20261207T210000Z-0000abcd", "type": "full", "status": "in_progress",
+            "source": "s3://src/app", "size": 0, "compressedSize": 0, "entryCount": 0,
+            "changedCount": 0, "createdAt": created_at,
+            "storageLocation": "s3://store/manifests/bk-20261207T210000Z-0000abcd", "kmsKeyId": "k",
+        }))
+        .unwrap();
+        record.gc_ticket = gc_ticket;
+        record
+    }
+
+    #[test]
+    fn the_sweep_waits_for_backups_by_ticket_whatever_their_clocks_say() {
+        let now: Timestamp = "2026-12-07T22:00:00Z".parse().unwrap();
+        let options = GcOptions::new(now);
+        let list = CandidateList {
+            sequence: Some(5),
+            ..CandidateList::new("2026-12-07T20:00:00.000Z".into(), vec![], vec![])
+        };
+        // A backup whose host clock runs two hours ahead took its ticket
+        // before the list's sequence was read: it may have loaded the index
+        // before the list existed.
+        assert!(may_predate(
+            &unfinished("2026-12-07T22:00:00.000Z", Some(5)),
+            &list,
+            5,
+            &options
+        ));
+        // One whose clock runs a day behind took its ticket after: it saw the list.
+        assert!(!may_predate(
+            &unfinished("2026-12-06T20:00:00.000Z", Some(6)),
+            &list,
+            5,
+            &options
+        ));
+        // Records without a ticket (older writers) keep the clock rule.
+        assert!(may_predate(
+            &unfinished("2026-12-07T20:04:00.000Z", None),
+            &list,
+            5,
+            &options
+        ));
+        assert!(!may_predate(
+            &unfinished("2026-12-07T20:06:00.000Z", None),
+            &list,
+            5,
+            &options
+        ));
+    }
 }

@@ -116,12 +116,17 @@ impl Index {
     /// a whole, e.g. one no index listed when it was marked: its chunks are
     /// not on the list one by one, and the sweep may delete them).
     pub fn dedup_chunks(&self) -> impl Iterator<Item = ChunkId> + '_ {
-        self.chunks
-            .iter()
-            .filter(|(id, location)| {
-                !self.candidate_chunks.contains(id) && !self.candidate_packs.contains(&location.pack)
-            })
-            .map(|(id, _)| *id)
+        self.chunks.keys().filter(|id| self.may_reuse(id)).copied()
+    }
+
+    /// Whether a new backup may reference `id` without storing it: it is
+    /// indexed, not a candidate, and not stored only in a candidate pack.
+    pub fn may_reuse(&self, id: &ChunkId) -> bool {
+        !self.candidate_chunks.contains(id)
+            && self
+                .chunks
+                .get(id)
+                .is_some_and(|location| !self.candidate_packs.contains(&location.pack))
     }
 }
 

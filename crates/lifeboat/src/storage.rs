@@ -394,7 +394,11 @@ fn list_dir(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> 
                         key,
                         size: meta.len(),
                         etag: None,
-                        modified: None,
+                        modified: meta
+                            .modified()
+                            .ok()
+                            .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                            .map(crate::times::format),
                     });
                 }
             }

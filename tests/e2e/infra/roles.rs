@@ -258,6 +258,8 @@ fn the_retention_role_expires_collects_and_audits() {
             "dynamodb:LeadingKeys",
             "snapshot#db-nightly#arn:aws:rds:us-east-1:123456789012:db:orders-db#2026-11-23T02:00:00Z",
         ),
+        // Garbage collection's lease, released at the end of a run.
+        Request::new("dynamodb:DeleteItem", &r.table).with("dynamodb:LeadingKeys", "gclease#st-0a1b2c"),
     ];
     let denied = [
         // Object Lock keeps each version: never deleted, never unlocked.

@@ -1,6 +1,7 @@
 //! `lifeboat restore files|dump` (from the store, with a progress bar for
 //! files); `restore db|snapshot` are RDS recovery jobs (`recovery`).
 
+use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lifeboat::audit::AuditEvent;
+use lifeboat::audit::{actor_from_env, AuditEvent};
+use lifeboat::catalog::leases::{run_owner, LEASE_TTL};
 use lifeboat::db::url::DatabaseUrl;
 use lifeboat::dump::{restore_dump, restore_dump_to_file, DumpRestoreOptions};
 use lifeboat::restore::{plan_restore, run_restore, RestoreOptions};
@@ -63,7 +65,9 @@ async fn files(
             }
         })
     };
-    let result = run_restore(repo, &env.clients.s3, &env.clients.region, plan, &options).await;
+    let store = repo.config.store_id.clone();
+    let restore = run_restore(repo, &env.clients.s3, &env.clients.region, plan, &options);
+    let result = registered(env, &store, &id, restore).await;
     ticker.abort();
     bar.finish_and_clear();
     let summary = result?;
@@ -80,6 +84,27 @@ async fn files(
     .await;
     env.out.restore(&summary);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `restore` (of backup `id` from store `store`) registered in the
+/// catalog, so garbage collection does not sweep the store's packs under it
+/// (FORMAT.md, "Garbage collection"): the registration is renewed while the
+/// restore runs and removed when it ends.
+async fn registered<T, E>(env: &Env, store: &str, id: &str, restore: impl Future<Output = Result<T, E>>) -> Result<T>
+where
+    anyhow::Error: From<E>,
+{
+    let owner = run_owner(&actor_from_env());
+    let registration = env
+        .catalog
+        .register_restore(store, id, &owner, lifeboat::times::now(), LEASE_TTL)
+        .await?
+        .with_heartbeat();
+    let result = restore.await;
+    if let Err(error) = registration.release().await {
+        tracing::warn!(%error, "the restore's registration stays until it expires");
+    }
+    Ok(result?)
 }
 
 /// The restore's progress on standard error, when it is a terminal and the output is text.
@@ -99,19 +124,22 @@ async fn dump(env: &Env, id: &str, to: &str, overwrite: bool, source: Option<&st
         // A file: the verified dump itself (a Redis RDB for a stopped server).
         let id = env.resolve_backup(id, source).await?;
         let repo = env.open_repo().await?;
-        let summary = restore_dump_to_file(repo, &env.catalog, &id, Path::new(to), overwrite).await?;
+        let store = repo.config.store_id.clone();
+        let restore = restore_dump_to_file(repo, &env.catalog, &id, Path::new(to), overwrite);
+        let summary = registered(env, &store, &id, restore).await?;
         env.out.restore_dump_file(&summary);
         return Ok(ExitCode::SUCCESS);
     }
     let target = DatabaseUrl::parse(to).context("--to")?;
     let id = env.resolve_backup(id, source).await?;
     let repo = env.open_repo().await?;
+    let store = repo.config.store_id.clone();
     let options = DumpRestoreOptions {
-        backup_id: id,
+        backup_id: id.clone(),
         target,
         overwrite,
     };
-    let summary = restore_dump(repo, &env.catalog, &options).await?;
+    let summary = registered(env, &store, &id, restore_dump(repo, &env.catalog, &options)).await?;
     env.out.restore_dump(&summary);
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,9 @@ impl Renderer {
         for id in &r.abandoned_backups {
             println!("Backup {id} was unfinished for too long: {would}marked failed.");
         }
+        for id in &r.orphan_manifests {
+            println!("Manifest of backup {id} (its record is absent, failed or deleted): {would}deleted.");
+        }
         match &r.marked {
             Some(m) => println!(
                 "Marked {} of garbage: {} chunks in {} packs to delete and {} to rewrite, {} packs no index lists{}.",

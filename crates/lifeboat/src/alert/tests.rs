@@ -53,6 +53,7 @@ fn record(spec: &str) -> BackupRecord {
         engine: None,
         server_version: None,
         database: None,
+        gc_ticket: None,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::catalog::{BackupRecord, Catalog};
 use crate::crypto::Keys;
 use crate::format::{Entry, FormatError, PackBuilder, SealedPack};
 use crate::pipeline::{ChunkSet, PipelineError, Worker};
-use crate::repo::Repository;
+use crate::repo::{Index, Repository};
 use crate::source::{Source, SourceEntry};
 
 /// Whether the parent's entry still describes the source's entry.
@@ -91,11 +91,12 @@ impl Attempt<'_> {
     pub(super) async fn run(&self) -> Result<BackupSummary, BackupError> {
         let id = &self.record.id;
         self.catalog.mark_in_progress(id).await?;
-        let index = self.repo.load_index().await?;
+        let index = load_index_in_gc_order(&self.repo, self.catalog, id).await?;
         let chunks = Arc::new(ChunkSet::new(index.dedup_chunks()));
         let previous = self.parent_entries().await?;
         let listed = self.listing(&previous).await?;
-        let (mut entries, jobs) = plan_reads(&listed, &previous);
+        let (mut entries, jobs) = plan_reads(&listed, &previous, &index);
+        drop(index);
         let changed = jobs.len() as u64;
         let counters = Arc::new(Counters::default());
 
@@ -254,14 +255,40 @@ impl Attempt<'_> {
     }
 }
 
+/// The store's index for a backup that is about to deduplicate against it,
+/// loaded only after the backup took its ticket of the store's GC sequence
+/// and recorded it in its record (FORMAT.md, "Garbage collection": a
+/// candidate list whose sequence is below the ticket existed before the
+/// index was read, so the backup avoids its chunks; the sweep of any other
+/// list waits for the backup).
+pub(super) async fn load_index_in_gc_order(
+    repo: &Repository,
+    catalog: &Catalog,
+    id: &str,
+) -> Result<Index, BackupError> {
+    let ticket = catalog.take_gc_ticket(&repo.config.store_id).await?;
+    catalog.record_gc_ticket(id, ticket).await?;
+    Ok(repo.load_index().await?)
+}
+
 /// Change detection: each listed entry the parent's (unchanged) or to be
-/// read (`None`, its index among the jobs).
-fn plan_reads(listed: &[SourceEntry], previous: &HashMap<String, Entry>) -> (Vec<Option<Entry>>, Vec<usize>) {
+/// read (`None`, its index among the jobs). An unchanged entry is reused
+/// only if every chunk of it may be reused (`Index::may_reuse`): a chunk on
+/// a garbage-collection candidate list (its parent may have been deleted
+/// meanwhile) would be swept under the new backup, so the entry is read
+/// again, as if changed.
+fn plan_reads(
+    listed: &[SourceEntry],
+    previous: &HashMap<String, Entry>,
+    index: &Index,
+) -> (Vec<Option<Entry>>, Vec<usize>) {
     let mut entries: Vec<Option<Entry>> = Vec::with_capacity(listed.len());
     let mut jobs = Vec::new();
     for (i, item) in listed.iter().enumerate() {
         match previous.get(&item.path) {
-            Some(prev) if unchanged(prev, item) => entries.push(Some(prev.clone())),
+            Some(prev) if unchanged(prev, item) && prev.chunks.iter().all(|c| index.may_reuse(c)) => {
+                entries.push(Some(prev.clone()))
+            }
             _ => {
                 entries.push(None);
                 jobs.push(i);
@@ -369,6 +396,46 @@ mod tests {
             mode: Some(0o644),
             etag: etag.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn an_unchanged_entry_whose_chunks_are_gc_candidates_is_read_again() {
+        use crate::ids::{ChunkId, PackId};
+        use crate::repo::ChunkLocation;
+        let at = |pack: u8| ChunkLocation {
+            pack: PackId([pack; 32]),
+            offset: 0,
+            length: 1,
+            raw_length: 1,
+        };
+        let mut index = Index::default();
+        index.chunks.insert(ChunkId([1; 32]), at(1)); // kept
+        index.chunks.insert(ChunkId([2; 32]), at(1)); // a listed candidate
+        index.chunks.insert(ChunkId([3; 32]), at(9)); // only in a listed pack
+        index.candidate_chunks.insert(ChunkId([2; 32]));
+        index.candidate_packs.insert(PackId([9; 32]));
+        // Chunk 4 is in no index at all.
+        let names = ["kept", "candidate", "in-candidate-pack", "unindexed", "mixed"];
+        let chunk_lists = [vec![1], vec![2], vec![3], vec![4], vec![1, 2]];
+        let mut previous = HashMap::new();
+        let mut now = Vec::new();
+        for (name, chunks) in names.iter().zip(chunk_lists) {
+            let mut prev = entry(1, Some("\"a\""), None);
+            prev.path = (*name).into();
+            prev.chunks = chunks.into_iter().map(|c| ChunkId([c; 32])).collect();
+            previous.insert(prev.path.clone(), prev);
+            let mut item = listed(1, Some("\"a\""), None);
+            item.path = (*name).into();
+            now.push(item);
+        }
+        let (entries, jobs) = plan_reads(&now, &previous, &index);
+        assert_eq!(
+            jobs,
+            vec![1, 2, 3, 4],
+            "every entry with a chunk that may go is read again"
+        );
+        assert_eq!(entries[0].as_ref().map(|e| e.path.as_str()), Some("kept"));
+        assert!(entries[1..].iter().all(Option::is_none));
     }
 
     #[test]

@@ -312,6 +312,7 @@ pub(super) fn pending_record(repo: &Repository, source_name: &str, backup_type: 
         engine: None,
         server_version: None,
         database: None,
+        gc_ticket: None,
     }
 }
 

@@ -95,7 +95,7 @@ where
         message,
     };
     catalog.mark_in_progress(id).await?;
-    let index = repo.load_index().await?;
+    let index = super::attempt::load_index_in_gc_order(&repo, catalog, id).await?;
     let chunks = ChunkSet::new(index.dedup_chunks());
     drop(index);
     let (pack_tx, pack_rx) = mpsc::channel::<SealedPack>(2);

@@ -87,6 +87,10 @@ pub struct BackupRecord {
     /// The dumped database's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// The backup's ticket of its store's GC sequence, taken before it
+    /// loaded the index (`catalog::leases`); absent on older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_ticket: Option<u64>,
 }
 
 /// The stored item: the record plus its keys.
@@ -434,6 +438,7 @@ mod tests {
             engine: None,
             server_version: None,
             database: None,
+            gc_ticket: None,
         }
     }
 

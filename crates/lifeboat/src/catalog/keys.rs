@@ -167,6 +167,31 @@ pub fn restore_test_sk(resource: &str) -> String {
     format!("{RESTORE_TEST_SK_PREFIX}{resource}")
 }
 
+// Garbage collection beside backups and restores (`catalog::leases`): the
+// GC lease `pk = gclease#STORE`, `sk = lease`; the GC sequence
+// `pk = gcseq#STORE`, `sk = seq`; restore registrations `pk = gcuse#STORE`,
+// `sk = restore#OWNER`.
+
+pub const GC_LEASE_SK: &str = "lease";
+pub const GC_SEQUENCE_SK: &str = "seq";
+pub const RESTORE_USE_SK_PREFIX: &str = "restore#";
+
+pub fn gc_lease_pk(store: &str) -> String {
+    format!("gclease#{store}")
+}
+
+pub fn gc_sequence_pk(store: &str) -> String {
+    format!("gcseq#{store}")
+}
+
+pub fn gc_use_pk(store: &str) -> String {
+    format!("gcuse#{store}")
+}
+
+pub fn restore_use_sk(owner: &str) -> String {
+    format!("{RESTORE_USE_SK_PREFIX}{owner}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +211,10 @@ mod tests {
         assert_eq!(dump_pk("p", "s", "t"), "dump#p#s#t");
         assert_eq!(restore_test_sk("arn"), "state#arn");
         assert_eq!(sample_cursor_pk("s3://b"), "verifysample#s3://b");
+        assert_eq!(gc_lease_pk("st"), "gclease#st");
+        assert_eq!(gc_sequence_pk("st"), "gcseq#st");
+        assert_eq!(gc_use_pk("st"), "gcuse#st");
+        assert_eq!(restore_use_sk("o"), "restore#o");
     }
 
     /// An item of the catalog table: its name, then the keys its `pk`, `sk`
@@ -317,6 +346,19 @@ mod tests {
                 vec![],
             ),
             ("alert state", vec![alert_pk("KEY")], vec![ALERT_SK.into()], vec![]),
+            ("GC lease", vec![gc_lease_pk("STORE")], vec![GC_LEASE_SK.into()], vec![]),
+            (
+                "GC sequence",
+                vec![gc_sequence_pk("STORE")],
+                vec![GC_SEQUENCE_SK.into()],
+                vec![],
+            ),
+            (
+                "restore registration",
+                vec![gc_use_pk("STORE")],
+                vec![restore_use_sk("OWNER")],
+                vec![],
+            ),
         ];
         assert_eq!(audit_record_sk(1).len(), 20, "the doc says SEQ has 20 digits");
 

@@ -24,6 +24,7 @@ use serde::Serialize;
 pub mod backups;
 pub mod holds;
 pub mod keys;
+pub mod leases;
 pub mod verifications;
 
 pub use backups::{BackupRecord, BackupStatus, Begin, Completion, ABANDONED_AFTER};

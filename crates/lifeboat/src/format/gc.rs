@@ -11,14 +11,22 @@ use crate::ids::{ChunkId, PackId};
 #[serde(rename_all = "camelCase")]
 pub struct CandidateList {
     pub version: u32,
-    /// When the mark phase started (RFC 3339); backups created before this
-    /// plus the clock margin must finish before the sweep.
+    /// When the mark phase wrote it (RFC 3339, the collector's clock): the
+    /// grace period counts from here. For backups without a GC ticket
+    /// (older records), those created before this plus the clock margin
+    /// must finish before the sweep.
     pub created_at: String,
     /// Chunks no completed backup referenced; backups that start after this
     /// list exists do not deduplicate against them.
     pub chunks: Vec<ChunkId>,
     /// Packs holding those chunks, to delete or rewrite at the sweep.
     pub packs: Vec<PackId>,
+    /// The store's GC sequence read after the list was stored: backups
+    /// whose ticket is at most this may have loaded the index before the
+    /// list existed, and the sweep waits for them. Absent on a list not yet
+    /// ordered (the sweep orders it first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 impl CandidateList {
@@ -28,6 +36,7 @@ impl CandidateList {
             created_at,
             chunks,
             packs,
+            sequence: None,
         }
     }
 
@@ -62,6 +71,12 @@ mod tests {
         );
         let sealed = list.seal(&keys).unwrap();
         assert_eq!(CandidateList::open(&keys, &sealed, "gc/x").unwrap(), list);
+        let ordered = CandidateList {
+            sequence: Some(7),
+            ..list.clone()
+        };
+        let reopened = CandidateList::open(&keys, &ordered.seal(&keys).unwrap(), "gc/x").unwrap();
+        assert_eq!(reopened.sequence, Some(7));
         assert!(crate::format::IndexFile::open(&keys, &sealed, "gc/x").is_err());
     }
 }

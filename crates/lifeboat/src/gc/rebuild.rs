@@ -14,11 +14,13 @@ use serde::Serialize;
 
 use super::references::{referenced_chunks, store_backups, MissingChunks};
 use super::GcError;
+use crate::catalog::leases::{run_owner, LEASE_TTL};
 use crate::catalog::Catalog;
 use crate::format::{IndexFile, IndexPack};
 use crate::ids::PackId;
 use crate::repo::{RepoError, Repository};
 use crate::storage::StorageError;
+use crate::times;
 
 #[derive(Clone, Debug)]
 pub struct RebuildOptions {
@@ -65,13 +67,31 @@ impl RebuildReport {
 }
 
 /// Indexes every pack no index lists from its header, then checks every
-/// completed backup of the store against the index.
+/// completed backup of the store against the index. A rebuild that writes
+/// holds the store's GC lease, so no sweep deletes a pack the new index
+/// object is about to name.
 pub async fn rebuild_index(
     repo: &Repository,
     catalog: &Catalog,
     options: &RebuildOptions,
 ) -> Result<RebuildReport, GcError> {
     repo.check_catalog(catalog.table(), catalog.region()).await?;
+    if options.dry_run {
+        return rebuild(repo, catalog, options).await;
+    }
+    let owner = run_owner(&crate::audit::actor_from_env());
+    let lease = catalog
+        .acquire_gc_lease(&repo.config.store_id, &owner, times::now(), LEASE_TTL)
+        .await?
+        .with_heartbeat();
+    let result = rebuild(repo, catalog, options).await;
+    let released = lease.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn rebuild(repo: &Repository, catalog: &Catalog, options: &RebuildOptions) -> Result<RebuildReport, GcError> {
     let mut index = repo.load_index().await?;
     let objects = repo
         .storage

@@ -89,6 +89,7 @@ mod tests {
             engine: None,
             server_version: None,
             database: None,
+            gc_ticket: None,
         }
     }
 
