@@ -88,6 +88,7 @@ mod tests {
             engine: None,
             server_version: None,
             database: None,
+            heartbeat_at: None,
         }
     }
 
