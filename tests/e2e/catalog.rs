@@ -106,7 +106,7 @@ async fn a_claimed_event_returns_the_first_backup_until_it_fails_or_is_abandoned
         Begin::Started
     ));
     assert_eq!(
-        duplicate_of(catalog.begin(&record(0), Some("evt-2")).await.unwrap()),
+        busy_with(catalog.begin(&record(0), Some("evt-2")).await.unwrap()),
         retry.id
     );
 
@@ -130,7 +130,7 @@ async fn a_claimed_event_returns_the_first_backup_until_it_fails_or_is_abandoned
         "{stuck_now:?}"
     );
     assert_eq!(
-        duplicate_of(catalog.begin(&record(0), Some("evt-3")).await.unwrap()),
+        busy_with(catalog.begin(&record(0), Some("evt-3")).await.unwrap()),
         rescue.id
     );
 

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lifeboat::catalog::{BackupRecord, BackupStatus, Begin, Catalog, CatalogError, ClaimTarget, ClaimTiming, Completion, Heartbeat};
+use lifeboat::catalog::{
+    BackupRecord, BackupStatus, Begin, Catalog, CatalogError, ClaimTarget, ClaimTiming, Completion, Heartbeat,
+};
 use lifeboat::ids::BackupId;
 use lifeboat::snapshot::records::{DumpClaim, SnapshotStatus};
 use lifeboat::times::{self, SignedDuration};
@@ -95,7 +97,10 @@ async fn a_killed_backups_redelivery_takes_over_its_stale_claim_and_completes() 
         .await
         .unwrap_or_else(|e| panic!("the redelivery failed: {e}"));
     assert_eq!(summary["status"], "completed", "{summary}");
-    assert_eq!(summary["duplicate"], false, "the retry was answered as a duplicate: {summary}");
+    assert_eq!(
+        summary["duplicate"], false,
+        "the retry was answered as a duplicate: {summary}"
+    );
     assert_ne!(summary["backupId"], killed.id.as_str());
 
     let old = catalog.get(&killed.id).await.unwrap();
@@ -152,7 +157,11 @@ async fn a_running_backup_keeps_its_claim_fresh_until_it_is_taken_over() {
         lease_wait: Duration::from_secs(1),
     };
     let catalog = catalog(&store).await.with_claim_timing(timing);
-    let record = unfinished("s3://data/hb/", SignedDuration::from_mins(1), SignedDuration::from_mins(1));
+    let record = unfinished(
+        "s3://data/hb/",
+        SignedDuration::from_mins(1),
+        SignedDuration::from_mins(1),
+    );
     catalog.begin(&record, None).await.unwrap();
     let heartbeat = Heartbeat::start(&catalog, vec![ClaimTarget::Backup(record.id.clone())]);
     tokio::time::sleep(Duration::from_millis(600)).await;

@@ -109,7 +109,11 @@ tier = "standard"
         .iter()
         .map(|b| b["parentBackup"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(parents.len(), 6, "two backups of the burst built on the same parent: {made:#?}");
+    assert_eq!(
+        parents.len(),
+        6,
+        "two backups of the burst built on the same parent: {made:#?}"
+    );
 
     // The newest completed backup restores every object, byte for byte.
     let listed = store.json(&["backups", "list"]);

@@ -152,17 +152,47 @@ fn the_file_backup_role_completes_its_records_but_cannot_mark_a_backup_deleted()
 
     let allowed = [
         catalog_write(&table, "dynamodb:PutItem", backup, &begin),
-        catalog_write(&table, "dynamodb:PutItem", "event#objects:s3://d/app/:ab12", &["pk", "sk", "backupId", "createdAt"]),
-        catalog_write(&table, "dynamodb:UpdateItem", "event#plan:p:s3://d/app/:2026-11-23T02:00Z", &["pk", "sk", "backupId"]),
+        catalog_write(
+            &table,
+            "dynamodb:PutItem",
+            "event#objects:s3://d/app/:ab12",
+            &["pk", "sk", "backupId", "createdAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "event#plan:p:s3://d/app/:2026-11-23T02:00Z",
+            &["pk", "sk", "backupId"],
+        ),
         // mark_in_progress, heartbeat, takeover of a stale claim, complete, fail
         catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status"]),
-        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status", "heartbeatAt"]),
-        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status", "error", "completedAt", "heartbeatAt"]),
         catalog_write(
             &table,
             "dynamodb:UpdateItem",
             backup,
-            &["pk", "sk", "status", "size", "compressedSize", "entryCount", "changedCount", "checksum", "completedAt"],
+            &["pk", "sk", "status", "heartbeatAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &["pk", "sk", "status", "error", "completedAt", "heartbeatAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &[
+                "pk",
+                "sk",
+                "status",
+                "size",
+                "compressedSize",
+                "entryCount",
+                "changedCount",
+                "checksum",
+                "completedAt",
+            ],
         ),
         // the source's lease: taken, renewed, released
         catalog_write(
@@ -171,30 +201,58 @@ fn the_file_backup_role_completes_its_records_but_cannot_mark_a_backup_deleted()
             "sourcelease#s3://d/app/",
             &["pk", "sk", "source", "holder", "heartbeatAt", "expiresAt"],
         ),
-        catalog_write(&table, "dynamodb:UpdateItem", "sourcelease#s3://d/app/", &["pk", "sk", "holder", "heartbeatAt", "expiresAt"]),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "sourcelease#s3://d/app/",
+            &["pk", "sk", "holder", "heartbeatAt", "expiresAt"],
+        ),
         // the audit trail's record and head
         catalog_write(
             &table,
             "dynamodb:PutItem",
             "audit",
-            &["pk", "sk", "seq", "at", "action", "subject", "actor", "details", "prevHash", "hash"],
+            &[
+                "pk", "sk", "seq", "at", "action", "subject", "actor", "details", "prevHash", "hash",
+            ],
         ),
         catalog_write(&table, "dynamodb:UpdateItem", "audit", &["pk", "sk", "seq", "hash"]),
         catalog_write(&table, "dynamodb:ConditionCheckItem", backup, &["pk", "sk", "status"]),
     ];
     let denied = [
         // Retention's mark: `deletedAt` is not the file-backup role's to write.
-        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status", "deletedAt"]),
-        catalog_write(&table, "dynamodb:PutItem", backup, &[&begin[..], &["deletedAt"]].concat()),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &["pk", "sk", "status", "deletedAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:PutItem",
+            backup,
+            &[&begin[..], &["deletedAt"]].concat(),
+        ),
         // Other kinds of item: holds, alert state, jobs, snapshots, dump claims.
         catalog_write(&table, "dynamodb:UpdateItem", "hold#bk-1", &["pk", "sk", "reason"]),
         catalog_write(&table, "dynamodb:PutItem", "hold#bk-1", &["pk", "sk", "backupId"]),
-        catalog_write(&table, "dynamodb:UpdateItem", "alert#backup_failed#bk-1", &["pk", "sk", "status"]),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "alert#backup_failed#bk-1",
+            &["pk", "sk", "status"],
+        ),
         catalog_write(&table, "dynamodb:PutItem", "job#j-1", &["pk", "sk", "status"]),
-        catalog_write(&table, "dynamodb:UpdateItem", "snapshot#p#arn#t", &["pk", "sk", "status"]),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "snapshot#p#arn#t",
+            &["pk", "sk", "status"],
+        ),
         catalog_write(&table, "dynamodb:PutItem", "dump#p#s#t", &["pk", "sk", "status"]),
         // No reading other attributes back through a write.
-        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status"]).with("dynamodb:ReturnValues", "ALL_OLD"),
+        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status"])
+            .with("dynamodb:ReturnValues", "ALL_OLD"),
         // Deleting stays denied.
         catalog_write(&table, "dynamodb:DeleteItem", backup, &["pk", "sk"]),
     ];

@@ -271,9 +271,7 @@ impl Catalog {
             .key("pk", s(&keys::backup_pk(&existing.id)))
             .key("sk", s(keys::BACKUP_SK))
             .update_expression("SET #status = :failed, #error = :error, completedAt = :now")
-            .condition_expression(format!(
-                "#status IN (:pending, :running) AND {heartbeat_condition}"
-            ))
+            .condition_expression(format!("#status IN (:pending, :running) AND {heartbeat_condition}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
             .expression_attribute_names("#hb", "heartbeatAt")

@@ -81,9 +81,9 @@ impl ClaimTiming {
         if let Some(v) = read(LEASE_WAIT_ENV, 86_400.0) {
             timing.lease_wait = Duration::from_secs_f64(v);
         }
-        timing.stale_after = timing.stale_after.max(SignedDuration::from_secs_f64(
-            timing.heartbeat.as_secs_f64() * 3.0,
-        ));
+        timing.stale_after = timing
+            .stale_after
+            .max(SignedDuration::from_secs_f64(timing.heartbeat.as_secs_f64() * 3.0));
         timing
     }
 }

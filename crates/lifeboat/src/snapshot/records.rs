@@ -418,7 +418,10 @@ impl SnapshotCatalog {
     /// that exists is returned.
     pub async fn claim_dump(&self, claim: &DumpClaim) -> Result<Option<DumpClaim>, CatalogError> {
         let item = self.dump_item(claim)?;
-        if self.put_if(item.clone(), Some(SnapshotStatus::Failed.as_str()), true).await? {
+        if self
+            .put_if(item.clone(), Some(SnapshotStatus::Failed.as_str()), true)
+            .await?
+        {
             return Ok(None);
         }
         let existing = self.read_dump(claim).await?;
@@ -440,7 +443,10 @@ impl SnapshotCatalog {
             .set_item(Some(item))
             .condition_expression(condition)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", AttributeValue::S(SnapshotStatus::InProgress.as_str().into()));
+            .expression_attribute_values(
+                ":running",
+                AttributeValue::S(SnapshotStatus::InProgress.as_str().into()),
+            );
         if existing.heartbeat_at.is_some() {
             request = request.expression_attribute_values(":seen", AttributeValue::S(seen.to_owned()));
         }
