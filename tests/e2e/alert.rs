@@ -378,7 +378,7 @@ async fn a_backup_whose_heartbeat_stopped_alerts_as_stuck_until_it_is_taken_over
     let stuck_key = format!("backup_stuck#{}", record.id);
 
     let first = summary(invoke(&store, &topic, &rules).await);
-    assert_eq!(keys(&first, "opened"), [stuck_key.clone()], "{first}");
+    assert_eq!(keys(&first, "opened"), std::slice::from_ref(&stuck_key), "{first}");
     let messages = inbox.drain().await;
     assert_eq!(messages.len(), 1, "{messages:#?}");
     let stuck = &messages[0];
@@ -399,7 +399,7 @@ async fn a_backup_whose_heartbeat_stopped_alerts_as_stuck_until_it_is_taken_over
 
     // Still stuck: not sent again.
     let again = summary(invoke(&store, &topic, &rules).await);
-    assert_eq!(keys(&again, "stillOpen"), [stuck_key.clone()], "{again}");
+    assert_eq!(keys(&again, "stillOpen"), std::slice::from_ref(&stuck_key), "{again}");
     assert!(inbox.drain().await.is_empty());
 
     // Taken over (failed): resolved, once.
