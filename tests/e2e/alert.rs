@@ -340,3 +340,80 @@ async fn bad_events_and_missing_settings_fail_with_what_to_fix() {
     };
     assert!(text.contains("LIFEBOAT_ALERT_TOPIC_ARN"), "{text}");
 }
+
+/// A backup whose run was killed stays `in_progress` with a heartbeat that
+/// stopped: `backup_stuck` is sent once, and resolved once the record is
+/// finished (here: failed by a redelivery's takeover).
+#[tokio::test]
+async fn a_backup_whose_heartbeat_stopped_alerts_as_stuck_until_it_is_taken_over() {
+    use lifeboat::catalog::{BackupRecord, Catalog};
+
+    let store = Store::new().await;
+    let (topic, inbox) = topic_with_inbox().await;
+    let catalog = Catalog::new(
+        lifeboat_e2e::dynamodb_client().await,
+        &store.table,
+        lifeboat_e2e::REGION,
+    );
+    let now = times::now();
+    let source = "s3://data/stuck/";
+    let record: BackupRecord = serde_json::from_value(json!({
+        "id": lifeboat::ids::BackupId::new(now - SignedDuration::from_hours(2)).to_string(),
+        "type": "full",
+        "status": "pending",
+        "source": source,
+        "size": 0,
+        "compressedSize": 0,
+        "entryCount": 0,
+        "changedCount": 0,
+        "createdAt": times::format(now - SignedDuration::from_hours(2)),
+        "heartbeatAt": times::format(now - SignedDuration::from_hours(1)),
+        "storageLocation": "s3://store/manifests/stuck",
+        "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k",
+    }))
+    .expect("a backup record");
+    catalog.begin(&record, None).await.expect("record the backup");
+    catalog.mark_in_progress(&record.id).await.expect("in progress");
+    let rules = json!({"sources": [], "stuckAfterMinutes": 10, "at": times::format(now)});
+    let stuck_key = format!("backup_stuck#{}", record.id);
+
+    let first = summary(invoke(&store, &topic, &rules).await);
+    assert_eq!(keys(&first, "opened"), std::slice::from_ref(&stuck_key), "{first}");
+    let messages = inbox.drain().await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let stuck = &messages[0];
+    assert_eq!(stuck.body["condition"], "backup_stuck", "{:#}", stuck.body);
+    assert_eq!(stuck.body["backupId"], record.id.as_str());
+    assert!(
+        stuck.body["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("in_progress with no heartbeat for 1 h"),
+        "{:#}",
+        stuck.body
+    );
+    assert_eq!(
+        stuck.attributes.get("condition").map(String::as_str),
+        Some("backup_stuck")
+    );
+
+    // Still stuck: not sent again.
+    let again = summary(invoke(&store, &topic, &rules).await);
+    assert_eq!(keys(&again, "stillOpen"), std::slice::from_ref(&stuck_key), "{again}");
+    assert!(inbox.drain().await.is_empty());
+
+    // Taken over (failed): resolved, once.
+    catalog
+        .fail(&record.id, "abandoned: no heartbeat")
+        .await
+        .expect("fail it");
+    let resolved = summary(invoke(&store, &topic, &rules).await);
+    assert_eq!(keys(&resolved, "resolved"), [stuck_key], "{resolved}");
+    let messages = inbox.drain().await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.body["condition"] == "backup_stuck" && m.body["status"] == "resolved"),
+        "{messages:#?}"
+    );
+}

@@ -30,6 +30,7 @@ fn record(minutes_ago: i64) -> BackupRecord {
         server_version: None,
         database: None,
         gc_ticket: None,
+        heartbeat_at: Some(lifeboat::times::format(at)),
     }
 }
 
@@ -44,6 +45,14 @@ fn duplicate_of(begin: Begin) -> String {
     match begin {
         Begin::Duplicate(existing) => existing.id,
         Begin::Started => panic!("expected a duplicate, a new backup was started"),
+        Begin::Busy(running) => panic!("expected a duplicate, found {} still running", running.id),
+    }
+}
+
+fn busy_with(begin: Begin) -> String {
+    match begin {
+        Begin::Busy(running) => running.id,
+        other => panic!("expected the claim's backup still running, got {other:?}"),
     }
 }
 
@@ -51,19 +60,20 @@ fn duplicate_of(begin: Begin) -> String {
 async fn a_claimed_event_returns_the_first_backup_until_it_fails_or_is_abandoned() {
     let catalog = catalog().await;
 
-    // A running backup holds its event's claim.
+    // A running backup holds its event's claim: a redelivery meanwhile is
+    // told it is still running (an error for the caller), not a duplicate.
     let first = record(0);
     assert!(matches!(
         catalog.begin(&first, Some("evt-1")).await.unwrap(),
         Begin::Started
     ));
     assert_eq!(
-        duplicate_of(catalog.begin(&record(0), Some("evt-1")).await.unwrap()),
+        busy_with(catalog.begin(&record(0), Some("evt-1")).await.unwrap()),
         first.id
     );
     catalog.mark_in_progress(&first.id).await.unwrap();
     assert_eq!(
-        duplicate_of(catalog.begin(&record(0), Some("evt-1")).await.unwrap()),
+        busy_with(catalog.begin(&record(0), Some("evt-1")).await.unwrap()),
         first.id
     );
 
@@ -98,12 +108,12 @@ async fn a_claimed_event_returns_the_first_backup_until_it_fails_or_is_abandoned
         Begin::Started
     ));
     assert_eq!(
-        duplicate_of(catalog.begin(&record(0), Some("evt-2")).await.unwrap()),
+        busy_with(catalog.begin(&record(0), Some("evt-2")).await.unwrap()),
         retry.id
     );
 
-    // An unfinished backup older than any Lambda can run was abandoned:
-    // the redelivery marks it failed, saying why, and retries.
+    // An unfinished backup whose heartbeat stopped was abandoned: the
+    // redelivery marks it failed, saying why, and retries.
     let stuck = record(90);
     assert!(matches!(
         catalog.begin(&stuck, Some("evt-3")).await.unwrap(),
@@ -122,7 +132,7 @@ async fn a_claimed_event_returns_the_first_backup_until_it_fails_or_is_abandoned
         "{stuck_now:?}"
     );
     assert_eq!(
-        duplicate_of(catalog.begin(&record(0), Some("evt-3")).await.unwrap()),
+        busy_with(catalog.begin(&record(0), Some("evt-3")).await.unwrap()),
         rescue.id
     );
 

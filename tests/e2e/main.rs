@@ -4,6 +4,8 @@ mod alert;
 mod architecture;
 mod audit;
 mod catalog;
+mod claims;
+mod continuous;
 mod damage;
 mod db_tools;
 mod dumps;

@@ -142,8 +142,9 @@ fn conditions_hold(statement: &Value, request: &Request) -> bool {
 }
 
 fn condition_holds(operator: &str, key: &str, values: &[String], request: &Request) -> bool {
-    // ForAllValues: every value of the key in the request matches (each
-    // request here carries one value); a request without the key matches.
+    // ForAllValues: every value of the key in the request matches (a
+    // multi-valued key, e.g. `dynamodb:Attributes`, is given once per value
+    // with `Request::with`); a request without the key matches.
     let (operator, for_all) = match operator.strip_prefix("ForAllValues:") {
         Some(operator) => (operator, true),
         None => (operator, false),
@@ -152,16 +153,28 @@ fn condition_holds(operator: &str, key: &str, values: &[String], request: &Reque
         Some(base) => (base, true),
         None => (operator, false),
     };
-    let actual = request
+    let mut actual: Vec<&str> = request
         .context
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .filter(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| v.as_str())
-        .or_else(|| principal_key(key, request));
-    let Some(actual) = actual else {
+        .collect();
+    if actual.is_empty() {
+        actual.extend(principal_key(key, request));
+    }
+    if actual.is_empty() {
         // A key the request lacks: no condition holds but the negated ones.
         return for_all || if_exists || base.contains("Not");
-    };
+    }
+    if for_all {
+        return actual.iter().all(|a| value_matches(base, values, a));
+    }
+    value_matches(base, values, actual[0])
+}
+
+/// Whether one request value `actual` satisfies `base` (an operator without
+/// its set or `IfExists` qualifiers) against the policy's `values`.
+fn value_matches(base: &str, values: &[String], actual: &str) -> bool {
     let equal = || values.iter().any(|v| v == actual);
     let like = || values.iter().any(|v| wildcard(v, actual, false));
     match base {

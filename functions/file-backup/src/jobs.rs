@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use lifeboat::backup::{run_backup, BackupOptions, BackupSummary};
+use lifeboat::backup::{run_backup, BackupError, BackupOptions, BackupSummary};
 use lifeboat::format::BackupType;
 use lifeboat::plan::Plan;
 use lifeboat::storage::Location;
@@ -129,15 +129,21 @@ fn plan<'a>(context: &'a Context, name: &str) -> Result<&'a Plan, Failure> {
 }
 
 /// Each job in turn; the failed backups together fail the invocation
-/// after the others ran; any other failure stops at once.
+/// after the others ran (`Lifeboat.BackupInProgress` when every one of them
+/// was only still running elsewhere); any other failure stops at once.
 pub async fn backup_all(context: &Context, jobs: Vec<Job>, skipped: Vec<String>) -> Result<Answer, Failure> {
     let mut backups = Vec::new();
     let mut failures = Vec::new();
+    let mut only_in_progress = true;
     for job in jobs {
         let source = source_name(&job.options.source);
         match backup(context, job).await {
             Ok(summary) => backups.push(summary),
-            Err(Failure::BackupFailed(message)) => failures.push(format!("{source}: {message}")),
+            Err(Failure::BackupFailed(message)) => {
+                only_in_progress = false;
+                failures.push(format!("{source}: {message}"));
+            }
+            Err(Failure::BackupInProgress(message)) => failures.push(format!("{source}: {message}")),
             Err(other) => return Err(other),
         }
     }
@@ -145,7 +151,12 @@ pub async fn backup_all(context: &Context, jobs: Vec<Job>, skipped: Vec<String>)
         return Ok(Answer::Many { backups, skipped });
     }
     let done: Vec<&str> = backups.iter().map(|b| b.backup_id.as_str()).collect();
-    Err(Failure::BackupFailed(format!(
+    let failure = if only_in_progress {
+        Failure::BackupInProgress
+    } else {
+        Failure::BackupFailed
+    };
+    Err(failure(format!(
         "{} backup(s) failed: {}; completed: {}",
         failures.len(),
         failures.join("; "),
@@ -157,7 +168,9 @@ pub async fn backup_all(context: &Context, jobs: Vec<Job>, skipped: Vec<String>)
     )))
 }
 
-/// Makes one backup; a backup that failed is `Failure::BackupFailed`.
+/// Makes one backup; a backup that failed is `Failure::BackupFailed`, one
+/// still running elsewhere (or whose source stayed leased) is
+/// `Failure::BackupInProgress`: both retryable, neither reported as done.
 pub async fn backup(context: &Context, job: Job) -> Result<BackupSummary, Failure> {
     let store = context.store(job.store, "event")?;
     let kms_key = job.kms_key.or_else(|| context.settings.kms_key.clone());
@@ -175,5 +188,8 @@ pub async fn backup(context: &Context, job: Job) -> Result<BackupSummary, Failur
             .emit(),
         Err(_) => Metrics::new().put("BackupsFailed", 1.0, "Count").emit(),
     }
-    result.map_err(|e| Failure::BackupFailed(e.to_string()))
+    result.map_err(|e| match e {
+        BackupError::InProgress { .. } | BackupError::SourceBusy { .. } => Failure::BackupInProgress(e.to_string()),
+        other => Failure::BackupFailed(other.to_string()),
+    })
 }

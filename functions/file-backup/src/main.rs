@@ -6,7 +6,11 @@
 //! `lifeboat::backup::BackupOptions`, makes one library call per source and
 //! returns the summary. A failed backup fails the invocation (so EventBridge
 //! retries and the alert function sees it); a redelivered event makes no
-//! second backup.
+//! second backup, and one that finds its backup still running fails with
+//! `Lifeboat.BackupInProgress` (retryable) instead of reporting success.
+//! Backups of one source run one at a time (a lease in the catalog, see
+//! `lifeboat::catalog::claims`): a burst of S3 events is serialised, each
+//! backup built on the one before.
 //!
 //! Settings (`lifeboat_lambda::Settings`): `LIFEBOAT_TABLE`,
 //! `LIFEBOAT_STORE` and `LIFEBOAT_KMS_KEY` (defaults for events that name

@@ -31,6 +31,10 @@ pub enum Failure {
     /// A backup failed (recorded in the catalog).
     #[error("{0}")]
     BackupFailed(String),
+    /// The event's backup is still running elsewhere (a fresh heartbeat), or
+    /// its source's lease stayed taken: nothing was done, retry later.
+    #[error("{0}")]
+    BackupInProgress(String),
     /// A verification could not run to its end.
     #[error("{0}")]
     VerifyFailed(String),
@@ -65,6 +69,7 @@ impl Failure {
             Self::Rds(_) => "Lifeboat.Rds",
             Self::Publish(_) => "Lifeboat.Publish",
             Self::BackupFailed(_) => "Lifeboat.BackupFailed",
+            Self::BackupInProgress(_) => "Lifeboat.BackupInProgress",
             Self::VerifyFailed(_) => "Lifeboat.VerifyFailed",
             Self::NothingToVerify(_) => "Lifeboat.NothingToVerify",
             Self::DamageFound(_) => "Lifeboat.DamageFound",
@@ -137,5 +142,6 @@ mod tests {
         assert_eq!(diagnostic.error_message, "s3://b/k: no plan");
         assert!(!Failure::BadEvent(String::new()).retryable());
         assert!(Failure::Store(String::new()).retryable());
+        assert!(Failure::BackupInProgress(String::new()).retryable());
     }
 }

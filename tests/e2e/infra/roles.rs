@@ -112,6 +112,153 @@ fn the_file_backup_role_may_make_its_calls_and_nothing_else() {
     }
 }
 
+/// A catalog write by the file-backup role: `action` on the item `pk`
+/// touching `attributes` (IAM's `dynamodb:LeadingKeys` and `dynamodb:Attributes`).
+fn catalog_write(table: &str, action: &str, pk: &str, attributes: &[&str]) -> Request {
+    attributes.iter().fold(
+        Request::new(action, table).with("dynamodb:LeadingKeys", pk),
+        |request, attribute| request.with("dynamodb:Attributes", attribute),
+    )
+}
+
+#[test]
+fn the_file_backup_role_completes_its_records_but_cannot_mark_a_backup_deleted() {
+    let template = template("lifeboat.yaml");
+    let stack = Stack::new(&template, STACK, &primary_parameters());
+    let policies = stack.role_policies("FileBackupRole");
+    let table = stack.attribute("CatalogTable", "Arn");
+
+    // Every attribute of a backup record as the catalog stores it (a record
+    // with each optional field set), plus its keys: what `begin` puts.
+    let record: lifeboat::catalog::BackupRecord = serde_json::from_value(serde_json::json!({
+        "id": "bk-1", "type": "incremental", "status": "pending", "source": "s3://d/app/",
+        "size": 1, "compressedSize": 1, "entryCount": 1, "changedCount": 1,
+        "createdAt": "2026-11-23T10:00:00.000Z", "completedAt": "2026-11-23T10:01:00.000Z",
+        "retentionUntil": "2026-12-23T10:00:00.000Z", "checksum": "c", "storageLocation": "s3://s/m/bk-1",
+        "parentBackup": "bk-0", "kmsKeyId": "k", "error": "e", "engine": "postgresql",
+        "serverVersion": "15", "database": "app", "heartbeatAt": "2026-11-23T10:00:30.000Z",
+    }))
+    .expect("a full backup record");
+    let mut begin: Vec<String> = serde_json::to_value(&record)
+        .expect("json")
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    begin.extend(["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"].map(String::from));
+    let begin: Vec<&str> = begin.iter().map(String::as_str).collect();
+    let backup = "backup#bk-20261123T100000Z-0000abcd";
+
+    let allowed = [
+        catalog_write(&table, "dynamodb:PutItem", backup, &begin),
+        catalog_write(
+            &table,
+            "dynamodb:PutItem",
+            "event#objects:s3://d/app/:ab12",
+            &["pk", "sk", "backupId", "createdAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "event#plan:p:s3://d/app/:2026-11-23T02:00Z",
+            &["pk", "sk", "backupId"],
+        ),
+        // mark_in_progress, heartbeat, takeover of a stale claim, complete, fail
+        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status"]),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &["pk", "sk", "status", "heartbeatAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &["pk", "sk", "status", "error", "completedAt", "heartbeatAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &[
+                "pk",
+                "sk",
+                "status",
+                "size",
+                "compressedSize",
+                "entryCount",
+                "changedCount",
+                "checksum",
+                "completedAt",
+            ],
+        ),
+        // the source's lease: taken, renewed, released
+        catalog_write(
+            &table,
+            "dynamodb:PutItem",
+            "sourcelease#s3://d/app/",
+            &["pk", "sk", "source", "holder", "heartbeatAt", "expiresAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "sourcelease#s3://d/app/",
+            &["pk", "sk", "holder", "heartbeatAt", "expiresAt"],
+        ),
+        // the audit trail's record and head
+        catalog_write(
+            &table,
+            "dynamodb:PutItem",
+            "audit",
+            &[
+                "pk", "sk", "seq", "at", "action", "subject", "actor", "details", "prevHash", "hash",
+            ],
+        ),
+        catalog_write(&table, "dynamodb:UpdateItem", "audit", &["pk", "sk", "seq", "hash"]),
+        catalog_write(&table, "dynamodb:ConditionCheckItem", backup, &["pk", "sk", "status"]),
+    ];
+    let denied = [
+        // Retention's mark: `deletedAt` is not the file-backup role's to write.
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            backup,
+            &["pk", "sk", "status", "deletedAt"],
+        ),
+        catalog_write(
+            &table,
+            "dynamodb:PutItem",
+            backup,
+            &[&begin[..], &["deletedAt"]].concat(),
+        ),
+        // Other kinds of item: holds, alert state, jobs, snapshots, dump claims.
+        catalog_write(&table, "dynamodb:UpdateItem", "hold#bk-1", &["pk", "sk", "reason"]),
+        catalog_write(&table, "dynamodb:PutItem", "hold#bk-1", &["pk", "sk", "backupId"]),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "alert#backup_failed#bk-1",
+            &["pk", "sk", "status"],
+        ),
+        catalog_write(&table, "dynamodb:PutItem", "job#j-1", &["pk", "sk", "status"]),
+        catalog_write(
+            &table,
+            "dynamodb:UpdateItem",
+            "snapshot#p#arn#t",
+            &["pk", "sk", "status"],
+        ),
+        catalog_write(&table, "dynamodb:PutItem", "dump#p#s#t", &["pk", "sk", "status"]),
+        // No reading other attributes back through a write.
+        catalog_write(&table, "dynamodb:UpdateItem", backup, &["pk", "sk", "status"])
+            .with("dynamodb:ReturnValues", "ALL_OLD"),
+        // Deleting stays denied.
+        catalog_write(&table, "dynamodb:DeleteItem", backup, &["pk", "sk"]),
+    ];
+    assert_decisions("FileBackupRole", &policies, &allowed, &denied);
+}
+
 #[test]
 fn the_verify_role_reads_the_store_and_records_verifications() {
     let template = template("lifeboat.yaml");

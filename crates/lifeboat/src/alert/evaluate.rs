@@ -1,6 +1,6 @@
 //! Deciding what is wrong, pure (no AWS, no clock): from backup records,
 //! verifications, [`AlertRules`] and a "now", the [`Condition`]s that hold
-//! (`backup_failed`, `backup_overdue`, `verification_failed`,
+//! (`backup_failed`, `backup_overdue`, `backup_stuck`, `verification_failed`,
 //! `verification_stale`), each with a stable key, its message and what to
 //! do; each ruled source's age against its RPO; the daily digest.
 
@@ -23,6 +23,8 @@ pub const VERIFIED_BACKUPS_READ: usize = 10;
 pub enum ConditionKind {
     BackupFailed,
     BackupOverdue,
+    /// A pending or running backup (or dump) whose heartbeat stopped.
+    BackupStuck,
     VerificationFailed,
     VerificationStale,
     /// The snapshot conditions (`crate::snapshot::alerts`).
@@ -39,6 +41,7 @@ impl ConditionKind {
         match self {
             Self::BackupFailed => "backup_failed",
             Self::BackupOverdue => "backup_overdue",
+            Self::BackupStuck => "backup_stuck",
             Self::VerificationFailed => "verification_failed",
             Self::VerificationStale => "verification_stale",
             Self::SnapshotFailed => "snapshot_failed",
@@ -119,11 +122,15 @@ pub struct Condition {
 
 impl Condition {
     /// Stable while the condition lasts: `backup_overdue#SOURCE`,
-    /// `backup_failed#BACKUPID`, `verification_failed#SOURCE`, ….
+    /// `backup_failed#BACKUPID`, `backup_stuck#BACKUPID`,
+    /// `verification_failed#SOURCE`, ….
     pub fn key(&self) -> String {
         match (&self.kind, &self.backup_id) {
             (
-                ConditionKind::BackupFailed | ConditionKind::SnapshotFailed | ConditionKind::SnapshotCopyFailed,
+                ConditionKind::BackupFailed
+                | ConditionKind::BackupStuck
+                | ConditionKind::SnapshotFailed
+                | ConditionKind::SnapshotCopyFailed,
                 Some(id),
             ) => {
                 format!("{}#{id}", self.kind.as_str())
@@ -202,6 +209,7 @@ pub fn evaluate(
 ) -> Vec<Condition> {
     let history = History::new(records, verifications, now);
     let mut conditions = history.failed_backups(rules);
+    conditions.extend(history.stuck_backups(rules));
     for rule in &rules.sources {
         conditions.extend(history.overdue(rule));
         conditions.extend(history.verification_conditions(rule, rules.verification_max_age));
@@ -307,6 +315,52 @@ impl<'a> History<'a> {
                 suggested_action: format!(
                     "Read the error (`lifeboat backups show {}`), fix its cause (source access, store, KMS key), then run the backup again; this clears when a later backup of the source completes.",
                     record.id
+                ),
+            });
+        }
+        conditions
+    }
+
+    /// `backup_stuck`: each pending or running backup (a dump's too) whose
+    /// heartbeat is older than `rules.stuck_after`: its holder is gone, and
+    /// nothing but a redelivery of its event takes it over. Clears when the
+    /// record finishes (completed, or failed by a takeover).
+    fn stuck_backups(&self, rules: &AlertRules) -> Vec<Condition> {
+        let mut conditions = Vec::new();
+        for (record, at) in &self.dated {
+            if !matches!(record.status, BackupStatus::Pending | BackupStatus::InProgress) {
+                continue;
+            }
+            let alive = parse_time(record.last_alive()).unwrap_or(*at);
+            let silent = self.now.duration_since(alive);
+            if silent <= rules.stuck_after {
+                continue;
+            }
+            let rule = rules
+                .sources
+                .iter()
+                .find(|r| normalize(&r.source) == normalize(&record.source));
+            let tier = rule.map_or(DEFAULT_TIER, |r| r.tier.as_str()).to_owned();
+            conditions.push(Condition {
+                kind: ConditionKind::BackupStuck,
+                resource: record.source.clone(),
+                backup_id: Some(record.id.clone()),
+                plan: rule.and_then(|r| r.plan.clone()),
+                severity: Severity::from_tier(&tier),
+                tier,
+                since: Some(alive + rules.stuck_after),
+                last_good: self.last_good(&record.source),
+                summary: format!(
+                    "backup {} {} with no heartbeat for {}",
+                    record.id,
+                    record.status.as_str(),
+                    describe_duration(silent)
+                ),
+                error: None,
+                suggested_action: format!(
+                    "Its run was killed (timeout, memory) or hangs: check the function's logs around {}. A redelivery of its event takes it over; otherwise run the backup again (`lifeboat backup files {}`). This clears when the record completes or fails.",
+                    record.last_alive(),
+                    record.source
                 ),
             });
         }

@@ -6,6 +6,8 @@
 //!   [`Condition`]s hold: `backup_failed` (a failed backup in the lookback
 //!   window, not yet followed by a completed one), `backup_overdue` (the RPO:
 //!   no completed backup of a source younger than its `max_age`),
+//!   `backup_stuck` (a pending or running backup, a dump's too, whose
+//!   heartbeat is older than `stuck_after`: its run was killed),
 //!   `verification_failed` (the newest verification of the newest completed
 //!   backup failed) and `verification_stale` (no passed verification within
 //!   `verification_max_age`).

@@ -12,10 +12,13 @@ use crate::times::SignedDuration;
 /// The tier of a source no rule names (its failed backups still alert).
 pub const DEFAULT_TIER: &str = "standard";
 const DEFAULT_FAILED_LOOKBACK_HOURS: f64 = 24.0;
+/// Longer than the claims' stale threshold (3 min by default), so a backup
+/// a redelivery is about to take over does not alert first.
+const DEFAULT_STUCK_AFTER_MINUTES: f64 = 10.0;
 
 /// What the alert function checks. Deserialized from the event:
 /// `{"sources": [{"source": "s3://b/app/", "maxAgeHours": 26, "tier": "critical", "plan": "app-nightly"}],
-///   "verificationMaxAgeHours": 192, "failedLookbackHours": 24}`.
+///   "verificationMaxAgeHours": 192, "failedLookbackHours": 24, "stuckAfterMinutes": 10}`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "RulesJson")]
 pub struct AlertRules {
@@ -24,6 +27,9 @@ pub struct AlertRules {
     pub verification_max_age: Option<SignedDuration>,
     /// Failed backups this recent alert (default 24 h).
     pub failed_lookback: SignedDuration,
+    /// An unfinished backup with no heartbeat for this long alerts as
+    /// `backup_stuck` (default 10 min).
+    pub stuck_after: SignedDuration,
 }
 
 /// One source's rule.
@@ -48,6 +54,8 @@ struct RulesJson {
     verification_max_age_hours: Option<f64>,
     #[serde(default)]
     failed_lookback_hours: Option<f64>,
+    #[serde(default)]
+    stuck_after_minutes: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +110,10 @@ impl TryFrom<RulesJson> for AlertRules {
             failed_lookback: hours(
                 json.failed_lookback_hours.unwrap_or(DEFAULT_FAILED_LOOKBACK_HOURS),
                 "failedLookbackHours",
+            )?,
+            stuck_after: hours(
+                json.stuck_after_minutes.unwrap_or(DEFAULT_STUCK_AFTER_MINUTES) / 60.0,
+                "stuckAfterMinutes (in hours)",
             )?,
         })
     }

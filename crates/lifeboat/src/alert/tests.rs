@@ -21,7 +21,7 @@ fn at(hours_ago: f64) -> String {
     times::format(now - SignedDuration::from_secs_f64(hours_ago * 3600.0))
 }
 
-/// A record from a one-line spec: `"ID SOURCE STATUS HOURS_AGO"`.
+/// A record from a one-line spec: `"ID SOURCE STATUS HOURS_AGO [HEARTBEAT_HOURS_AGO]"`.
 fn record(spec: &str) -> BackupRecord {
     let parts: Vec<&str> = spec.split_whitespace().collect();
     let status = match parts[2] {
@@ -54,6 +54,7 @@ fn record(spec: &str) -> BackupRecord {
         server_version: None,
         database: None,
         gc_ticket: None,
+        heartbeat_at: parts.get(4).map(|h| at(h.parse().unwrap())),
     }
 }
 
@@ -131,7 +132,11 @@ fn conditions_hold_exactly_when_they_should() {
         "a is 30 h old: a1 s3://b/a/ completed 30, C | a1 passed 29, VC | backup_overdue#s3://b/a",
         "a is 25 h old: a1 s3://b/a/ completed 25, C | a1 passed 24, VC |",
         "deleted backups do not count: a1 s3://b/a/ deleted 3, C | VC | backup_overdue#s3://b/a",
-        "unfinished ones neither: a2 s3://b/a/ running 1, a1 s3://b/a/ completed 27, C | VA, VC | backup_overdue#s3://b/a",
+        "unfinished ones neither: a2 s3://b/a/ running 1 0.01, a1 s3://b/a/ completed 27, C | VA, VC | backup_overdue#s3://b/a",
+        "running, heartbeat 3 min ago: A, C, a2 s3://b/a/ running 2 0.05 | VA, VC |",
+        "running, heartbeat 1 h ago: A, C, a2 s3://b/a/ running 2 1 | VA, VC | backup_stuck#a2",
+        "running, never a heartbeat, started 1 h ago: A, C, x1 s3://o/ running 1 | VA, VC | backup_stuck#x1",
+        "finished with an old heartbeat: a2 s3://b/a/ completed 2 1, A, C | VA, VC |",
         "records after now are not seen: a1 s3://b/a/ completed 30, a2 s3://b/a/ completed -1, C | a1 passed 29, VC | backup_overdue#s3://b/a",
         "failed, recent: A, C, a2 s3://b/a/ failed 1 | VA, VC | backup_failed#a2",
         "failed, then completed: a2 s3://b/a/ failed 5, A, C | VA, VC |",

@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::catalog::{BackupRecord, BackupStatus, Begin, Catalog, CatalogError, Completion};
+use crate::catalog::{BackupRecord, BackupStatus, Begin, Catalog, CatalogError, ClaimTarget, Completion, Heartbeat};
 use crate::format::{BackupType, Entry, IndexPack, Manifest, SealedPack, FORMAT_VERSION};
 use crate::ids::BackupId;
 use crate::pipeline::{PackSink, PipelineError};
@@ -43,6 +43,20 @@ pub enum BackupError {
     Internal { id: String, message: String },
     #[error("{error}")]
     Stream { source_name: String, error: StreamError },
+    #[error("backup {id} of {source_name} is still running (its heartbeat was {heartbeat_at}): this delivery made no backup and fails so that it is retried; a backup whose heartbeat stops is taken over after {stale_after}")]
+    InProgress {
+        id: String,
+        source_name: String,
+        heartbeat_at: String,
+        stale_after: String,
+    },
+    #[error("source {source_name} is being backed up by another run (lease {holder}, heartbeat {heartbeat_at}) and was not free after {waited}: nothing was backed up; retry later")]
+    SourceBusy {
+        source_name: String,
+        holder: String,
+        heartbeat_at: String,
+        waited: String,
+    },
     #[error("source {source_name}: {} object(s) to back up no longer exist: {}; nothing was backed up (deleted after the event was sent?); the source's next scheduled backup records it as it is", paths.len(), paths.join(", "))]
     ObjectsGone { source_name: String, paths: Vec<String> },
 }
@@ -146,6 +160,12 @@ impl PackSink for ChannelSink {
 /// Runs one backup. The catalog record is the last thing written; on any
 /// error the record is marked failed with the error, and nothing the backup
 /// wrote is referenced.
+///
+/// The backup first takes its source's lease (`catalog::claims`), waiting
+/// for a running backup of the same source to finish, and only then chooses
+/// its parent: backups of one source run one after the other, each on the
+/// newest completed one, so a burst of S3 events loses no object. While it
+/// runs, a [`Heartbeat`] refreshes its record and the lease.
 pub async fn run_backup(
     repo: Arc<Repository>,
     catalog: &Catalog,
@@ -157,6 +177,35 @@ pub async fn run_backup(
     let source = Arc::new(Source::new(&options.source, s3, region));
     let source_name = source.name();
     repo.bind_catalog(catalog.table(), catalog.region()).await?;
+    let lease = match catalog.acquire_source_lease(&source_name).await? {
+        Ok(lease) => lease,
+        Err(other) => {
+            return Err(BackupError::SourceBusy {
+                source_name,
+                holder: other.holder,
+                heartbeat_at: other.heartbeat_at,
+                waited: times::duration_text(
+                    jiff::SignedDuration::try_from(catalog.claim_timing().lease_wait).unwrap_or_default(),
+                ),
+            })
+        }
+    };
+    let lease_heartbeat = Heartbeat::start(catalog, vec![lease.target()]);
+    let result = backup_under_lease(repo, catalog, source, options, started).await;
+    drop(lease_heartbeat);
+    catalog.release_source_lease(lease).await;
+    result
+}
+
+/// [`run_backup`] once the source's lease is held.
+async fn backup_under_lease(
+    repo: Arc<Repository>,
+    catalog: &Catalog,
+    source: Arc<Source>,
+    options: &BackupOptions,
+    started: Instant,
+) -> Result<BackupSummary, BackupError> {
+    let source_name = source.name();
     // Named objects always build on the newest backup, whatever the type asked.
     let parent = match (options.backup_type, &options.objects) {
         (BackupType::Full, None) => None,
@@ -174,10 +223,15 @@ pub async fn run_backup(
     let mut record = pending_record(&repo, &source_name, backup_type);
     record.parent_backup = parent.as_ref().map(|p| p.id.clone());
     record.retention_until = options.retention_days.map(|d| retention_until(&record.created_at, d));
-    if let Begin::Duplicate(existing) = catalog.begin(&record, options.idempotency_key.as_deref()).await? {
-        tracing::info!(backup_id = %existing.id, status = existing.status.as_str(), idempotency_key = ?options.idempotency_key, "duplicate delivery: this event already made a backup");
-        return Ok(BackupSummary::from_record(&existing, true));
+    match catalog.begin(&record, options.idempotency_key.as_deref()).await? {
+        Begin::Started => {}
+        Begin::Duplicate(existing) => {
+            tracing::info!(backup_id = %existing.id, status = existing.status.as_str(), idempotency_key = ?options.idempotency_key, "duplicate delivery: this event already made a backup");
+            return Ok(BackupSummary::from_record(&existing, true));
+        }
+        Begin::Busy(existing) => return Err(in_progress(catalog, &existing)),
     }
+    let _heartbeat = Heartbeat::start(catalog, vec![ClaimTarget::Backup(record.id.clone())]);
     let attempt = Attempt {
         repo,
         catalog,
@@ -237,6 +291,17 @@ async fn latest_in_store(
         }
     }
     Ok(None)
+}
+
+/// The error of a delivery that found its event's backup still running.
+pub(super) fn in_progress(catalog: &Catalog, existing: &BackupRecord) -> BackupError {
+    tracing::warn!(backup_id = %existing.id, heartbeat_at = existing.last_alive(), "the event's backup is still running: this delivery fails so that it is retried");
+    BackupError::InProgress {
+        id: existing.id.clone(),
+        source_name: existing.source.clone(),
+        heartbeat_at: existing.last_alive().to_owned(),
+        stale_after: times::duration_text(catalog.claim_timing().stale_after),
+    }
 }
 
 /// Appends `backup.completed` to the audit trail. The backup is already
@@ -301,6 +366,7 @@ pub(super) fn pending_record(repo: &Repository, source_name: &str, backup_type: 
         entry_count: 0,
         changed_count: 0,
         created_at: times::format(now),
+        heartbeat_at: Some(times::format(now)),
         completed_at: None,
         retention_until: None,
         checksum: None,

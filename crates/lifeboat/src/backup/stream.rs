@@ -57,6 +57,8 @@ where
     record.server_version = spec.server_version.clone();
     record.database = spec.database.clone();
     catalog.begin(&record, None).await?;
+    let _heartbeat =
+        crate::catalog::Heartbeat::start(catalog, vec![crate::catalog::ClaimTarget::Backup(record.id.clone())]);
     match stream_attempt(repo, catalog, spec, &record, open, started).await {
         Ok(summary) => {
             tracing::info!(

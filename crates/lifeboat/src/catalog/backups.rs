@@ -4,20 +4,20 @@
 //!
 //! Status moves pending → in_progress → completed | failed (and, by
 //! retention, completed | failed → deleted), each step a conditional update,
-//! so two writers can never both complete one backup.
+//! so two writers can never both complete one backup. A running backup
+//! refreshes `heartbeatAt` (`super::claims`); invariant: a claim is taken
+//! over only when its record is unfinished with a heartbeat older than the
+//! stale threshold, and the takeover fails that record first (conditional on
+//! the stale heartbeat), so the old holder's `complete` can never succeed.
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use super::claims::is_stale;
 use super::{keys, Catalog, CatalogError, Item};
 use crate::format::BackupType;
 use crate::times;
-
-/// An unfinished backup claimed by an event this long ago was abandoned (a
-/// Lambda invocation lasts at most 15 minutes).
-pub const ABANDONED_AFTER: SignedDuration = SignedDuration::from_mins(20);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,6 +91,17 @@ pub struct BackupRecord {
     /// loaded the index (`catalog::leases`); absent on older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_ticket: Option<u64>,
+    /// When the backup's holder last said it was alive (`catalog::claims`):
+    /// set at the start, refreshed while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<String>,
+}
+
+impl BackupRecord {
+    /// When its holder was last known alive: the heartbeat, else the start.
+    pub fn last_alive(&self) -> &str {
+        self.heartbeat_at.as_deref().unwrap_or(&self.created_at)
+    }
 }
 
 /// The stored item: the record plus its keys.
@@ -121,22 +132,16 @@ impl BackupItem {
     }
 }
 
-/// Whether an RFC 3339 time lies more than `age` before `now`. An
-/// unreadable time counts as old: a record nobody can date cannot hold a
-/// claim forever.
-fn started_before(created_at: &str, age: SignedDuration, now: Timestamp) -> bool {
-    match times::parse(created_at) {
-        Ok(at) => now.duration_since(at) > age,
-        Err(_) => true,
-    }
-}
-
 /// The result of claiming a backup.
 #[derive(Debug)]
 pub enum Begin {
     Started,
-    /// The idempotency key was claimed before: this is that backup.
+    /// The idempotency key was claimed before: this is that backup
+    /// (completed; a failed one is retried, an abandoned one taken over).
     Duplicate(Box<BackupRecord>),
+    /// The idempotency key is held by a backup still running (its heartbeat
+    /// is fresh): this delivery must fail, retryably, not report success.
+    Busy(Box<BackupRecord>),
 }
 
 /// Fields set when a backup completes.
@@ -160,7 +165,10 @@ impl Catalog {
 
     /// Records a new backup as pending. With an idempotency key (a scheduled
     /// event's id), a second claim of the same key returns the first backup
-    /// instead, unless that one failed, in which case this one takes over.
+    /// if it completed ([`Begin::Duplicate`]) or is still running with a
+    /// fresh heartbeat ([`Begin::Busy`]); if it failed, or its heartbeat is
+    /// older than the stale threshold (it is marked failed, "abandoned"),
+    /// this one takes the claim over.
     pub async fn begin(&self, record: &BackupRecord, idempotency_key: Option<&str>) -> Result<Begin, CatalogError> {
         let put_backup = Put::builder()
             .table_name(&self.table)
@@ -210,22 +218,19 @@ impl Catalog {
             .unwrap_or_default();
         let existing = self.get(&holder).await?;
         let unfinished = matches!(existing.status, BackupStatus::Pending | BackupStatus::InProgress);
-        let abandoned = unfinished && started_before(&existing.created_at, ABANDONED_AFTER, times::now());
-        if existing.status != BackupStatus::Failed && !abandoned {
-            return Ok(Begin::Duplicate(Box::new(existing)));
-        }
-        if abandoned {
-            // No function runs longer than Lambda's 15 minutes: whoever ran
-            // this backup is gone. Say so in its record, then retry it.
-            let message = format!(
-                "abandoned: still {} {} minutes after it started; a redelivery of the same event retried it",
-                existing.status.as_str(),
-                ABANDONED_AFTER.as_mins()
-            );
-            match self.fail(&existing.id, &message).await {
-                Ok(()) | Err(CatalogError::Conflict { .. }) => {}
-                Err(other) => return Err(other),
+        let stale = unfinished && is_stale(existing.last_alive(), self.claims.stale_after, times::now());
+        match existing.status {
+            BackupStatus::Failed => {}
+            _ if stale => {
+                // Its holder stopped refreshing the claim (killed by the
+                // Lambda timeout, out of memory): fail it, conditional on the
+                // heartbeat judged stale, so it can never complete afterwards.
+                if !self.abandon(&existing).await? {
+                    return Ok(Begin::Busy(Box::new(self.get(&existing.id).await?)));
+                }
             }
+            _ if unfinished => return Ok(Begin::Busy(Box::new(existing))),
+            _ => return Ok(Begin::Duplicate(Box::new(existing))),
         }
         // The earlier attempt failed: a redelivery retries it under a new id.
         let take_over = Update::builder()
@@ -247,7 +252,52 @@ impl Catalog {
             .await
         {
             Ok(_) => Ok(Begin::Started),
-            Err(e) if is_condition_failure(&e) => Ok(Begin::Duplicate(Box::new(existing))),
+            // Another redelivery took the claim over first: that one runs.
+            Err(e) if is_condition_failure(&e) => Ok(Begin::Busy(Box::new(existing))),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Marks an unfinished backup whose heartbeat is stale failed, if it is
+    /// still unfinished with that very heartbeat; `false` if its holder
+    /// refreshed it (or finished) meanwhile.
+    async fn abandon(&self, existing: &BackupRecord) -> Result<bool, CatalogError> {
+        let seen = existing.last_alive();
+        let message = format!(
+            "abandoned: no heartbeat since {seen} (more than {} ago); a redelivery of the same event took the backup over",
+            times::duration_text(self.claims.stale_after)
+        );
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let heartbeat_condition = if existing.heartbeat_at.is_some() {
+            "#hb = :seen"
+        } else {
+            "attribute_not_exists(#hb)"
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&keys::backup_pk(&existing.id)))
+            .key("sk", s(keys::BACKUP_SK))
+            .update_expression("SET #status = :failed, #error = :error, completedAt = :now")
+            .condition_expression(format!("#status IN (:pending, :running) AND {heartbeat_condition}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_names("#hb", "heartbeatAt")
+            .expression_attribute_values(":failed", s(BackupStatus::Failed.as_str()))
+            .expression_attribute_values(":error", s(&message))
+            .expression_attribute_values(":now", s(&times::now_text()))
+            .expression_attribute_values(":pending", s(BackupStatus::Pending.as_str()))
+            .expression_attribute_values(":running", s(BackupStatus::InProgress.as_str()));
+        if existing.heartbeat_at.is_some() {
+            request = request.expression_attribute_values(":seen", s(seen));
+        }
+        match request.send().await {
+            Ok(_) => {
+                tracing::warn!(backup_id = %existing.id, heartbeat_at = seen, "unfinished backup without a heartbeat taken over");
+                Ok(true)
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
             Err(e) => Err(self.error(e)),
         }
     }
@@ -439,6 +489,7 @@ mod tests {
             server_version: None,
             database: None,
             gc_ticket: None,
+            heartbeat_at: Some("2026-11-23T10:54:00.000Z".into()),
         }
     }
 
@@ -452,16 +503,6 @@ mod tests {
         assert!(!item.contains_key("error"));
         let back: BackupItem = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back.record, record());
-    }
-
-    #[test]
-    fn claims_expire_only_after_the_abandon_time() {
-        let now = times::now();
-        let minutes_ago = |m: i64| times::format(now - SignedDuration::from_mins(m));
-        assert!(!started_before(&minutes_ago(1), ABANDONED_AFTER, now));
-        assert!(!started_before(&minutes_ago(19), ABANDONED_AFTER, now));
-        assert!(started_before(&minutes_ago(21), ABANDONED_AFTER, now));
-        assert!(started_before("not a time", ABANDONED_AFTER, now));
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub fn event_pk(key: &str) -> String {
     format!("event#{key}")
 }
 
+// Source leases: `pk = sourcelease#SOURCE`, `sk = lease`.
+
+pub const SOURCE_LEASE_SK: &str = "lease";
+
+pub fn source_lease_pk(source: &str) -> String {
+    format!("sourcelease#{source}")
+}
+
 // Holds: `pk = hold#ID` (a backup id or a snapshot's identifier), `sk = hold`.
 
 pub const HOLD_SK: &str = "hold";
@@ -265,6 +273,12 @@ mod tests {
                 "idempotency claim",
                 vec![event_pk("KEY")],
                 vec![EVENT_SK.into()],
+                vec![],
+            ),
+            (
+                "source lease",
+                vec![source_lease_pk("SOURCE")],
+                vec![SOURCE_LEASE_SK.into()],
                 vec![],
             ),
             ("hold (legal hold)", vec![hold_pk("ID")], vec![HOLD_SK.into()], vec![]),

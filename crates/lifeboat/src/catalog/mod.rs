@@ -4,7 +4,8 @@
 //! the one mapping of DynamoDB errors to what the user should do.
 //!
 //! What the table holds is in the submodules: [`keys`] (every key format),
-//! [`backups`] (backup records and idempotency claims), [`holds`] (holds on
+//! [`backups`] (backup records and idempotency claims), [`claims`]
+//! (heartbeats, stale claims, source leases), [`holds`] (holds on
 //! backups and snapshots), [`verifications`] (backup verifications and
 //! sample verification's cursor). The other views of the table (recovery
 //! jobs, the audit trail, alert state, snapshot records) are built from a
@@ -22,12 +23,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub mod backups;
+pub mod claims;
 pub mod holds;
 pub mod keys;
 pub mod leases;
 pub mod verifications;
 
-pub use backups::{BackupRecord, BackupStatus, Begin, Completion, ABANDONED_AFTER};
+pub use backups::{BackupRecord, BackupStatus, Begin, Completion};
+pub use claims::{ClaimTarget, ClaimTiming, Heartbeat, LeaseHolder, SourceLease};
 pub use holds::HoldRecord;
 pub use verifications::{SampleCursor, VerificationRecord, VerificationStatus, VerificationType};
 
@@ -99,15 +102,30 @@ pub struct Catalog {
     client: aws_sdk_dynamodb::Client,
     table: String,
     region: String,
+    claims: ClaimTiming,
 }
 
 impl Catalog {
+    /// The handle on `table`, with claim timing from the environment
+    /// ([`ClaimTiming::from_env`]).
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
         Self {
             client,
             table: table.to_owned(),
             region: region.to_owned(),
+            claims: ClaimTiming::from_env(),
         }
+    }
+
+    /// The same handle with other claim timing (tests use short ones).
+    pub fn with_claim_timing(mut self, claims: ClaimTiming) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// How often claims are refreshed and when they count as abandoned.
+    pub fn claim_timing(&self) -> ClaimTiming {
+        self.claims
     }
 
     pub fn table(&self) -> &str {

@@ -3,7 +3,10 @@
 //!
 //! Each (plan, database, scheduled time) is claimed in the catalog first
 //! ([`DumpClaim`]), so a redelivered event dumps nothing twice; a claim
-//! that failed is taken over by the next delivery. The dump itself is a
+//! that failed, or whose heartbeat stopped (`catalog::claims`: the dump
+//! refreshes it while it runs), is taken over by the next delivery; a claim
+//! still running fails the delivery (a failure in the summary) so that it is
+//! retried rather than reported done. The dump itself is a
 //! backup record like `lifeboat backup dump` makes (its source the URL
 //! without the password). Passwords do not belong in the plan file: a
 //! source may be the ARN of a Secrets Manager secret holding the database's
@@ -16,7 +19,7 @@ use jiff::Timestamp;
 
 use super::records::{DumpClaim, SnapshotStatus};
 use super::{time_text, SnapshotError, SnapshotFailure, SnapshotSummary};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ClaimTarget, Heartbeat};
 use crate::db::secret::resolve_database;
 use crate::dump::{run_dump_backup, DumpBackupOptions};
 use crate::plan::Plan;
@@ -59,17 +62,38 @@ pub async fn run_plan_dumps(
             backup_id: None,
             error: None,
             created_at: crate::times::format(now),
+            heartbeat_at: Some(crate::times::now_text()),
+            holder: Some(format!("{:016x}", rand::random::<u64>())),
         };
-        if let Some(existing) = claims.claim_dump(&claim).await? {
-            tracing::info!(plan = %plan.name, source = %claim.source, status = existing.status.as_str(), "dump already taken for this scheduled run");
-            summary.already_taken.push(claim.source);
-            continue;
+        match claims.claim_dump(&claim).await? {
+            None => {}
+            Some(existing) if existing.status == SnapshotStatus::InProgress => {
+                // Still running elsewhere: fail this delivery (retryably) rather than report the dump taken.
+                let heartbeat = existing.heartbeat_at.unwrap_or(existing.created_at);
+                tracing::warn!(plan = %plan.name, source = %claim.source, heartbeat_at = %heartbeat, "dump still in progress by another delivery");
+                summary.failures.push(SnapshotFailure {
+                    plan: plan.name.clone(),
+                    resource: claim.source,
+                    snapshot_id: None,
+                    region: None,
+                    error: format!("the dump for this scheduled run is still in progress in another delivery (heartbeat {heartbeat}); it is taken over if its heartbeat stops"),
+                });
+                continue;
+            }
+            Some(existing) => {
+                tracing::info!(plan = %plan.name, source = %claim.source, status = existing.status.as_str(), "dump already taken for this scheduled run");
+                summary.already_taken.push(claim.source);
+                continue;
+            }
         }
         let options = DumpBackupOptions {
             url,
             retention_days: None,
         };
-        match run_dump_backup(repo.clone(), catalog, &options).await {
+        let heartbeat = Heartbeat::start(catalog, vec![ClaimTarget::Dump(claim.pk())]);
+        let dumped = run_dump_backup(repo.clone(), catalog, &options).await;
+        drop(heartbeat);
+        match dumped {
             Ok(backup) => {
                 tracing::info!(plan = %plan.name, source = %claim.source, backup_id = %backup.backup_id, bytes_stored = backup.bytes_stored, "dump completed");
                 claim.status = SnapshotStatus::Completed;

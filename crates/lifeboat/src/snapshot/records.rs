@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::claims::is_stale;
 use crate::catalog::{keys, Catalog, CatalogError};
 use crate::rds::ResourceKind;
 use keys::{COPY_SK_PREFIX, DUMP_SK, SNAPSHOT_SK};
@@ -182,6 +183,21 @@ pub struct DumpClaim {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_at: String,
+    /// Refreshed while the dump runs (`catalog::claims`); a claim in
+    /// progress whose heartbeat is stale is taken over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<String>,
+    /// A random token of the delivery holding the claim: only it may finish
+    /// the claim, so a holder taken over can never overwrite its successor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+}
+
+impl DumpClaim {
+    /// The claim's key (`dump#PLAN#SOURCE#TIME`), which its heartbeat refreshes.
+    pub fn pk(&self) -> String {
+        dump_pk(self)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -397,13 +413,57 @@ impl SnapshotCatalog {
     }
 
     /// Claims a scheduled run's dump of a database (`claim` in progress): a
-    /// new claim or one that failed before is taken (`None`); otherwise the
-    /// claim that exists is returned.
+    /// new claim, one that failed before, or one in progress whose heartbeat
+    /// is stale (its holder is gone) is taken (`None`); otherwise the claim
+    /// that exists is returned.
     pub async fn claim_dump(&self, claim: &DumpClaim) -> Result<Option<DumpClaim>, CatalogError> {
         let item = self.dump_item(claim)?;
-        if self.put_if(item, Some(SnapshotStatus::Failed.as_str()), true).await? {
+        if self
+            .put_if(item.clone(), Some(SnapshotStatus::Failed.as_str()), true)
+            .await?
+        {
             return Ok(None);
         }
+        let existing = self.read_dump(claim).await?;
+        let seen = existing.heartbeat_at.as_deref().unwrap_or(&existing.created_at);
+        let stale_after = self.catalog.claim_timing().stale_after;
+        if existing.status != SnapshotStatus::InProgress || !is_stale(seen, stale_after, crate::times::now()) {
+            return Ok(Some(existing));
+        }
+        let condition = if existing.heartbeat_at.is_some() {
+            "#status = :running AND heartbeatAt = :seen"
+        } else {
+            "#status = :running AND attribute_not_exists(heartbeatAt)"
+        };
+        let mut request = self
+            .catalog
+            .client()
+            .put_item()
+            .table_name(self.catalog.table())
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":running",
+                AttributeValue::S(SnapshotStatus::InProgress.as_str().into()),
+            );
+        if existing.heartbeat_at.is_some() {
+            request = request.expression_attribute_values(":seen", AttributeValue::S(seen.to_owned()));
+        }
+        match request.send().await {
+            Ok(_) => {
+                tracing::warn!(claim = %dump_pk(claim), heartbeat_at = seen, "dump claim without a heartbeat taken over");
+                Ok(None)
+            }
+            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => {
+                Ok(Some(self.read_dump(claim).await?))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// The dump claim stored under `claim`'s key.
+    async fn read_dump(&self, claim: &DumpClaim) -> Result<DumpClaim, CatalogError> {
         let pk = dump_pk(claim);
         let output = self
             .catalog
@@ -417,24 +477,38 @@ impl SnapshotCatalog {
             .await
             .map_err(|e| self.error(e))?;
         match output.item {
-            Some(item) => Ok(Some(
-                serde_dynamo::from_item::<_, DumpItem>(item)
-                    .map_err(|e| self.corrupt(pk, e))?
-                    .claim,
-            )),
+            Some(item) => Ok(serde_dynamo::from_item::<_, DumpItem>(item)
+                .map_err(|e| self.corrupt(pk, e))?
+                .claim),
             None => Err(self.conflict(pk, "claimable")),
         }
     }
 
-    /// Records how a claimed dump ended (`claim` completed or failed).
+    /// Records how a claimed dump ended (`claim` completed or failed), if
+    /// the claim is still in progress and held by `claim.holder`.
     pub async fn finish_dump(&self, claim: &DumpClaim) -> Result<(), CatalogError> {
-        if self
-            .put_if(self.dump_item(claim)?, Some(SnapshotStatus::InProgress.as_str()), false)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(self.conflict(dump_pk(claim), SnapshotStatus::InProgress.as_str()))
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let mut request = self
+            .catalog
+            .client()
+            .put_item()
+            .table_name(self.catalog.table())
+            .set_item(Some(self.dump_item(claim)?))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(SnapshotStatus::InProgress.as_str()));
+        request = match &claim.holder {
+            Some(holder) => request
+                .condition_expression("#status = :running AND holder = :holder")
+                .expression_attribute_values(":holder", s(holder)),
+            None => request.condition_expression("#status = :running"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Err(self.conflict(
+                dump_pk(claim),
+                "in progress and held by this run (another delivery took it over)",
+            )),
+            Err(e) => Err(self.error(e)),
         }
     }
 

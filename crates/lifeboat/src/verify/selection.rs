@@ -90,6 +90,7 @@ mod tests {
             server_version: None,
             database: None,
             gc_ticket: None,
+            heartbeat_at: None,
         }
     }
 
