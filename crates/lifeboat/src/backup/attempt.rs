@@ -60,11 +60,7 @@ struct Counters {
 impl Attempt<'_> {
     /// The parent's entries as a listing would show them, with `objects`
     /// looked up anew in the source (added, or replacing the parent's).
-    async fn parent_with(
-        &self,
-        objects: &[String],
-        previous: &HashMap<String, Entry>,
-    ) -> Result<Listing, BackupError> {
+    async fn parent_with(&self, objects: &[String], previous: &HashMap<String, Entry>) -> Result<Listing, BackupError> {
         let mut listed: std::collections::BTreeMap<String, SourceEntry> = previous
             .values()
             .map(|e| {
@@ -112,7 +108,10 @@ impl Attempt<'_> {
         let index = self.repo.load_index().await?;
         let chunks = Arc::new(ChunkSet::new(index.dedup_chunks()));
         let previous = self.parent_entries().await?;
-        let Listing { entries: listed, skipped } = self.listing(&previous).await?;
+        let Listing {
+            entries: listed,
+            skipped,
+        } = self.listing(&previous).await?;
         let (mut entries, jobs) = plan_reads(&listed, &previous);
         let changed = jobs.len() as u64;
         let counters = Arc::new(Counters::default());

@@ -116,7 +116,9 @@ pub(super) fn place_entries(entries: &[Entry]) -> Vec<Result<Vec<u8>, String>> {
                 return Err("another entry of the backup has the same path; neither is restored over the other".into());
             }
             if directories.contains(bytes.as_slice()) {
-                return Err("other entries of the backup lie below this path: it cannot be a file and a directory".into());
+                return Err(
+                    "other entries of the backup lie below this path: it cannot be a file and a directory".into(),
+                );
             }
             Ok(bytes.clone())
         })
@@ -132,7 +134,11 @@ struct Directories {
 impl Directories {
     fn new(target: &Path) -> Result<Self, std::io::Error> {
         std::fs::create_dir_all(target)?;
-        let root = rustix::fs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let root = rustix::fs::open(
+            target,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let open = HashMap::from([(Vec::new(), Ok(Arc::new(root)))]);
         Ok(Self { open })
     }
@@ -140,7 +146,11 @@ impl Directories {
     /// The directory holding `names`' last name, created (and its parents)
     /// where missing, reached without following a symbolic link.
     fn parent_of(&mut self, names: &[&[u8]]) -> Result<Arc<OwnedFd>, String> {
-        let mut current = self.open.get(&Vec::new()).cloned().unwrap_or_else(|| Err("no target".into()))?;
+        let mut current = self
+            .open
+            .get(&Vec::new())
+            .cloned()
+            .unwrap_or_else(|| Err("no target".into()))?;
         let mut prefix: Vec<u8> = Vec::new();
         for name in names.iter().take(names.len().saturating_sub(1)) {
             if !prefix.is_empty() {
@@ -428,7 +438,12 @@ fn new_slot(directories: &mut Directories, entry: &Entry, path: &[u8], overwrite
 
 /// Downloads every pack of `work` (`options.concurrency` at a time) and
 /// writes its chunks into their files.
-async fn write_packs(repo: &Arc<Repository>, work: Vec<PackWork>, slots: &Arc<Vec<FileSlot>>, options: &RestoreOptions) {
+async fn write_packs(
+    repo: &Arc<Repository>,
+    work: Vec<PackWork>,
+    slots: &Arc<Vec<FileSlot>>,
+    options: &RestoreOptions,
+) {
     futures::stream::iter(work)
         .map(|(pack, chunks)| {
             let (repo, slots, progress) = (repo.clone(), slots.clone(), options.progress.clone());
@@ -585,7 +600,10 @@ mod tests {
 
     #[test]
     fn entries_that_would_land_on_one_file_are_all_refused() {
-        let entries: Vec<Entry> = ["a//b", "a/b", "c", "c/d", "e", "e", "f"].into_iter().map(entry).collect();
+        let entries: Vec<Entry> = ["a//b", "a/b", "c", "c/d", "e", "e", "f"]
+            .into_iter()
+            .map(entry)
+            .collect();
         let placed = place_entries(&entries);
         let outcome: Vec<(&str, Result<(), String>)> = entries
             .iter()

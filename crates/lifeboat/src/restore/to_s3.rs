@@ -40,9 +40,15 @@ pub(super) fn part_size(size: u64) -> Result<u64, String> {
             "it is {size} bytes; an S3 object holds at most {MAX_OBJECT_SIZE} bytes (5 TiB)"
         ));
     }
-    let part = size.div_ceil(MAX_PARTS).div_ceil(MIB).saturating_mul(MIB).max(MIN_PART_SIZE);
+    let part = size
+        .div_ceil(MAX_PARTS)
+        .div_ceil(MIB)
+        .saturating_mul(MIB)
+        .max(MIN_PART_SIZE);
     if part > MAX_PART_SIZE {
-        return Err(format!("it needs parts of {part} bytes; S3 allows at most {MAX_PART_SIZE}"));
+        return Err(format!(
+            "it needs parts of {part} bytes; S3 allows at most {MAX_PART_SIZE}"
+        ));
     }
     Ok(part)
 }
