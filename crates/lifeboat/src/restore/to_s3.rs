@@ -310,7 +310,7 @@ mod tests {
             let part = part_size(size).unwrap();
             assert_eq!(part, expected, "size {size}");
             assert!(size.div_ceil(part) <= MAX_PARTS, "size {size}: {part}");
-            assert!(part <= MAX_PART_SIZE && part % MIB == 0);
+            assert!(part <= MAX_PART_SIZE && part.is_multiple_of(MIB));
         }
         let error = part_size(MAX_OBJECT_SIZE + 1).unwrap_err();
         assert!(error.contains("at most") && error.contains("5 TiB"), "{error}");
