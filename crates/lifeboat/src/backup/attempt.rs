@@ -463,4 +463,57 @@ mod tests {
             assert_eq!(unchanged(&entry(previous), &listed(now)), expected, "case {i}");
         }
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_gone_or_unreadable_after_the_listing_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), b"kept").unwrap();
+        std::fs::write(dir.path().join("gone"), b"gone").unwrap();
+        std::os::unix::fs::symlink("kept", dir.path().join("now-a-link")).unwrap();
+        let source = Source::Dir {
+            root: dir.path().to_path_buf(),
+        };
+        let mut listed: Vec<SourceEntry> = source.list().await.unwrap().entries;
+        std::fs::remove_file(dir.path().join("gone")).unwrap();
+        // A regular file at listing time, replaced by a symbolic link before its read.
+        listed.push(SourceEntry {
+            path: "now-a-link".into(),
+            ..listed[0].clone()
+        });
+        let jobs: Vec<usize> = (0..listed.len()).collect();
+        let keys = Arc::new(Keys::from_material(&[1; crate::crypto::KEY_MATERIAL_LEN]).unwrap());
+        let (tx, mut rx) = mpsc::channel::<SealedPack>(8);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let handle = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || {
+            let reads = Reads {
+                listed: Arc::new(listed),
+                jobs: Arc::new(jobs),
+                chunks: Arc::new(ChunkSet::new([])),
+                counters: Arc::default(),
+            };
+            let mut worker = Worker::new(keys, Default::default(), 1).unwrap();
+            let (cursor, abort, sink) = (AtomicUsize::new(0), AtomicBool::new(false), ChannelSink(tx));
+            let mut done = Vec::new();
+            read_entries(&mut worker, &source, &reads, &cursor, &abort, &sink, &handle, &mut done).unwrap();
+            done
+        })
+        .await
+        .unwrap();
+        drain.abort();
+        let outcome: Vec<(usize, Result<String, String>)> = done
+            .into_iter()
+            .map(|(i, r)| (i, r.map(|e| e.path).map_err(|s| format!("{}: {}", s.path, s.reason))))
+            .collect();
+        assert_eq!(outcome.len(), 3, "{outcome:?}");
+        assert_eq!(outcome[0], (0, Err("gone: it vanished during the backup".into())));
+        assert_eq!(outcome[1], (1, Ok("kept".into())));
+        let (index, link) = &outcome[2];
+        assert_eq!(*index, 2);
+        assert!(
+            link.as_ref()
+                .is_err_and(|e| e.starts_with("now-a-link: it could not be opened")),
+            "{link:?}"
+        );
+    }
 }
