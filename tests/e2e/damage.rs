@@ -224,7 +224,10 @@ fn assert_partial_restore(
         }
     }
     let files = dir_contents(dir);
-    let temporaries: Vec<&String> = files.keys().filter(|k| k.contains(".lifeboat-tmp-")).collect();
+    let temporaries: Vec<&String> = files
+        .keys()
+        .filter(|k| k.rsplit('/').next().is_some_and(|name| name.starts_with(".lifeboat-")))
+        .collect();
     assert!(
         temporaries.is_empty(),
         "temporary files left in the target: {temporaries:?}"

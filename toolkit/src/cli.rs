@@ -272,6 +272,10 @@ pub enum RestoreCommand {
         /// Packs (or objects) downloaded at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Replace files (or objects) that exist in the target; without it, each one is reported
+        /// and left as it is, and the restore exits 3.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Restore a database dump into a database (created if it does not exist).
     Dump {

@@ -1,24 +1,60 @@
 //! What gets backed up: the entries of an S3 prefix or of a directory, and
 //! a blocking reader for each (the pipeline runs on blocking threads).
+//!
+//! A directory's listing never fails on one entry: a subdirectory it may not
+//! read, or a file that vanished between the directory read and its `stat`,
+//! is a [`SkippedEntry`] of the listing, and the rest is backed up. A name
+//! that is not UTF-8 is kept exactly (`raw_path`, FORMAT.md "Manifest").
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Buf, Bytes};
 use tokio::runtime::Handle;
 
+use crate::format::{display_path, entry_identity, SkippedEntry};
 use crate::storage::{Location, Storage, StorageError};
 
 /// One file or object of a source, as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct SourceEntry {
-    /// Relative to the source, `/`-separated.
+    /// Relative to the source, `/`-separated; for a name that is not UTF-8,
+    /// its display form (see `raw_path`).
     pub path: String,
+    /// The exact bytes of a directory entry's path, in hex, when they are
+    /// not UTF-8.
+    pub raw_path: Option<String>,
     pub size: u64,
     pub mtime: Option<String>,
     pub mode: Option<u32>,
     pub etag: Option<String>,
+    /// A directory entry's inode change time (RFC 3339, nanoseconds).
+    pub ctime: Option<String>,
+    pub inode: Option<u64>,
+}
+
+impl SourceEntry {
+    /// What tells two entries apart (`Entry::identity` of the manifest).
+    pub fn identity(&self) -> String {
+        entry_identity(&self.path, self.raw_path.as_deref())
+    }
+
+    /// The path below the source as the file system names it.
+    fn relative_path(&self) -> PathBuf {
+        match self.raw_path.as_deref().and_then(|raw| hex::decode(raw).ok()) {
+            Some(bytes) => PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)),
+            None => PathBuf::from(&self.path),
+        }
+    }
+}
+
+/// A source's entries, sorted by path, and those it could not list.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<SourceEntry>,
+    pub skipped: Vec<SkippedEntry>,
 }
 
 /// Metadata known only once an entry is opened (what was actually read).
@@ -59,6 +95,11 @@ impl Source {
         }
     }
 
+    /// Whether this is a directory, whose unreadable entries a backup skips.
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Source::Dir { .. })
+    }
+
     /// The canonical name recorded in the catalog: `s3://bucket/prefix/` or
     /// the absolute directory path.
     pub fn name(&self) -> String {
@@ -68,8 +109,8 @@ impl Source {
         }
     }
 
-    /// Every entry, sorted by path.
-    pub async fn list(&self) -> Result<Vec<SourceEntry>, StorageError> {
+    /// Every entry, sorted by path, and (for a directory) what could not be listed.
+    pub async fn list(&self) -> Result<Listing, StorageError> {
         match self {
             Source::S3 { storage, prefix, .. } => {
                 let mut entries = Vec::new();
@@ -82,12 +123,15 @@ impl Source {
                         path: path.to_owned(),
                         size: object.size,
                         mtime: object.modified,
-                        mode: None,
                         etag: object.etag,
+                        ..SourceEntry::default()
                     });
                 }
                 entries.sort_by(|a, b| a.path.cmp(&b.path));
-                Ok(entries)
+                Ok(Listing {
+                    entries,
+                    skipped: Vec::new(),
+                })
             }
             Source::Dir { root } => {
                 let root = root.clone();
@@ -96,7 +140,7 @@ impl Source {
                     .map_err(|e| StorageError::Other {
                         location: "directory listing".into(),
                         message: e.to_string(),
-                    })?
+                    })
             }
         }
     }
@@ -117,8 +161,8 @@ impl Source {
                         path: path.to_owned(),
                         size: head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                         mtime: head.last_modified().map(|t| t.to_string()),
-                        mode: None,
                         etag: head.e_tag().map(str::to_owned),
+                        ..SourceEntry::default()
                     })),
                     Err(e) => match storage.s3_error(&key, e) {
                         StorageError::NotFound(_) => Ok(None),
@@ -130,7 +174,7 @@ impl Source {
                 let full = root.join(path);
                 match tokio::fs::symlink_metadata(&full).await {
                     Ok(meta) if meta.is_file() => {
-                        let mut entries = list_dir(&full)?;
+                        let mut entries = list_dir(&full).entries;
                         Ok(entries.pop().map(|mut entry| {
                             entry.path = path.to_owned();
                             entry
@@ -177,8 +221,14 @@ impl Source {
                 Ok((Box::new(reader), meta))
             }
             Source::Dir { root } => {
-                let path = root.join(&entry.path);
-                let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
+                let path = root.join(entry.relative_path());
+                use std::os::unix::fs::OpenOptionsExt;
+                // A file replaced by a symbolic link since the listing is not followed.
+                let file = std::fs::File::options()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&path);
+                let file = file.map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => StorageError::NotFound(path.display().to_string()),
                     _ => StorageError::Other {
                         location: path.display().to_string(),
@@ -217,48 +267,83 @@ impl Read for StreamReader {
     }
 }
 
-fn list_dir(root: &std::path::Path) -> Result<Vec<SourceEntry>, StorageError> {
-    let mut entries = Vec::new();
+/// Every regular file below `root`, sorted by path; a directory that cannot
+/// be read or a file gone before its `stat` is skipped, with the reason.
+fn list_dir(root: &Path) -> Listing {
+    let mut listing = Listing::default();
+    let shown = |path: &Path| {
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        display_path(relative.as_os_str().as_bytes())
+    };
     for item in walkdir::WalkDir::new(root).follow_links(false) {
-        let item = item.map_err(|e| StorageError::Other {
-            location: e
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| root.display().to_string()),
-            message: e.to_string(),
-        })?;
+        let item = match item {
+            Ok(item) => item,
+            Err(error) => {
+                let path = error.path().map(shown).unwrap_or_default();
+                listing.skipped.push(SkippedEntry {
+                    reason: walk_error(&error),
+                    path,
+                });
+                continue;
+            }
+        };
         if !item.file_type().is_file() {
             continue;
         }
-        let meta = item.metadata().map_err(|e| StorageError::Other {
-            location: item.path().display().to_string(),
-            message: e.to_string(),
-        })?;
+        let meta = match item.metadata() {
+            Ok(meta) => meta,
+            Err(error) => {
+                listing.skipped.push(SkippedEntry {
+                    path: shown(item.path()),
+                    reason: walk_error(&error),
+                });
+                continue;
+            }
+        };
         let Ok(relative) = item.path().strip_prefix(root) else {
             continue;
         };
-        let path = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-        let mtime = meta
-            .modified()
-            .ok()
-            .map(|t| jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default());
-        #[cfg(unix)]
-        let mode = {
-            use std::os::unix::fs::PermissionsExt;
-            Some(meta.permissions().mode() & 0o7777)
-        };
-        #[cfg(not(unix))]
-        let mode = None;
-        entries.push(SourceEntry {
-            path,
-            size: meta.len(),
-            mtime,
-            mode,
-            etag: None,
-        });
+        listing.entries.push(dir_entry(relative, &meta));
     }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(entries)
+    listing.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    listing
+}
+
+/// Why a directory entry could not be listed, in a sentence.
+fn walk_error(error: &walkdir::Error) -> String {
+    match error.io_error().map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::NotFound) => "it vanished during the backup".into(),
+        Some(std::io::ErrorKind::PermissionDenied) => "permission denied: it cannot be read".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// A listed regular file: its path (exactly, if not UTF-8) and what change
+/// detection compares.
+fn dir_entry(relative: &Path, meta: &std::fs::Metadata) -> SourceEntry {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bytes = relative.as_os_str().as_bytes();
+    let (path, raw_path) = match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), None),
+        Err(_) => (display_path(bytes), Some(hex::encode(bytes))),
+    };
+    let ctime = jiff::Timestamp::new(meta.ctime(), meta.ctime_nsec() as i32)
+        .ok()
+        .map(|t| t.to_string());
+    let mtime = meta
+        .modified()
+        .ok()
+        .map(|t| jiff::Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_default());
+    SourceEntry {
+        path,
+        raw_path,
+        size: meta.len(),
+        mtime,
+        mode: Some(meta.permissions().mode() & 0o7777),
+        etag: None,
+        ctime,
+        inode: Some(meta.ino()),
+    }
 }
 
 #[cfg(test)]
@@ -274,7 +359,7 @@ mod tests {
         let source = Source::Dir {
             root: dir.path().to_path_buf(),
         };
-        let entries = source.list().await.unwrap();
+        let entries = source.list().await.unwrap().entries;
         let paths: Vec<_> = entries.iter().map(|e| (e.path.as_str(), e.size)).collect();
         assert_eq!(paths, vec![("a.txt", 1), ("b/c/z.txt", 2)]);
         assert!(entries[0].mtime.is_some() && entries[0].mode.is_some());

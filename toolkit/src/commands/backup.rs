@@ -50,7 +50,8 @@ async fn files(
     options.retention_days = retention_days;
     let summary = run_backup(repo, &env.catalog, &env.clients.s3, &env.clients.region, &options).await?;
     env.out.backup(&summary);
-    Ok(ExitCode::SUCCESS)
+    // A backup that skipped unreadable entries completed, but not with everything.
+    Ok(crate::exit::unless(summary.skipped.is_empty(), crate::exit::PARTIAL))
 }
 
 async fn dump(env: &Env, url: &str, retention_days: Option<u32>) -> Result<ExitCode> {

@@ -30,7 +30,8 @@ pub async fn run(env: &Env, command: RestoreCommand) -> Result<ExitCode> {
             include,
             source,
             concurrency,
-        } => files(env, &id, &to, include, source.as_deref(), concurrency).await,
+            overwrite,
+        } => files(env, &id, &to, include, source.as_deref(), concurrency, overwrite).await,
         RestoreCommand::Dump {
             id,
             to,
@@ -47,12 +48,14 @@ async fn files(
     include: Option<String>,
     source: Option<&str>,
     concurrency: usize,
+    overwrite: bool,
 ) -> Result<ExitCode> {
     let target = Location::parse(to).map_err(|e| anyhow!("--to: {e}"))?;
     let id = env.resolve_backup(id, source).await?;
     let repo = env.open_repo().await?;
     let mut options = RestoreOptions::new(&id, target);
     options.include = include;
+    options.overwrite = overwrite;
     options.concurrency = concurrency.max(1);
     let plan = plan_restore(&repo, &env.catalog, &options).await?;
     let bar = progress_bar(plan.total_bytes, env.out.is_text());

@@ -57,8 +57,12 @@ impl Renderer {
             );
             return;
         }
+        let skipped = match s.skipped.len() {
+            0 => String::new(),
+            n => format!(" with {n} skipped entries"),
+        };
         println!(
-            "Backup {} completed: {} of {}",
+            "Backup {} completed{skipped}: {} of {}",
             s.backup_id,
             s.backup_type.as_str(),
             s.source
@@ -87,6 +91,10 @@ impl Renderer {
             );
         }
         println!("  took             {:.1} s", s.duration_seconds);
+        for (i, entry) in s.skipped.iter().enumerate() {
+            let label = if i == 0 { "skipped" } else { "" };
+            println!("  {label:<16} {}: {}", entry.path, entry.reason);
+        }
     }
 
     pub fn backups(&self, records: &[BackupRecord]) {

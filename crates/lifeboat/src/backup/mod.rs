@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::catalog::{BackupRecord, BackupStatus, Begin, Catalog, CatalogError, ClaimTarget, Completion, Heartbeat};
-use crate::format::{BackupType, Entry, IndexPack, Manifest, SealedPack, FORMAT_VERSION};
+use crate::format::{BackupType, Entry, IndexPack, Manifest, SealedPack, SkippedEntry, FORMAT_VERSION};
 use crate::ids::BackupId;
 use crate::pipeline::{PackSink, PipelineError};
 use crate::repo::{Attribution, RepoError, Repository};
@@ -121,6 +121,9 @@ pub struct BackupSummary {
     pub reduction_ratio: f64,
     pub packs_written: u64,
     pub duration_seconds: f64,
+    /// Entries of a directory source the backup could not read (also in its
+    /// manifest): the backup completed without them.
+    pub skipped: Vec<SkippedEntry>,
 }
 
 impl BackupSummary {
@@ -141,6 +144,7 @@ impl BackupSummary {
             reduction_ratio: 0.0,
             packs_written: 0,
             duration_seconds: 0.0,
+            skipped: Vec::new(),
         }
     }
 }
@@ -254,8 +258,12 @@ async fn backup_under_lease(
                 bytes_stored = summary.bytes_stored,
                 reduction_ratio = summary.reduction_ratio,
                 duration_seconds = summary.duration_seconds,
+                entries_skipped = summary.skipped.len(),
                 "backup completed"
             );
+            for skipped in &summary.skipped {
+                tracing::warn!(backup_id = %summary.backup_id, path = %skipped.path, reason = %skipped.reason, "entry skipped");
+            }
             record_completion(catalog, &summary).await;
             Ok(summary)
         }
@@ -397,6 +405,7 @@ pub(super) struct Stored {
     /// Bytes of packs, index and manifest written.
     pub(super) bytes_stored: u64,
     pub(super) packs_written: u64,
+    pub(super) skipped: Vec<SkippedEntry>,
 }
 
 /// The last writes of a backup, in FORMAT.md's order: the index of its
@@ -407,6 +416,7 @@ pub(super) async fn store_and_complete(
     record: &BackupRecord,
     packs: Vec<IndexPack>,
     entries: Vec<Entry>,
+    skipped: Vec<SkippedEntry>,
     changed: u64,
 ) -> Result<Stored, BackupError> {
     let mut bytes_stored: u64 = packs.iter().map(|p| p.size).sum();
@@ -422,6 +432,7 @@ pub(super) async fn store_and_complete(
         parent_backup: record.parent_backup.clone(),
         created_at: record.created_at.clone(),
         entries,
+        skipped,
     };
     let checksum = repo.put_manifest(&manifest).await?;
     bytes_stored += manifest.seal(&repo.keys).map(|m| m.len() as u64).unwrap_or(0);
@@ -444,6 +455,7 @@ pub(super) async fn store_and_complete(
         entry_count,
         bytes_stored,
         packs_written,
+        skipped: manifest.skipped,
     })
 }
 
@@ -477,6 +489,7 @@ impl BackupSummary {
             },
             packs_written: stored.packs_written,
             duration_seconds: started.elapsed().as_secs_f64(),
+            skipped: stored.skipped.clone(),
         }
     }
 }

@@ -136,9 +136,12 @@ where
         mode: None,
         etag: None,
         version_id: None,
+        raw_path: None,
+        ctime: None,
+        inode: None,
         chunks: digest.chunks,
     };
-    let stored = store_and_complete(&repo, catalog, record, packs, vec![entry], 1).await?;
+    let stored = store_and_complete(&repo, catalog, record, packs, vec![entry], Vec::new(), 1).await?;
     Ok(BackupSummary::completed(
         record,
         &stored,

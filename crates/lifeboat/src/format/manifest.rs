@@ -44,7 +44,13 @@ impl std::str::FromStr for BackupType {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
+    /// For a name that is not UTF-8, a display form: each byte that is not
+    /// part of valid UTF-8 written `\xHH` (the exact name is `raw_path`).
     pub path: String,
+    /// The exact bytes of a directory entry's path, in hex, when they are
+    /// not UTF-8 (set only then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_path: Option<String>,
     pub size: u64,
     /// Hex SHA-256 of the whole plaintext.
     pub sha256: String,
@@ -56,7 +62,58 @@ pub struct Entry {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// A directory entry's inode change time (RFC 3339, nanoseconds) and
+    /// inode number, for change detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
     pub chunks: Vec<ChunkId>,
+}
+
+impl Entry {
+    /// What tells two entries of one source apart: the path, or for a name
+    /// that is not UTF-8 its exact bytes (a NUL first, which no path holds).
+    pub fn identity(&self) -> String {
+        entry_identity(&self.path, self.raw_path.as_deref())
+    }
+
+    /// The exact bytes of the entry's path.
+    pub fn path_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        match &self.raw_path {
+            None => Ok(self.path.as_bytes().to_vec()),
+            Some(raw) => hex::decode(raw)
+                .map_err(|e| FormatError::invalid(format!("rawPath of manifest entry {:?}", self.path), e)),
+        }
+    }
+}
+
+/// [`Entry::identity`] of a path and its raw bytes.
+pub fn entry_identity(path: &str, raw_path: Option<&str>) -> String {
+    match raw_path {
+        None => path.to_owned(),
+        Some(raw) => format!("\0{raw}"),
+    }
+}
+
+/// A path's display form: UTF-8 as it is, every other byte as `\xHH`.
+pub fn display_path(bytes: &[u8]) -> String {
+    let mut shown = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        shown.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            shown.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    shown
+}
+
+/// An entry of the source that a backup could not read, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedEntry {
+    pub path: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +127,10 @@ pub struct Manifest {
     pub parent_backup: Option<String>,
     pub created_at: String,
     pub entries: Vec<Entry>,
+    /// Entries of the source the backup could not read (a directory it may
+    /// not list, a file that vanished or could not be opened).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedEntry>,
 }
 
 impl Manifest {
@@ -111,14 +172,18 @@ mod tests {
             backup_type: BackupType::Full,
             parent_backup: None,
             created_at: "2026-11-23T10:53:00Z".into(),
+            skipped: vec![],
             entries: vec![Entry {
                 path: "a.txt".into(),
                 size: 3,
                 sha256: "00".repeat(32),
+                raw_path: None,
                 mtime: None,
                 mode: Some(0o644),
                 etag: None,
                 version_id: None,
+                ctime: None,
+                inode: None,
                 chunks: vec![ChunkId([3; 32])],
             }],
         };

@@ -16,7 +16,7 @@ pub use blob::{open_blob, seal_blob};
 pub use config::{ChunkerParams, Compression, StoreConfig, FORMAT_VERSION};
 pub use gc::CandidateList;
 pub use index::{BlobLocation, IndexFile, IndexPack};
-pub use manifest::{BackupType, Entry, Manifest};
+pub use manifest::{display_path, entry_identity, BackupType, Entry, Manifest, SkippedEntry};
 pub use pack::{read_pack_header, PackBuilder, PackHeaderEntry, SealedPack};
 
 use crate::crypto::CryptoError;

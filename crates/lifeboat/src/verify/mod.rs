@@ -496,6 +496,7 @@ mod tests {
             backup_type: BackupType::Full,
             parent_backup: None,
             created_at: "2026-11-23T10:53:00Z".into(),
+            skipped: vec![],
             entries: entries
                 .iter()
                 .map(|(path, chunks)| Entry {
@@ -506,6 +507,9 @@ mod tests {
                     mode: None,
                     etag: None,
                     version_id: None,
+                    raw_path: None,
+                    ctime: None,
+                    inode: None,
                     chunks: chunks.iter().map(|c| ChunkId([*c; 32])).collect(),
                 })
                 .collect(),
