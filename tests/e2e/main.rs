@@ -12,6 +12,7 @@ mod files;
 mod function;
 mod gc;
 mod harness_selftest;
+mod hostile;
 mod infra;
 mod integrity;
 mod jobs;
