@@ -151,7 +151,7 @@ impl RedisConnection {
         let length = parse_bulk_length(&header).map_err(|problem| {
             self.url.redis_error(&format!(
                 "unexpected {command} answer {:?}: {problem}",
-                &header[..header.len().min(40)]
+                header.chars().take(40).collect::<String>()
             ))
         })?;
         let mut body = vec![0; length + 2];
@@ -255,6 +255,14 @@ mod tests {
             assert!(err.contains(expected), "{answer:?}: {err}");
             assert!(err.contains("unexpected INFO answer"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_info_header_with_a_character_across_byte_40_is_named_without_a_panic() {
+        // Found by the fuzzer: the header was cut for the message at byte 40,
+        // inside the two bytes of `é`.
+        let err = version_from(b"$11111111111111111111111111111111111111\xc3\xa9\r\n").unwrap_err();
+        assert!(err.to_string().contains("is not a bulk length"), "{err}");
     }
 
     #[test]
