@@ -40,7 +40,12 @@ async fn config(store: &Store) -> Value {
 }
 
 async fn put_config(store: &Store, config: &Value) {
-    put_object(store, "lifeboat/config", serde_json::to_vec_pretty(config).expect("json")).await;
+    put_object(
+        store,
+        "lifeboat/config",
+        serde_json::to_vec_pretty(config).expect("json"),
+    )
+    .await;
 }
 
 /// A source of two entries backed up once: (source, entries, backup id).
@@ -74,7 +79,10 @@ async fn a_tampered_config_chunker_size_is_refused_with_a_clear_error_not_a_pani
     let store = Store::new().await;
     let (source, _, _) = one_backup(&store).await;
     let original = config(&store).await;
-    assert!(original["mac"].is_string(), "a new store's config carries a MAC: {original}");
+    assert!(
+        original["mac"].is_string(),
+        "a new store's config carries a MAC: {original}"
+    );
 
     // Out of range: before range checks, fastcdc's assertion panicked every
     // worker (or the chunker allocated 2 × 4 GiB).
@@ -82,7 +90,10 @@ async fn a_tampered_config_chunker_size_is_refused_with_a_clear_error_not_a_pani
     huge["chunker"]["max"] = u32::MAX.into();
     put_config(&store, &huge).await;
     let output = store.run(&["backup", "files", &source]);
-    assert_refused(&output, "chunker.max is 4294967295, outside the allowed 1024..=16777216");
+    assert_refused(
+        &output,
+        "chunker.max is 4294967295, outside the allowed 1024..=16777216",
+    );
     assert_refused(&output, &format!("s3://{}/lifeboat/config is not valid", store.bucket));
 
     // In range but not what the store was created with: the MAC refuses it.
@@ -101,11 +112,7 @@ async fn a_tampered_config_chunker_size_is_refused_with_a_clear_error_not_a_pani
 async fn a_config_from_before_macs_still_opens_and_init_adds_its_mac() {
     let store = Store::new().await;
     let mut legacy = config(&store).await;
-    let mac = legacy
-        .as_object_mut()
-        .expect("an object")
-        .remove("mac")
-        .expect("a MAC");
+    let mac = legacy.as_object_mut().expect("an object").remove("mac").expect("a MAC");
     put_config(&store, &legacy).await;
     let (_, entries, id) = one_backup(&store).await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -148,7 +155,10 @@ async fn a_pack_replaced_by_a_longer_object_is_refused_by_its_announced_length()
     );
     assert_refused(&output, &expected);
     for path in entries.keys() {
-        assert!(!target.join(path.trim_start_matches("app/")).exists(), "{path} restored");
+        assert!(
+            !target.join(path.trim_start_matches("app/")).exists(),
+            "{path} restored"
+        );
     }
 
     put_object(&store, pack, genuine).await;
