@@ -393,13 +393,14 @@ fn sample_candidates() -> CandidateList {
 /// Three ways into a sealed JSON object's decoder: the sealed bytes, the
 /// compressed plaintext (sealed by the target), the JSON (compressed and
 /// sealed by the target). `open` decodes sealed bytes.
-fn fuzz_sealed_json(name: &str, json: Vec<u8>, role: Role<'_>, open: impl Fn(&[u8])) {
-    let sealed = keys().seal(role, &compress(&json)).expect("seal");
-    fuzz(&format!("{name}/sealed"), &[sealed], &open);
-    fuzz(&format!("{name}/compressed"), &[compress(&json)], |compressed| {
+fn fuzz_sealed_json(name: &str, json: &[Vec<u8>], role: Role<'_>, open: impl Fn(&[u8])) {
+    let compressed: Vec<Vec<u8>> = json.iter().map(|j| compress(j)).collect();
+    let sealed: Vec<Vec<u8>> = compressed.iter().map(|c| keys().seal(role, c).expect("seal")).collect();
+    fuzz(&format!("{name}/sealed"), &sealed, &open);
+    fuzz(&format!("{name}/compressed"), &compressed, |compressed| {
         open(&keys().seal(role, compressed).expect("seal"))
     });
-    fuzz(&format!("{name}/json"), &[json.clone()], |json| {
+    fuzz(&format!("{name}/json"), json, |json| {
         open(&keys().seal(role, &compress(json)).expect("seal"))
     });
 }
@@ -521,15 +522,18 @@ fn fuzz_pack_header() {
 #[test]
 fn fuzz_index() {
     let json = serde_json::to_vec(&sample_index()).expect("json");
-    fuzz_sealed_json("index", json, Role::Index, |sealed| {
+    fuzz_sealed_json("index", &[json], Role::Index, |sealed| {
         let _ = IndexFile::open(keys(), sealed, "index");
     });
 }
 
 #[test]
 fn fuzz_manifest() {
-    let json = serde_json::to_vec(&sample_manifest()).expect("json");
-    fuzz_sealed_json("manifest", json, Role::Manifest("bk-1"), |sealed| {
+    // With boundary values too: sizes near the top of u64.
+    let mut near_the_top = sample_manifest();
+    near_the_top.entries[1].size = u64::MAX - 5;
+    let json = [&sample_manifest(), &near_the_top].map(|m| serde_json::to_vec(m).expect("json"));
+    fuzz_sealed_json("manifest", &json, Role::Manifest("bk-1"), |sealed| {
         if let Ok(manifest) = Manifest::open(keys(), "bk-1", sealed) {
             let _ = manifest.size();
         }
@@ -539,7 +543,7 @@ fn fuzz_manifest() {
 #[test]
 fn fuzz_candidate_list() {
     let json = serde_json::to_vec(&sample_candidates()).expect("json");
-    fuzz_sealed_json("candidate list", json, Role::GcCandidates, |sealed| {
+    fuzz_sealed_json("candidate list", &[json], Role::GcCandidates, |sealed| {
         let _ = CandidateList::open(keys(), sealed, "gc list");
     });
 }
