@@ -16,6 +16,7 @@ mod gc;
 mod gc_safety;
 mod gc_concurrency;
 mod harness_selftest;
+mod hostile;
 mod infra;
 mod integrity;
 mod jobs;

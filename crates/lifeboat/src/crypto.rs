@@ -1,7 +1,13 @@
 //! Keys and sealed boxes: AES-256-GCM for everything stored, keyed BLAKE3 for
 //! chunk ids. FORMAT.md, "Keys" and "Sealed box", is the specification.
+//!
+//! Key material is wiped when dropped: the id key is held in `Zeroizing`;
+//! the data key lives only inside aws-lc's AEAD context, which aws-lc
+//! cleanses (`OPENSSL_free` zeroes every allocation) when `LessSafeKey` is
+//! dropped. Neither key appears in `Debug` output.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use zeroize::Zeroizing;
 
 use crate::ids::ChunkId;
 
@@ -31,6 +37,9 @@ pub enum Role<'a> {
     Index,
     Manifest(&'a str),
     GcCandidates,
+    /// The store config's parameters (FORMAT.md, "Config"), sealed with an
+    /// empty plaintext: a MAC over them.
+    Config(&'a [u8]),
 }
 
 impl Role<'_> {
@@ -41,6 +50,7 @@ impl Role<'_> {
             Role::Index => b"lifeboat.index.v1".to_vec(),
             Role::GcCandidates => b"lifeboat.gc-candidates.v1".to_vec(),
             Role::Manifest(backup) => [b"lifeboat.manifest.v1".as_slice(), backup.as_bytes()].concat(),
+            Role::Config(parameters) => [b"lifeboat.config.v1".as_slice(), parameters].concat(),
         }
     }
 }
@@ -48,7 +58,7 @@ impl Role<'_> {
 /// A store's two keys, unwrapped. Never stored in plaintext.
 pub struct Keys {
     data: LessSafeKey,
-    id: [u8; 32],
+    id: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -65,7 +75,7 @@ impl Keys {
         }
         let unbound =
             UnboundKey::new(&AES_256_GCM, &material[..32]).map_err(|_| CryptoError::KeyLength(material.len()))?;
-        let mut id = [0u8; 32];
+        let mut id = Zeroizing::new([0u8; 32]);
         id.copy_from_slice(&material[32..]);
         Ok(Self {
             data: LessSafeKey::new(unbound),
@@ -177,6 +187,22 @@ mod tests {
         assert_eq!(keys(1).chunk_id(b"abc"), keys(1).chunk_id(b"abc"));
         assert_ne!(keys(1).chunk_id(b"abc"), keys(2).chunk_id(b"abc"));
         assert_ne!(keys(1).chunk_id(b"abc").0, *blake3::hash(b"abc").as_bytes());
+    }
+
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let k = Keys::from_material(&[0xab; KEY_MATERIAL_LEN]).unwrap();
+        let shown = format!("{k:?} {k:#?}");
+        assert_eq!(shown, "Keys(..) Keys(..)");
+    }
+
+    #[test]
+    fn the_config_role_binds_its_parameters() {
+        let k = keys(1);
+        let mac = k.seal(Role::Config(b"params"), b"").unwrap();
+        assert_eq!(mac.len(), SEAL_OVERHEAD);
+        assert!(k.open(Role::Config(b"params"), &mac, "config").unwrap().is_empty());
+        assert!(k.open(Role::Config(b"paramz"), &mac, "config").is_err());
     }
 
     #[test]

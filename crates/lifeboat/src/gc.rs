@@ -523,7 +523,10 @@ async fn sweep(
     let mut new_packs: Vec<IndexPack> = Vec::new();
     let mut builder = PackBuilder::new();
     for (pack, live) in &rescue {
-        let bytes = repo.get_pack(pack).await?;
+        let bytes = repo
+            .get_pack_of_size(pack, index.packs.get(pack).copied())
+            .await
+            .map_err(RepoError::from)?;
         for blob in live {
             let (start, end) = (blob.offset as usize, blob.offset as usize + blob.length as usize);
             let sealed = bytes.get(start..end).ok_or_else(|| GcError::DamagedPack {

@@ -5,6 +5,7 @@
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::KeyState;
 use base64::Engine;
+use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, Keys, KEY_MATERIAL_LEN};
 
@@ -62,6 +63,12 @@ where
         }
         other => (None, aws_sdk_kms::error::DisplayErrorContext(other).to_string()),
     }
+}
+
+/// Moves KMS's plaintext key material out of its response into a buffer
+/// that is wiped when dropped (the response's own copy is moved, not copied).
+fn take_plaintext(plaintext: &mut Option<Blob>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(plaintext.take().map(Blob::into_inner).unwrap_or_default())
 }
 
 impl Kms {
@@ -138,7 +145,7 @@ impl Kms {
 
     /// New key material for a store: (wrapped as base64, unwrapped keys).
     pub async fn generate(&self, key: &str, store_id: &str) -> Result<(String, Keys), KeyError> {
-        let output = self
+        let mut output = self
             .client
             .generate_data_key()
             .key_id(key)
@@ -147,7 +154,7 @@ impl Kms {
             .send()
             .await
             .map_err(|e| self.classify(key, "GenerateDataKey", e))?;
-        let plaintext = output.plaintext().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let plaintext = take_plaintext(&mut output.plaintext);
         let wrapped = output
             .ciphertext_blob()
             .map(|b| b.as_ref().to_vec())
@@ -161,7 +168,7 @@ impl Kms {
         let blob = base64::engine::general_purpose::STANDARD
             .decode(wrapped)
             .map_err(|_| KeyError::BadWrappedKey { what: what.to_owned() })?;
-        let output = self
+        let mut output = self
             .client
             .decrypt()
             .key_id(key)
@@ -170,7 +177,7 @@ impl Kms {
             .send()
             .await
             .map_err(|e| self.classify(key, "Decrypt", e))?;
-        let plaintext = output.plaintext().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let plaintext = take_plaintext(&mut output.plaintext);
         Ok(Keys::from_material(&plaintext)?)
     }
 

@@ -13,14 +13,11 @@ use crate::catalog::BackupRecord;
 use crate::crypto::Keys;
 use crate::format::{
     BlobLocation, CandidateList, CatalogBinding, ChunkerParams, Compression, FormatError, IndexFile, IndexPack, Layout,
-    Manifest, SealedPack, StoreConfig, FORMAT_VERSION, PACK_TARGET_SIZE,
+    Manifest, SealedPack, StoreConfig, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_PACK_BYTES, PACK_TARGET_SIZE,
 };
 use crate::ids::{ChunkId, IndexId, PackId};
 use crate::keys::{KeyError, Kms};
-use crate::storage::{Location, Storage, StorageError};
-
-/// The longest `config` read from another directory to attribute a record.
-const MAX_CONFIG_LEN: u64 = 1 << 20;
+use crate::storage::{Expect, Location, Storage, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -172,13 +169,14 @@ impl Repository {
         let layout = Layout::new(prefix);
         storage.check().await?;
         if storage.get_optional(&layout.config()).await?.is_some() {
-            let repo = Self::open(storage, prefix, kms, Some(kms_key)).await?;
+            let mut repo = Self::open(storage, prefix, kms, Some(kms_key)).await?;
+            repo.add_config_mac().await?;
             return Ok(InitOutcome::AlreadyInitialised(repo));
         }
         let key = kms.describe(kms_key).await?;
         let store_id = hex::encode(rand::random::<[u8; 16]>());
         let (wrapped_key, keys) = kms.generate(&key.arn, &store_id).await?;
-        let config = StoreConfig {
+        let mut config = StoreConfig {
             version: FORMAT_VERSION,
             store_id,
             created_at: crate::times::now_text(),
@@ -187,7 +185,10 @@ impl Repository {
             chunker: ChunkerParams::default(),
             compression: Compression::default(),
             pack_size: PACK_TARGET_SIZE as u64,
+            mac: None,
         };
+        config.validate("the new config")?;
+        config.authenticate(&keys)?;
         storage.put(&layout.config(), Bytes::from(config.to_json())).await?;
         let location = storage.describe(prefix.trim_matches('/'));
         Ok(InitOutcome::Created(Self {
@@ -210,7 +211,7 @@ impl Repository {
         let layout = Layout::new(prefix);
         let location = storage.describe(prefix.trim_matches('/'));
         let config_key = layout.config();
-        let bytes = match storage.get(&config_key).await {
+        let bytes = match storage.get_checked(&config_key, Expect::AtMost(MAX_CONFIG_BYTES)).await {
             Ok(bytes) => bytes,
             Err(StorageError::NotFound(_)) => return Err(RepoError::NotInitialised { location }),
             Err(other) => return Err(other.into()),
@@ -231,6 +232,12 @@ impl Repository {
         let keys = kms
             .unwrap(&config.kms_key_id, &config.store_id, &config.wrapped_key, &what)
             .await?;
+        if !config.check_mac(&keys, &what)? {
+            tracing::warn!(
+                config = %what,
+                "the store's config has no parameter MAC (it predates them): run `lifeboat init` on the store to add one"
+            );
+        }
         Ok(Self {
             storage,
             layout,
@@ -250,6 +257,22 @@ impl Repository {
         let (storage, prefix) = storage_for(location, &clients.s3, &clients.region);
         let kms = Kms::new(clients.kms.clone(), &clients.region);
         Self::open(storage, &prefix, &kms, expected_key).await
+    }
+
+    /// Adds the parameter MAC to a config written before MACs existed
+    /// (FORMAT.md, "Config": the upgrade path). The parameters are the ones
+    /// just range-checked and in use; nothing else changes.
+    async fn add_config_mac(&mut self) -> Result<(), RepoError> {
+        if self.config.mac.is_some() {
+            return Ok(());
+        }
+        let mut config = self.config.clone();
+        config.authenticate(&self.keys)?;
+        self.storage
+            .put(&self.layout.config(), Bytes::from(config.to_json()))
+            .await?;
+        self.config = config;
+        Ok(())
     }
 
     /// `s3://bucket/prefix` (or the directory) of this store.
@@ -298,7 +321,7 @@ impl Repository {
         let config = root.join(self.layout.config());
         let readable = tokio::fs::metadata(&config)
             .await
-            .is_ok_and(|m| m.is_file() && m.len() <= MAX_CONFIG_LEN);
+            .is_ok_and(|m| m.is_file() && m.len() <= MAX_CONFIG_BYTES);
         if !readable {
             return Attribution::Uncertain;
         }
@@ -459,16 +482,36 @@ impl Repository {
         Ok(key)
     }
 
-    /// Reads a whole pack.
+    /// Reads a whole pack, at most `MAX_PACK_BYTES` of it (a longer object
+    /// is refused before its body is read).
     pub async fn get_pack(&self, id: &PackId) -> Result<Bytes, RepoError> {
-        Ok(self.storage.get(&self.layout.pack(id)).await?)
+        Ok(self.get_pack_of_size(id, None).await?)
+    }
+
+    /// Reads a whole pack whose size the index records: an object of any
+    /// other length is refused, before its body is read, as altered or
+    /// replaced. `None` (a pack no index lists) bounds it by `MAX_PACK_BYTES`.
+    pub async fn get_pack_of_size(&self, id: &PackId, size: Option<u64>) -> Result<Bytes, StorageError> {
+        let key = self.layout.pack(id);
+        let expect = match size {
+            Some(size) if size <= MAX_PACK_BYTES => Expect::Exactly(size),
+            Some(size) => {
+                return Err(StorageError::Length {
+                    location: self.storage.describe(&key),
+                    found: size,
+                    expected: format!("the index records it so, above the largest pack ({MAX_PACK_BYTES})"),
+                })
+            }
+            None => Expect::AtMost(MAX_PACK_BYTES),
+        };
+        self.storage.get_checked(&key, expect).await
     }
 
     /// A pack's index entry, from its own header: the whole pack is read,
     /// its SHA-256 checked against its name and its header authenticated.
     pub async fn index_pack_from_header(&self, id: &PackId) -> Result<IndexPack, RepoError> {
         let key = self.pack_key(id);
-        let bytes = self.storage.get(&key).await?;
+        let bytes = self.get_pack_of_size(id, None).await?;
         let what = self.storage.describe(&key);
         let found = hex::encode(Sha256::digest(&bytes));
         if found != id.to_hex() {
@@ -568,5 +611,51 @@ mod tests {
         let mut usable: Vec<ChunkId> = index.dedup_chunks().collect();
         usable.sort();
         assert_eq!(usable, vec![ChunkId([1; 32]), ChunkId([4; 32])]);
+    }
+
+    #[tokio::test]
+    async fn a_pack_whose_length_differs_from_the_index_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::from_material(&[1; crate::crypto::KEY_MATERIAL_LEN]).unwrap();
+        let repo = Repository {
+            storage: Storage::dir(dir.path()),
+            layout: Layout::new(""),
+            config: StoreConfig {
+                version: FORMAT_VERSION,
+                store_id: "00".repeat(16),
+                created_at: "2026-11-23T10:53:00Z".into(),
+                kms_key_id: "k".into(),
+                wrapped_key: "AAAA".into(),
+                chunker: ChunkerParams::default(),
+                compression: Compression::default(),
+                pack_size: PACK_TARGET_SIZE as u64,
+                mac: None,
+            },
+            keys: Arc::new(keys),
+            location: dir.path().display().to_string(),
+        };
+        let (small, huge) = (PackId([1; 32]), PackId([2; 32]));
+        repo.storage
+            .put(&repo.pack_key(&small), Bytes::from(vec![7; 100]))
+            .await
+            .unwrap();
+        let path = dir.path().join(repo.pack_key(&huge));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_PACK_BYTES + 1)
+            .unwrap();
+
+        assert_eq!(repo.get_pack_of_size(&small, Some(100)).await.unwrap().len(), 100);
+        for (pack, size, says) in [
+            (small, Some(99), "is 100 bytes, but the index records 99"),
+            (small, Some(MAX_PACK_BYTES + 1), "above the largest pack"),
+            (huge, Some(100), "is 536870913 bytes, but the index records 100"),
+            (huge, None, "is 536870913 bytes, but at most 536870912 are allowed"),
+        ] {
+            let err = repo.get_pack_of_size(&pack, size).await.unwrap_err().to_string();
+            assert!(err.contains(says), "{size:?}: {err}");
+            assert!(err.contains(&pack.to_hex()), "names the pack: {err}");
+        }
     }
 }

@@ -13,7 +13,12 @@ use crate::aws::error_code;
 
 /// The most a download reserves up front from the announced length (larger
 /// objects grow as they arrive).
-const MAX_PREALLOCATION: i64 = 64 << 20;
+const MAX_PREALLOCATION: u64 = 64 << 20;
+
+/// The longest object a whole-object read accepts when the caller states no
+/// tighter bound (FORMAT.md, "Hostile input"): the largest object Lifeboat
+/// writes is a manifest or index, at most `format::MAX_METADATA_BYTES`.
+pub const MAX_OBJECT_BYTES: u64 = crate::format::MAX_METADATA_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -29,8 +34,47 @@ pub enum StorageError {
         region: String,
         message: String,
     },
+    #[error("{location} is {found} bytes, but {expected}: the object was altered, replaced or truncated")]
+    Length {
+        location: String,
+        found: u64,
+        expected: String,
+    },
     #[error("{location}: {message}")]
     Other { location: String, message: String },
+}
+
+/// What length a read accepts: checked against the announced length before
+/// anything is allocated, and against the bytes as they arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly this many bytes (a pack whose size the index records, a range).
+    Exactly(u64),
+    /// At most this many bytes.
+    AtMost(u64),
+}
+
+impl Expect {
+    fn allows(self, length: u64) -> bool {
+        match self {
+            Expect::Exactly(n) => length == n,
+            Expect::AtMost(n) => length <= n,
+        }
+    }
+
+    /// The most bytes worth reading before the read is refused.
+    fn ceiling(self) -> u64 {
+        match self {
+            Expect::Exactly(n) | Expect::AtMost(n) => n,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Expect::Exactly(n) => format!("the index records {n}"),
+            Expect::AtMost(n) => format!("at most {n} are allowed"),
+        }
+    }
 }
 
 /// Where a store or a source lives: `s3://BUCKET[/PREFIX]` or a directory.
@@ -199,52 +243,86 @@ impl Storage {
         }
     }
 
+    /// Reads an object whole, up to `MAX_OBJECT_BYTES`.
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        self.fetch(key, None).await
+        self.fetch(key, None, Expect::AtMost(MAX_OBJECT_BYTES)).await
     }
 
-    /// `length` bytes from `offset` (fewer if the object is shorter).
+    /// Reads an object whole, refusing it, before reading its body, when its
+    /// length is not what `expect` says.
+    pub async fn get_checked(&self, key: &str, expect: Expect) -> Result<Bytes, StorageError> {
+        self.fetch(key, None, expect).await
+    }
+
+    /// `length` bytes from `offset` (fewer if the object is shorter; never
+    /// more, whatever the server sends).
     pub async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
         if length == 0 {
             return Ok(Bytes::new());
         }
-        self.fetch(key, Some((offset, length))).await
+        self.fetch(key, Some((offset, length)), Expect::AtMost(length)).await
     }
 
-    async fn fetch(&self, key: &str, range: Option<(u64, u64)>) -> Result<Bytes, StorageError> {
+    fn length_error(&self, key: &str, found: u64, expect: Expect) -> StorageError {
+        StorageError::Length {
+            location: self.describe(key),
+            found,
+            expected: expect.describe(),
+        }
+    }
+
+    async fn fetch(&self, key: &str, range: Option<(u64, u64)>, expect: Expect) -> Result<Bytes, StorageError> {
         match self {
             Storage::S3 { client, bucket, .. } => {
                 let request = client.get_object().bucket(bucket).key(key);
                 let request = match range {
-                    Some((offset, length)) => request.range(format!("bytes={offset}-{}", offset + length - 1)),
+                    Some((offset, length)) => {
+                        request.range(format!("bytes={offset}-{}", offset.saturating_add(length - 1)))
+                    }
                     None => request,
                 };
                 let output = request.send().await.map_err(|e| self.s3_error(key, e))?;
+                let announced = output.content_length.and_then(|n| u64::try_from(n).ok());
+                if let Some(announced) = announced {
+                    // A ranged read of a shorter object returns fewer bytes.
+                    if (range.is_none() && !expect.allows(announced)) || announced > expect.ceiling() {
+                        return Err(self.length_error(key, announced, expect));
+                    }
+                }
                 // Appends each piece as it arrives into one buffer of the
                 // announced length: `collect().into_bytes()` would hold every
                 // piece and then a contiguous copy, twice the object at peak.
-                let announced = output.content_length.unwrap_or(0).clamp(0, MAX_PREALLOCATION) as usize;
-                let mut bytes = Vec::with_capacity(announced);
+                let reserve = announced.unwrap_or(0).min(MAX_PREALLOCATION).min(expect.ceiling());
+                let mut bytes = Vec::with_capacity(reserve as usize);
                 let mut body = output.body;
                 let interrupted = |e: aws_sdk_s3::primitives::ByteStreamError| StorageError::Other {
                     location: self.describe(key),
                     message: format!("download interrupted: {e}"),
                 };
                 while let Some(piece) = body.try_next().await.map_err(interrupted)? {
+                    let received = (bytes.len() + piece.len()) as u64;
+                    if received > expect.ceiling() {
+                        return Err(self.length_error(key, received, expect));
+                    }
                     bytes.extend_from_slice(&piece);
+                }
+                if range.is_none() && !expect.allows(bytes.len() as u64) {
+                    return Err(self.length_error(key, bytes.len() as u64, expect));
                 }
                 Ok(Bytes::from(bytes))
             }
             Storage::Dir { root } => {
-                let bytes = tokio::fs::read(root.join(key))
+                let path = root.join(key);
+                tokio::task::spawn_blocking(move || read_file(&path, range, expect))
                     .await
-                    .map_err(|e| self.io_error(key, e))?;
-                let Some((offset, length)) = range else {
-                    return Ok(Bytes::from(bytes));
-                };
-                let start = (offset as usize).min(bytes.len());
-                let end = (offset as usize).saturating_add(length as usize).min(bytes.len());
-                Ok(Bytes::copy_from_slice(&bytes[start..end]))
+                    .map_err(|e| StorageError::Other {
+                        location: self.describe(key),
+                        message: e.to_string(),
+                    })?
+                    .map_err(|e| match e {
+                        ReadFileError::Io(e) => self.io_error(key, e),
+                        ReadFileError::Length(found) => self.length_error(key, found, expect),
+                    })
             }
         }
     }
@@ -359,6 +437,37 @@ impl Storage {
     }
 }
 
+enum ReadFileError {
+    Io(std::io::Error),
+    Length(u64),
+}
+
+/// Reads a local file (or `range` of it) within what `expect` allows: the
+/// file's length is checked before any byte is read, and the read stops one
+/// byte past the ceiling, so a file that grows meanwhile is refused too.
+fn read_file(path: &Path, range: Option<(u64, u64)>, expect: Expect) -> Result<Bytes, ReadFileError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(ReadFileError::Io)?;
+    let size = file.metadata().map_err(ReadFileError::Io)?.len();
+    let (offset, wanted) = match range {
+        Some((offset, length)) => (offset, length.min(size.saturating_sub(offset))),
+        None if expect.allows(size) => (0, size),
+        None => return Err(ReadFileError::Length(size)),
+    };
+    file.seek(SeekFrom::Start(offset)).map_err(ReadFileError::Io)?;
+    let mut bytes = Vec::with_capacity(wanted.min(MAX_PREALLOCATION) as usize);
+    let limit = if range.is_some() {
+        wanted
+    } else {
+        expect.ceiling().saturating_add(1)
+    };
+    file.take(limit).read_to_end(&mut bytes).map_err(ReadFileError::Io)?;
+    if range.is_none() && !expect.allows(bytes.len() as u64) {
+        return Err(ReadFileError::Length(bytes.len() as u64));
+    }
+    Ok(Bytes::from(bytes))
+}
+
 fn temporary_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -463,5 +572,43 @@ mod tests {
         storage.delete("a/d").await.unwrap();
         storage.delete("a/d").await.unwrap();
         assert_eq!(storage.get_optional("a/d").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_huge_or_wrong_length_object_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::dir(dir.path());
+        // Sparse: announces 64 GiB, holds nothing. Read whole, it exhausted memory.
+        let huge = std::fs::File::create(dir.path().join("huge")).unwrap();
+        huge.set_len(64 << 30).unwrap();
+        let err = storage.get("huge").await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::Length { found, .. } if found == 64 << 30),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("huge is 68719476736 bytes, but at most 1073741824 are allowed"),
+            "{err}"
+        );
+        // A range of it reads only the range.
+        assert_eq!(
+            storage.get_range("huge", 1 << 30, 16).await.unwrap(),
+            Bytes::from(vec![0; 16])
+        );
+
+        storage.put("p", Bytes::from_static(b"0123456789")).await.unwrap();
+        assert_eq!(storage.get_checked("p", Expect::Exactly(10)).await.unwrap().len(), 10);
+        for (expect, says) in [
+            (Expect::Exactly(11), "p is 10 bytes, but the index records 11"),
+            (Expect::Exactly(9), "but the index records 9"),
+            (Expect::AtMost(9), "but at most 9 are allowed"),
+        ] {
+            let err = storage.get_checked("p", expect).await.unwrap_err();
+            assert!(err.to_string().contains(says), "{expect:?}: {err}");
+        }
+        assert_eq!(storage.get_range("p", 2, 3).await.unwrap(), Bytes::from_static(b"234"));
+        assert_eq!(storage.get_range("p", 8, 100).await.unwrap(), Bytes::from_static(b"89"));
+        assert_eq!(storage.get_range("p", 50, 5).await.unwrap(), Bytes::new());
     }
 }

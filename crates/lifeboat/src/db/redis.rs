@@ -12,6 +12,9 @@ use super::url::DatabaseUrl;
 const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest reply line read from a Redis server.
 const REDIS_LINE_LIMIT: usize = 64 * 1024;
+/// The longest bulk reply read into memory (`INFO server` is about 1 KiB;
+/// an RDB payload is streamed, never held, so this does not bound it).
+pub(crate) const REDIS_BULK_LIMIT: usize = 1024 * 1024;
 
 /// A connection to a Redis server speaking RESP, blocking, with timeouts.
 pub(crate) struct RedisConnection {
@@ -129,21 +132,37 @@ impl RedisConnection {
     /// The server's `redis_version` from INFO server.
     pub(crate) fn version(mut self) -> Result<String, DbError> {
         self.send(&[b"INFO", b"server"])?;
-        let header = self.line()?;
-        if let Some(error) = header.strip_prefix('-') {
-            return Err(self.redis_error_for(error));
-        }
-        let length: usize = header
-            .strip_prefix('$')
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| self.url.redis_error(&format!("unexpected INFO answer {header:?}")))?;
-        let mut body = vec![0; length + 2];
-        self.stream.read_exact(&mut body).map_err(|e| self.io_error(e))?;
+        let body = self.bulk("INFO")?;
         let body = String::from_utf8_lossy(&body);
         body.lines()
             .find_map(|l| l.strip_prefix("redis_version:"))
             .map(|v| v.trim().to_owned())
             .ok_or_else(|| self.url.redis_error("INFO server names no redis_version"))
+    }
+
+    /// One bulk reply (`$LENGTH` CR LF, then the bytes and CR LF) of at most
+    /// `REDIS_BULK_LIMIT` bytes: a longer announced length is refused before
+    /// anything is allocated for it. `command` names the request in errors.
+    pub(crate) fn bulk(&mut self, command: &str) -> Result<Vec<u8>, DbError> {
+        let header = self.line()?;
+        if let Some(error) = header.strip_prefix('-') {
+            return Err(self.redis_error_for(error));
+        }
+        let length = parse_bulk_length(&header).map_err(|problem| {
+            self.url.redis_error(&format!(
+                "unexpected {command} answer {:?}: {problem}",
+                header.chars().take(40).collect::<String>()
+            ))
+        })?;
+        let mut body = vec![0; length + 2];
+        self.stream.read_exact(&mut body).map_err(|e| self.io_error(e))?;
+        if !body.ends_with(b"\r\n") {
+            return Err(self
+                .url
+                .redis_error(&format!("the {command} answer does not end where its length says")));
+        }
+        body.truncate(length);
+        Ok(body)
     }
 
     pub(crate) fn redis_error_for(&self, error: &str) -> DbError {
@@ -157,6 +176,19 @@ impl RedisConnection {
     }
 }
 
+/// The length of a bulk reply header `$LENGTH`, refused above
+/// `REDIS_BULK_LIMIT` (and when negative, a null reply, or not a number).
+pub(crate) fn parse_bulk_length(header: &str) -> Result<usize, String> {
+    let digits = header.strip_prefix('$').ok_or_else(|| "not a bulk reply".to_owned())?;
+    let length: u64 = digits.parse().map_err(|_| format!("{digits:?} is not a bulk length"))?;
+    if length > REDIS_BULK_LIMIT as u64 {
+        return Err(format!(
+            "a bulk reply of {length} bytes, more than the {REDIS_BULK_LIMIT} Lifeboat reads"
+        ));
+    }
+    Ok(length as usize)
+}
+
 impl DatabaseUrl {
     /// A Redis server's failure, naming the server.
     pub(crate) fn redis_error(&self, message: &str) -> DbError {
@@ -164,5 +196,87 @@ impl DatabaseUrl {
             target: self.to_string(),
             message: message.to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, Write};
+
+    use super::*;
+
+    /// A one-connection server on 127.0.0.1 that answers the first command
+    /// (whatever it is) with `answer`, then keeps the connection open.
+    fn hostile_server(answer: &'static [u8]) -> (DatabaseUrl, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(socket.try_clone().unwrap());
+            let mut line = String::new();
+            // `*2`, `$4`, `INFO`, `$6`, `server`: five lines.
+            for _ in 0..5 {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+            }
+            (&socket).write_all(answer).unwrap();
+            let _ = reader.read_line(&mut line);
+        });
+        (
+            DatabaseUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap(),
+            server,
+        )
+    }
+
+    fn version_from(answer: &'static [u8]) -> Result<String, DbError> {
+        let (url, server) = hostile_server(answer);
+        let result = RedisConnection::open(&url).and_then(RedisConnection::version);
+        server.join().unwrap();
+        result
+    }
+
+    #[test]
+    fn a_hostile_info_length_is_refused_before_allocating() {
+        for (answer, expected) in [
+            (
+                &b"$999999999999\r\n"[..],
+                "a bulk reply of 999999999999 bytes, more than the 1048576",
+            ),
+            // usize::MAX: `length + 2` overflowed here before lengths were bounded.
+            (
+                b"$18446744073709551615\r\n",
+                "a bulk reply of 18446744073709551615 bytes",
+            ),
+            (b"$99999999999999999999999\r\n", "is not a bulk length"),
+            (b"$-1\r\n", "is not a bulk length"),
+            (b":12\r\n", "not a bulk reply"),
+        ] {
+            let err = version_from(answer).unwrap_err().to_string();
+            assert!(err.contains(expected), "{answer:?}: {err}");
+            assert!(err.contains("unexpected INFO answer"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_info_header_with_a_character_across_byte_40_is_named_without_a_panic() {
+        // Found by the fuzzer: the header was cut for the message at byte 40,
+        // inside the two bytes of `é`.
+        let err = version_from(b"$11111111111111111111111111111111111111\xc3\xa9\r\n").unwrap_err();
+        assert!(err.to_string().contains("is not a bulk length"), "{err}");
+    }
+
+    #[test]
+    fn an_info_reply_shorter_or_longer_than_its_length_is_refused() {
+        let err = version_from(b"$5\r\nredis_version:7.0.0\r\n").unwrap_err().to_string();
+        assert!(err.contains("does not end where its length says"), "{err}");
+        let version = version_from(b"$22\r\nredis_version:7.0.15\r\n\r\n").unwrap();
+        assert_eq!(version, "7.0.15");
+    }
+
+    #[test]
+    fn bulk_lengths_parse_within_the_bound() {
+        assert_eq!(parse_bulk_length("$0"), Ok(0));
+        assert_eq!(parse_bulk_length("$1048576"), Ok(REDIS_BULK_LIMIT));
+        assert!(parse_bulk_length("$1048577").is_err());
     }
 }

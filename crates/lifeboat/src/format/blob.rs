@@ -1,5 +1,6 @@
 //! Blobs: one chunk, compressed if that helps, sealed under its id.
 
+use super::config::MAX_CHUNK_BYTES;
 use super::FormatError;
 use crate::crypto::{Keys, Role};
 use crate::ids::ChunkId;
@@ -41,7 +42,15 @@ pub fn seal_blob(
 }
 
 /// Opens a blob, decompresses it and checks its content against its id.
+/// `raw_length` (from the index or a pack header) is refused above the
+/// largest chunk a store can cut before anything is allocated for it.
 pub fn open_blob(keys: &Keys, id: &ChunkId, sealed: &[u8], raw_length: usize) -> Result<Vec<u8>, FormatError> {
+    if raw_length > MAX_CHUNK_BYTES as usize {
+        return Err(FormatError::invalid(
+            format!("chunk {id}"),
+            format!("its recorded length {raw_length} is above the largest chunk, {MAX_CHUNK_BYTES} bytes"),
+        ));
+    }
     let payload = keys.open(Role::Blob(id), sealed, &format!("chunk {id}"))?;
     let plaintext = match payload.split_first() {
         Some((&STORED, body)) => body.to_vec(),
@@ -86,6 +95,14 @@ mod tests {
             assert_eq!(blob.len() < data.len(), expect_compressed, "len {}", data.len());
             assert_eq!(open_blob(&keys, &id, &blob, data.len()).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn a_huge_recorded_raw_length_is_refused_before_allocating() {
+        let keys = Keys::from_material(&[9; KEY_MATERIAL_LEN]).unwrap();
+        let (id, blob) = seal(&keys, &b"lifeboat ".repeat(100));
+        let err = open_blob(&keys, &id, &blob, u32::MAX as usize).unwrap_err();
+        assert!(err.to_string().contains("above the largest chunk"), "{err}");
     }
 
     #[test]

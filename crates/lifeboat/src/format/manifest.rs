@@ -151,9 +151,10 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Total plaintext bytes of all entries.
+    /// Total plaintext bytes of all entries (saturating: sizes come from a
+    /// stored object, and a sum past `u64::MAX` must not panic).
     pub fn size(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        self.entries.iter().fold(0u64, |sum, e| sum.saturating_add(e.size))
     }
 }
 
@@ -194,6 +195,34 @@ mod tests {
             err.to_string().contains("manifest of bk-b failed authentication"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn manifest_size_saturates_instead_of_overflowing() {
+        let entry = |size| Entry {
+            path: "x".into(),
+            raw_path: None,
+            size,
+            sha256: String::new(),
+            mtime: None,
+            mode: None,
+            etag: None,
+            version_id: None,
+            ctime: None,
+            inode: None,
+            chunks: vec![],
+        };
+        let manifest = Manifest {
+            version: FORMAT_VERSION,
+            backup_id: "bk".into(),
+            source: "s".into(),
+            backup_type: BackupType::Full,
+            parent_backup: None,
+            created_at: String::new(),
+            entries: vec![entry(u64::MAX), entry(2)],
+            skipped: vec![],
+        };
+        assert_eq!(manifest.size(), u64::MAX);
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod pack;
 
 pub use binding::CatalogBinding;
 pub use blob::{open_blob, seal_blob};
-pub use config::{ChunkerParams, Compression, StoreConfig, FORMAT_VERSION};
+pub use config::{ChunkerParams, Compression, StoreConfig, FORMAT_VERSION, MAX_CONFIG_BYTES};
 pub use gc::CandidateList;
 pub use index::{BlobLocation, IndexFile, IndexPack};
 pub use manifest::{display_path, entry_identity, BackupType, Entry, Manifest, SkippedEntry};
@@ -24,6 +24,17 @@ use crate::ids::{IndexId, PackId};
 
 /// A pack is closed once its blobs reach this many bytes.
 pub const PACK_TARGET_SIZE: usize = 16 * 1024 * 1024;
+
+/// The largest manifest, index or candidate list read, stored (sealed) or
+/// decompressed (FORMAT.md, "Hostile input"): 1 GiB, about five million
+/// manifest entries or index blobs. A larger object is refused before it is
+/// read, and a decompression is stopped once it passes this bound.
+pub const MAX_METADATA_BYTES: u64 = 1 << 30;
+
+/// The largest pack read: a pack closes once its blobs pass the largest
+/// configurable pack size (128 MiB), so it holds at most that plus one blob
+/// of the largest chunk, and a header of at most 40 bytes per blob.
+pub const MAX_PACK_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
@@ -112,13 +123,53 @@ fn compress_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decompress_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, FormatError> {
-    let json = zstd::stream::decode_all(bytes).map_err(|e| FormatError::invalid(what, e))?;
+    let json = decompress_bounded(bytes, MAX_METADATA_BYTES, what)?;
     serde_json::from_slice(&json).map_err(|e| FormatError::invalid(what, e))
+}
+
+/// The largest zstd window a metadata object may ask the decoder to hold
+/// (8 MiB; Lifeboat compresses them at level 3, a 2 MiB window at most).
+const METADATA_WINDOW_LOG_MAX: u32 = 23;
+
+/// Decompresses a zstd stream, refusing output longer than `limit` bytes
+/// (a small compressed object can announce or expand to any size) and a
+/// window larger than `METADATA_WINDOW_LOG_MAX`.
+fn decompress_bounded(bytes: &[u8], limit: u64, what: &str) -> Result<Vec<u8>, FormatError> {
+    use std::io::Read;
+    let mut decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| FormatError::invalid(what, e))?;
+    decoder
+        .window_log_max(METADATA_WINDOW_LOG_MAX)
+        .map_err(|e| FormatError::invalid(what, e))?;
+    let mut out = Vec::new();
+    decoder
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| FormatError::invalid(what, e))?;
+    if out.len() as u64 > limit {
+        return Err(FormatError::invalid(
+            what,
+            format!("it decompresses to more than {limit} bytes, the most Lifeboat reads"),
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decompression_bomb_is_refused_at_the_bound() {
+        let big = zstd::bulk::compress(&vec![b'x'; 1 << 20], 3).unwrap();
+        assert!(big.len() < 1024);
+        let err = decompress_bounded(&big, 1000, "index x").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("index x is not valid: it decompresses to more than 1000 bytes"),
+            "{err}"
+        );
+        assert_eq!(decompress_bounded(&big, 1 << 20, "index x").unwrap().len(), 1 << 20);
+    }
 
     #[test]
     fn layout_places_objects_under_the_prefix() {

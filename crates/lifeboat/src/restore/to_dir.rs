@@ -333,7 +333,7 @@ pub(super) async fn restore_to_dir(
             slot.finish();
         }
     }
-    write_packs(&repo, work, &slots, options).await;
+    write_packs(&repo, &index, work, &slots, options).await;
     Ok(tally(&slots, refused))
 }
 
@@ -440,6 +440,7 @@ fn new_slot(directories: &mut Directories, entry: &Entry, path: &[u8], overwrite
 /// writes its chunks into their files.
 async fn write_packs(
     repo: &Arc<Repository>,
+    index: &Index,
     work: Vec<PackWork>,
     slots: &Arc<Vec<FileSlot>>,
     options: &RestoreOptions,
@@ -449,7 +450,7 @@ async fn write_packs(
             let (repo, slots, progress) = (repo.clone(), slots.clone(), options.progress.clone());
             async move {
                 let key = repo.pack_key(&pack);
-                let fetched = repo.storage.get(&key).await;
+                let fetched = repo.get_pack_of_size(&pack, index.packs.get(&pack).copied()).await;
                 let described = repo.storage.describe(&key);
                 let _ = tokio::task::spawn_blocking(move || {
                     write_pack(&repo, &described, fetched, &chunks, &slots, &progress);
