@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod damage;
 mod db_tools;
+mod dump_restore_atomic;
 mod dumps;
 mod failover;
 mod files;
