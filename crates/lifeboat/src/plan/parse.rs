@@ -14,7 +14,7 @@ use super::{
     duration_words, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier, RESTORE_TEST_CLASS,
     RESTORE_TEST_EVERY, RESTORE_TEST_TIMEOUT,
 };
-use crate::db::url::{is_database_url, is_secret_arn};
+use crate::db::url::{is_database_url, is_secret_arn, redact};
 use crate::retention::{RetentionError, RetentionPolicy};
 
 // The file's boundary types: TOML, snake_case, unknown fields refused.
@@ -355,7 +355,7 @@ fn selection(raw: &PlanToml, problems: &mut Problems) -> Vec<Resource> {
         if bucket.is_none_or(str::is_empty) {
             problems.add(
                 "sources",
-                format!("{source:?} is neither an S3 location (s3://BUCKET[/PREFIX]), a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://) nor a Secrets Manager secret ARN holding one (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"),
+                format!("{:?} is neither an S3 location (s3://BUCKET[/PREFIX]), a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://) nor a Secrets Manager secret ARN holding one (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)", redact(source)),
             );
         }
     }
