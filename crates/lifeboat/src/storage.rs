@@ -80,7 +80,10 @@ impl Location {
             });
         }
         if text.contains("://") && !text.starts_with("file://") {
-            return Err(format!("{} is neither s3://BUCKET/PREFIX nor a local path", shown(text)));
+            return Err(format!(
+                "{} is neither s3://BUCKET/PREFIX nor a local path",
+                shown(text)
+            ));
         }
         let path = text.strip_prefix("file://").unwrap_or(text);
         if path.is_empty() {
@@ -475,7 +478,10 @@ mod tests {
         ] {
             let message = Location::parse(text).unwrap_err();
             assert!(message.contains(expected), "{expected:?} not in {message:?}");
-            assert!(!message.contains("hunter2") && !message.contains('\u{1b}'), "{message:?}");
+            assert!(
+                !message.contains("hunter2") && !message.contains('\u{1b}'),
+                "{message:?}"
+            );
             assert!(message.len() < 400, "{} characters: {message:.100}", message.len());
         }
     }

@@ -79,10 +79,12 @@ pub async fn gc(
     assume_dead_after: std::time::Duration,
     at: Option<&str>,
 ) -> Result<ExitCode> {
+    let grace = gc_duration(grace, "--grace")?;
+    let assume_dead_after = gc_duration(assume_dead_after, "--assume-dead-after")?;
     let now = parse_at(at)?;
     let mut options = GcOptions::new(now);
-    options.grace = gc_duration(grace, "--grace")?;
-    options.assume_dead_after = gc_duration(assume_dead_after, "--assume-dead-after")?;
+    options.grace = grace;
+    options.assume_dead_after = assume_dead_after;
     options.dry_run = dry_run;
     let repo = env.open_repo().await?;
     let report = collect_garbage(&repo, &env.catalog, &options).await?;
@@ -90,9 +92,19 @@ pub async fn gc(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A duration flag as the garbage collector takes it.
+/// A duration flag as the garbage collector takes it: at most
+/// `lifeboat::times::MAX_DURATION` (100 years), so that no time sum overflows.
 fn gc_duration(d: std::time::Duration, flag: &str) -> Result<jiff::SignedDuration> {
-    jiff::SignedDuration::try_from(d).map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .filter(|d| *d <= lifeboat::times::MAX_DURATION)
+        .ok_or_else(|| {
+            anyhow!(
+                "{flag} {} is more than the maximum, {} days (100 years)",
+                humantime::format_duration(d),
+                lifeboat::times::MAX_DAYS
+            )
+        })
 }
 
 async fn hold_add(env: &Env, id: &str, reason: &str) -> Result<ExitCode> {

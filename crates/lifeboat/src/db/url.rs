@@ -373,7 +373,10 @@ mod tests {
     #[test]
     fn redacted_urls_keep_everything_but_the_password() {
         for (text, shown) in [
-            ("postgres://app:hunter2@db.example/orders", "postgres://app:***@db.example/orders"),
+            (
+                "postgres://app:hunter2@db.example/orders",
+                "postgres://app:***@db.example/orders",
+            ),
             ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
             ("postgress://app:hunt@er2@db/x", "postgress://app:***@db/x"),
             ("postgres:/app:hunter2@db/x", "postgres:***@db/x"),
