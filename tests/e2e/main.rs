@@ -8,6 +8,7 @@ mod claims;
 mod continuous;
 mod damage;
 mod db_tools;
+mod dump_restore_atomic;
 mod dumps;
 mod failover;
 mod files;

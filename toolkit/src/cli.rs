@@ -216,8 +216,8 @@ pub enum BackupCommand {
         /// Entries read at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        /// Days to keep this backup (sets retentionUntil).
-        #[arg(long)]
+        /// Days to keep this backup (sets retentionUntil; at most 36500).
+        #[arg(long, value_parser = days)]
         retention_days: Option<u32>,
     },
     /// Dump a database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB, mysql://…, sqlite:///PATH, duckdb:///PATH,
@@ -226,8 +226,8 @@ pub enum BackupCommand {
         /// The database's URL (the password may also come from PGPASSWORD or MYSQL_PWD), or the ARN of a
         /// Secrets Manager secret holding the URL or RDS-style JSON {engine, host, port, username, password, dbname}.
         url: String,
-        /// Days to keep this backup (sets retentionUntil).
-        #[arg(long)]
+        /// Days to keep this backup (sets retentionUntil; at most 36500).
+        #[arg(long, value_parser = days)]
         retention_days: Option<u32>,
     },
 }
@@ -375,7 +375,7 @@ pub struct RetentionArgs {
     #[arg(long, value_name = "Y")]
     pub keep_yearly: Option<u32>,
     /// Keep every backup made in the last N days (failed ones too; default grace for failed: 7 days).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = days)]
     pub keep_days: Option<u32>,
     /// Where days, weeks, months and years begin: an IANA time zone.
     #[arg(long, default_value = "UTC")]
@@ -572,6 +572,21 @@ pub enum ReportFormat {
 }
 
 /// A share in percent: more than 0, at most 100.
+/// A number of days from 1 to 36500 (100 years; `lifeboat::times::MAX_DAYS`).
+fn days(text: &str) -> Result<u32, String> {
+    const MAX: u32 = 36_500;
+    let digits = text.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let cut: String = text.chars().take(40).collect();
+        return Err(format!("{cut:?} is not a whole number of days"));
+    }
+    match digits.parse::<u32>() {
+        Ok(days) if (1..=MAX).contains(&days) => Ok(days),
+        Ok(0) => Err("0 days: give at least 1".to_owned()),
+        _ => Err(format!("{digits:.40} days is more than the maximum {MAX} (100 years)")),
+    }
+}
+
 fn percent(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .trim_end_matches('%')

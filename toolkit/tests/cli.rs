@@ -158,6 +158,13 @@ fn errors_without_aws() {
         "[[plan]]\nname = \"Bad Name\"\nschedule = \"cron(0 25 * * ? *)\"\ntimezone = \"Mars/Base\"\n\
          sources = [\"s3://b/\"]\nretention = { keep_last = 0 }\nrpo = \"soon\"\ntier = \"gold\"\n",
     );
+    let password_plan = scratch(
+        "password-plans.toml",
+        "[[plan]]\nname = \"dumps\"\nschedule = \"rate(1 day)\"\n\
+         sources = [\"postgres://app:hunter2@db.example/orders\"]\nretention = { daily = 7 }\nrpo = \"26h\"\ntier = \"important\"\n\
+         [[plan]]\nname = \"typo\"\nschedule = \"rate(1 day)\"\nsources = [\"postgress://app:hunter2@db/x\"]\n\
+         retention = { daily = 7 }\nrpo = \"26h\"\ntier = \"important\"\n",
+    );
     let missing = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("cli-tests/missing.toml")
         .display()
@@ -213,9 +220,61 @@ fn errors_without_aws() {
         ("plan-check-missing-file", vec!["plan", "check", &missing]),
         ("plan-schedules-bad-plan", vec!["plan", "schedules", &bad_plan]),
         ("verify-sample-zero", vec!["verify", "--sample", "0"]),
+        (
+            "retention-days-too-many",
+            vec![
+                "backup",
+                "dump",
+                "mysql://root@127.0.0.1/x",
+                "--retention-days",
+                "4294967296",
+            ],
+        ),
+        (
+            "retention-keep-weekly-too-many",
+            vec![
+                "--region",
+                "eu-west-1",
+                "retention",
+                "apply",
+                "--keep-weekly",
+                "9999999",
+            ],
+        ),
+        (
+            "gc-grace-too-long",
+            vec![
+                "--region",
+                "eu-west-1",
+                "--store",
+                "/tmp/lb",
+                "gc",
+                "--grace",
+                "1000000years",
+            ],
+        ),
+        (
+            "store-with-credentials",
+            vec![
+                "--region",
+                "eu-west-1",
+                "--store",
+                "https://admin:hunter2@example.com/backups",
+                "backup",
+                "files",
+                "/tmp",
+            ],
+        ),
+        (
+            "plan-check-passwords",
+            vec!["plan", "check", &password_plan, "--at", "2026-11-23T10:00:00Z"],
+        ),
         ("unknown-subcommand", vec!["frobnicate"]),
     ];
     for (name, args) in cases {
-        insta::assert_snapshot!(format!("error-{name}"), error_transcript(&args));
+        let transcript = error_transcript(&args);
+        let printed = transcript.split_once('\n').map_or("", |(_command, printed)| printed);
+        assert!(!printed.contains("hunter2"), "a password was printed: {transcript}");
+        insta::assert_snapshot!(format!("error-{name}"), transcript);
     }
 }

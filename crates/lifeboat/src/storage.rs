@@ -84,14 +84,38 @@ pub enum Location {
     Dir(PathBuf),
 }
 
+/// Most characters of a bad location an error message quotes.
+const SHOWN_CHARS: usize = 80;
+
+/// A location that did not parse, as an error quotes it: never its
+/// credentials (`db::url::redact`), control characters escaped, at most
+/// [`SHOWN_CHARS`] characters. The input may be a secret-bearing URL given
+/// in the wrong place, or anything at all.
+fn shown(text: &str) -> String {
+    let redacted = crate::db::url::redact(text);
+    let mut cut: String = redacted.chars().take(SHOWN_CHARS).collect();
+    if redacted.chars().count() > SHOWN_CHARS {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
 impl Location {
-    /// Parses `s3://bucket/prefix`, `file:///path` or a plain path.
+    /// Parses `s3://bucket/prefix`, `file:///path` or a plain path. Errors
+    /// name the part that is wrong and quote the input only as [`shown`].
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(format!(
-                    "{text:?} names no bucket: write s3://BUCKET or s3://BUCKET/PREFIX"
+                    "{} names no bucket: write s3://BUCKET or s3://BUCKET/PREFIX",
+                    shown(text)
+                ));
+            }
+            if !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                return Err(format!(
+                    "the bucket name of {} holds a character S3 bucket names cannot (they are letters, digits, '.', '-' and '_'): write s3://BUCKET or s3://BUCKET/PREFIX",
+                    shown(text)
                 ));
             }
             return Ok(Self::S3 {
@@ -100,7 +124,10 @@ impl Location {
             });
         }
         if text.contains("://") && !text.starts_with("file://") {
-            return Err(format!("{text:?} is neither s3://BUCKET/PREFIX nor a local path"));
+            return Err(format!(
+                "{} is neither s3://BUCKET/PREFIX nor a local path",
+                shown(text)
+            ));
         }
         let path = text.strip_prefix("file://").unwrap_or(text);
         if path.is_empty() {
@@ -548,6 +575,28 @@ mod tests {
             assert!(Location::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Location::parse("s3://b/p").unwrap().to_string(), "s3://b/p");
+    }
+
+    #[test]
+    fn bad_locations_are_quoted_bounded_escaped_and_without_credentials() {
+        let long = format!("gs://{}", "x".repeat(10_000));
+        for (text, expected) in [
+            (
+                "https://admin:hunter2@example.com/bucket",
+                "\"https://admin:***@example.com/bucket\" is neither",
+            ),
+            ("s3://my\u{1b}[2Jbucket/p", "\"s3://my\\u{1b}[2Jbucket/p\""),
+            ("s3:///p", "names no bucket"),
+            (long.as_str(), "xxx…\" is neither"),
+        ] {
+            let message = Location::parse(text).unwrap_err();
+            assert!(message.contains(expected), "{expected:?} not in {message:?}");
+            assert!(
+                !message.contains("hunter2") && !message.contains('\u{1b}'),
+                "{message:?}"
+            );
+            assert!(message.len() < 400, "{} characters: {message:.100}", message.len());
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,24 @@ use jiff::Timestamp;
 
 pub use jiff::{SignedDuration, Timestamp as Time};
 
+/// The most days a day count given by a user, a plan or an event may say
+/// (retention, keep-days, a backup's retention days, GC's grace): 100 years.
+/// Time arithmetic ends at the year 9999, and a larger count is a mistake
+/// (a slipped digit); refused with the value and this maximum, never
+/// overflowed or wrapped.
+pub const MAX_DAYS: u32 = 36_500;
+
+/// The longest duration a user or a plan may give: [`MAX_DAYS`] days.
+pub const MAX_DURATION: SignedDuration = SignedDuration::from_hours(24 * MAX_DAYS as i64);
+
+/// A day count `name` (a flag or field) says, if it is at most [`MAX_DAYS`].
+pub fn check_days(name: &str, days: u64) -> Result<u32, String> {
+    u32::try_from(days)
+        .ok()
+        .filter(|d| *d <= MAX_DAYS)
+        .ok_or_else(|| format!("{name} is {days} days, more than the maximum {MAX_DAYS} (100 years)"))
+}
+
 /// The wall clock, in UTC.
 pub fn now() -> Timestamp {
     Timestamp::now()
@@ -109,6 +127,21 @@ mod tests {
         ] {
             assert_eq!(duration_text(duration), expected);
         }
+    }
+
+    #[test]
+    fn day_counts_beyond_the_maximum_are_refused_with_both_numbers() {
+        assert_eq!(check_days("--retention-days", 36_500), Ok(36_500));
+        for days in [36_501, u64::from(u32::MAX), u64::MAX] {
+            let message = check_days("--retention-days", days).unwrap_err();
+            assert!(
+                message.contains(&days.to_string()) && message.contains("36500"),
+                "{message}"
+            );
+        }
+        // The maximum is representable from any time before the year 9899.
+        let late = parse("9899-01-01T00:00:00Z").unwrap();
+        assert!(late.checked_add(MAX_DURATION).is_ok());
     }
 
     #[test]

@@ -273,6 +273,9 @@ impl BackupRequest {
         if plan.concurrency == Some(0) {
             return Err("the plan's concurrency must be at least 1".to_owned());
         }
+        if let Some(days) = plan.retention_days {
+            lifeboat::times::check_days("retentionDays", days.into())?;
+        }
         if let Some(name) = &plan.name {
             tracing::info!(plan = %name, "plan");
         }
@@ -304,6 +307,20 @@ mod tests {
         assert_eq!(request.idempotency_key.as_deref(), Some("evt-1"));
         assert_eq!(request.backup_type, BackupType::Incremental);
         assert_eq!(request.store.as_deref(), Some("s3://backups/lifeboat"));
+    }
+
+    #[test]
+    fn a_huge_retention_days_is_refused_instead_of_overflowing_retention_until() {
+        let event = |days: u32| json!({"source": "s3://data/app", "retentionDays": days});
+        let message = BackupRequest::from_event(event(u32::MAX)).unwrap_err();
+        assert!(
+            message.contains("4294967295 days, more than the maximum 36500"),
+            "{message}"
+        );
+        assert_eq!(
+            BackupRequest::from_event(event(36_500)).unwrap().retention_days,
+            Some(36_500)
+        );
     }
 
     fn sample(name: &str) -> Value {

@@ -15,7 +15,7 @@ pub fn file_sources(plan: &Plan) -> Result<Vec<Location>, String> {
     plan.sources
         .iter()
         .filter(|s| !is_database_url(s))
-        .map(|s| Location::parse(s).map_err(|e| format!("plan {}, source {s}: {e}", plan.name)))
+        .map(|s| Location::parse(s).map_err(|e| format!("plan {}, sources: {e}", plan.name)))
         .collect()
 }
 

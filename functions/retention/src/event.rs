@@ -66,6 +66,12 @@ impl RetentionJob {
             ));
         }
         policy.validate().map_err(|e| Failure::BadEvent(e.to_string()))?;
+        let max_minutes = lifeboat::times::MAX_DAYS * 24 * 60;
+        if let Some(minutes) = body.grace_minutes.filter(|m| *m > max_minutes) {
+            return Err(Failure::BadEvent(format!(
+                "graceMinutes is {minutes}, more than the maximum {max_minutes} (100 years)"
+            )));
+        }
         Ok(Self::Files {
             store: body.store,
             retention: FileRetention {
@@ -82,6 +88,20 @@ impl RetentionJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_grace_is_refused_instead_of_overflowing_the_sweep_time() {
+        let event =
+            |minutes: u32| serde_json::json!({"store": "s3://b/p", "policy": {"keepLast": 1}, "graceMinutes": minutes});
+        let Err(Failure::BadEvent(message)) = RetentionJob::from_event(event(u32::MAX)) else {
+            panic!("a grace of u32::MAX minutes was accepted");
+        };
+        assert!(
+            message.contains("4294967295, more than the maximum 52560000"),
+            "{message}"
+        );
+        assert!(RetentionJob::from_event(event(52_560_000)).is_ok());
+    }
 
     #[test]
     fn the_samples_ask_for_their_jobs() {

@@ -84,10 +84,11 @@ pub struct GcArgs {
 }
 
 pub async fn gc(env: &Env, args: &GcArgs, at: Option<&str>) -> Result<ExitCode> {
-    let now = parse_at(at)?;
-    let mut options = GcOptions::new(now);
-    options.grace = gc_duration(args.grace, "--grace")?;
-    options.assume_dead_after = gc_duration(args.assume_dead_after, "--assume-dead-after")?;
+    let grace = gc_duration(args.grace, "--grace")?;
+    let assume_dead_after = gc_duration(args.assume_dead_after, "--assume-dead-after")?;
+    let mut options = GcOptions::new(parse_at(at)?);
+    options.grace = grace;
+    options.assume_dead_after = assume_dead_after;
     options.dry_run = args.dry_run;
     options.max_delete_share = args.max_delete_share / 100.0;
     options.force = args.force;
@@ -111,9 +112,19 @@ pub async fn index(env: &Env, command: IndexCommand) -> Result<ExitCode> {
     }
 }
 
-/// A duration flag as the garbage collector takes it.
+/// A duration flag as the garbage collector takes it: at most
+/// `lifeboat::times::MAX_DURATION` (100 years), so that no time sum overflows.
 fn gc_duration(d: std::time::Duration, flag: &str) -> Result<jiff::SignedDuration> {
-    jiff::SignedDuration::try_from(d).map_err(|_| anyhow!("{flag} {} is too long", humantime::format_duration(d)))
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .filter(|d| *d <= lifeboat::times::MAX_DURATION)
+        .ok_or_else(|| {
+            anyhow!(
+                "{flag} {} is more than the maximum, {} days (100 years)",
+                humantime::format_duration(d),
+                lifeboat::times::MAX_DAYS
+            )
+        })
 }
 
 async fn hold_add(env: &Env, id: &str, reason: &str) -> Result<ExitCode> {

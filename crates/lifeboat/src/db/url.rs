@@ -138,11 +138,8 @@ fn percent_decode(text: &str) -> Option<String> {
 
 impl DatabaseUrl {
     pub fn parse(text: &str) -> Result<Self, UrlError> {
-        // Never echo a password back: errors show the URL up to its `@`'s host part only.
-        let shown = match (text.find("://"), text.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}://…@{}", &text[..s], &text[at + 1..]),
-            _ => text.to_owned(),
-        };
+        // Never echo a password back.
+        let shown = redact(text);
         let bad = |message: &str| UrlError {
             url: shown.clone(),
             message: message.to_owned(),
@@ -281,6 +278,29 @@ fn parse_credentials(credentials: &str) -> Result<(Option<String>, Option<String
     Ok(((!user.is_empty()).then_some(user), password))
 }
 
+/// A URL (or what was meant as one) fit to print: its password, whatever
+/// stands between the first `:` of the credentials and their last `@`,
+/// written `***` (`postgres://app:***@db.example/orders`). Works on text
+/// that does not parse as well, so that a mistyped URL is shown without its
+/// secret too; text without credentials is returned as it is.
+pub fn redact(text: &str) -> String {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, text),
+    };
+    let redacted = match rest.rsplit_once('@') {
+        Some((credentials, after)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{after}"),
+            None => rest.to_owned(),
+        },
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{redacted}"),
+        None => redacted,
+    }
+}
+
 /// The URL schemes of databases a plan's `sources` may name for logical
 /// dumps (`crate::dump`).
 pub const DATABASE_SCHEMES: &[&str] = &[
@@ -351,6 +371,24 @@ mod tests {
     }
 
     #[test]
+    fn redacted_urls_keep_everything_but_the_password() {
+        for (text, shown) in [
+            (
+                "postgres://app:hunter2@db.example/orders",
+                "postgres://app:***@db.example/orders",
+            ),
+            ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+            ("postgress://app:hunt@er2@db/x", "postgress://app:***@db/x"),
+            ("postgres:/app:hunter2@db/x", "postgres:***@db/x"),
+            ("mysql://root@127.0.0.1/shop", "mysql://root@127.0.0.1/shop"),
+            ("s3://bucket/prefix", "s3://bucket/prefix"),
+            ("sqlite:///var/lib/app.db", "sqlite:///var/lib/app.db"),
+        ] {
+            assert_eq!(redact(text), shown, "{text}");
+        }
+    }
+
+    #[test]
     fn bad_urls_say_what_is_wrong_without_the_password() {
         let cases = [
             ("http://x/db", "scheme"),
@@ -365,6 +403,7 @@ mod tests {
             ("duckdb://", "no database file (duckdb:///PATH/TO/FILE)"),
             ("redis://:hunter2@host:6379/zero", "a Redis database is a number"),
             ("redis://:hunter2@host:port", "port"),
+            ("postgres:/u:hunter2@host/db", "no scheme"),
         ];
         for (text, expected) in cases {
             let message = DatabaseUrl::parse(text).unwrap_err().to_string();

@@ -14,7 +14,9 @@
 //! - MySQL / MariaDB (`program.rs`): `mariadb-dump --single-transaction
 //!   --skip-extended-insert` (a consistent snapshot of InnoDB tables, a row
 //!   per line so that dumps deduplicate) without `--databases`, so it
-//!   restores into any target database; restored with the `mariadb` client.
+//!   restores into any target database; restored with the `mariadb` client
+//!   all or nothing (`mysql.rs`): into a staging database first, then
+//!   swapped into the target with one `RENAME TABLE`.
 //! - DuckDB (`duckdb.rs`): `EXPORT DATABASE (FORMAT parquet, COMPRESSION
 //!   uncompressed)` (one read transaction) by the `duckdb` program into a
 //!   temporary directory, stored as one uncompressed tar (`tar.rs`; the
@@ -48,6 +50,7 @@ use crate::repo::{Index, RepoError, Repository};
 use crate::restore::fetch_chunk;
 
 mod duckdb;
+mod mysql;
 mod postgres;
 mod program;
 mod redis;
@@ -82,6 +85,19 @@ pub enum DumpError {
         id: String,
         target: String,
         message: String,
+    },
+    #[error("restore of backup {id} into {target} failed while the dump loaded into the staging database {staging}, which was dropped; {target} was not changed: {message}")]
+    Staged {
+        id: String,
+        target: String,
+        staging: String,
+        message: String,
+    },
+    #[error("backup {id} holds objects that cannot be swapped into the existing database {target} ({objects}); {target} was not changed: restore into a new database name (the restore creates it and loads everything in place), or drop the existing database first")]
+    CannotSwap {
+        id: String,
+        target: String,
+        objects: String,
     },
     #[error("restore target {path} already exists: pass --overwrite to replace it, or give a new file name")]
     FileExists { path: String },
@@ -281,7 +297,11 @@ pub async fn restore_dump(
         return duckdb::restore_duckdb(repo, &record, &entry, options, started).await;
     }
     let created_database = prepare_target(target, options.overwrite).await?;
-    let written = program::restore_through_program(&repo, &record, engine, &entry, target, options.overwrite).await?;
+    let written = if engine == Engine::Mysql {
+        mysql::restore_mysql(&repo, &record, &entry, target, created_database).await?
+    } else {
+        program::restore_through_program(&repo, &record, engine, &entry, target, options.overwrite).await?
+    };
     let tables = target.table_counts().await?;
     Ok(DumpRestoreSummary {
         backup_id: record.id.clone(),

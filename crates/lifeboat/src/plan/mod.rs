@@ -18,7 +18,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 use serde::Serialize;
 
-use crate::db::url::{is_database_url, is_secret_arn};
+use crate::db::url::{is_database_url, is_secret_arn, redact};
 use crate::retention::RetentionPolicy;
 
 pub mod checks;
@@ -229,7 +229,7 @@ impl Plan {
             next_runs_note,
             tags: self.tags.clone(),
             resources: self.resources.clone(),
-            sources: self.sources.clone(),
+            sources: self.sources.iter().map(|s| redact(s)).collect(),
             copy_regions: self.copy_regions.clone(),
             retention: self.retention.clone(),
             rpo: duration_words(self.rpo),
@@ -262,6 +262,7 @@ pub struct PlanSummary {
     pub next_runs_note: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub resources: Vec<Resource>,
+    /// The sources, each database URL without its password (`db::url::redact`).
     pub sources: Vec<String>,
     pub copy_regions: Vec<CopyRegion>,
     pub retention: RetentionPolicy,

@@ -14,8 +14,9 @@ use super::{
     duration_words, CopyRegion, Plan, PlanProblem, Resource, RestoreTestPlan, Tier, RESTORE_TEST_CLASS,
     RESTORE_TEST_EVERY, RESTORE_TEST_TIMEOUT,
 };
-use crate::db::url::{is_database_url, is_secret_arn};
+use crate::db::url::{is_database_url, is_secret_arn, redact};
 use crate::retention::{RetentionError, RetentionPolicy};
+use crate::times::{MAX_DAYS, MAX_DURATION};
 
 // The file's boundary types: TOML, snake_case, unknown fields refused.
 
@@ -355,7 +356,7 @@ fn selection(raw: &PlanToml, problems: &mut Problems) -> Vec<Resource> {
         if bucket.is_none_or(str::is_empty) {
             problems.add(
                 "sources",
-                format!("{source:?} is neither an S3 location (s3://BUCKET[/PREFIX]), a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://) nor a Secrets Manager secret ARN holding one (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"),
+                format!("{:?} is neither an S3 location (s3://BUCKET[/PREFIX]), a database URL (postgres://, mysql://, sqlite:///, redis://, duckdb://) nor a Secrets Manager secret ARN holding one (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)", redact(source)),
             );
         }
     }
@@ -473,16 +474,7 @@ fn rpo(
     now: Timestamp,
     problems: &mut Problems,
 ) -> Option<SignedDuration> {
-    let rpo = match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => SignedDuration::try_from(d).ok(),
-        _ => None,
-    };
-    if rpo.is_none() {
-        problems.add(
-            "rpo",
-            format!("{text:?} is not a duration: write e.g. \"1h\", \"26h\", \"30m\""),
-        );
-    }
+    let rpo = bounded_duration("rpo", text, "\"1h\", \"26h\", \"30m\"", problems);
     if let (Some(schedule), Some(rpo)) = (schedule, rpo) {
         if let Some(gap) = schedule.longest_gap(now) {
             if gap > rpo {
@@ -528,17 +520,36 @@ fn duration(
     let Some(text) = text else {
         return Some(default);
     };
-    let parsed = match humantime::parse_duration(&text) {
-        Ok(d) if !d.is_zero() => SignedDuration::try_from(d).ok(),
-        _ => None,
-    };
-    if parsed.is_none() {
-        problems.add(
+    bounded_duration(field, &text, "\"7d\", \"12h\", \"90m\"", problems)
+}
+
+/// `text` as a message quotes it: escaped, at most 40 characters.
+fn quoted(text: &str) -> String {
+    let cut: String = text.chars().take(40).collect();
+    format!("{cut:?}")
+}
+
+/// A positive duration of at most [`MAX_DURATION`] (100 years), reported
+/// under `field` (with `examples`) when it is not one.
+fn bounded_duration(field: &str, text: &str, examples: &str, problems: &mut Problems) -> Option<SignedDuration> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => problems.add(field, format!("{text:?} is zero: write e.g. {examples}")),
+        Ok(d) => match SignedDuration::try_from(d).ok().filter(|d| *d <= MAX_DURATION) {
+            Some(d) => return Some(d),
+            None => problems.add(
+                field,
+                format!(
+                    "{} is more than the maximum, {MAX_DAYS} days (100 years): write e.g. {examples}",
+                    quoted(text)
+                ),
+            ),
+        },
+        Err(_) => problems.add(
             field,
-            format!("{text:?} is not a duration: write e.g. \"7d\", \"12h\", \"90m\""),
-        );
+            format!("{} is not a duration: write e.g. {examples}", quoted(text)),
+        ),
     }
-    parsed
+    None
 }
 
 /// Validates `[plan.restore_test]` for a plan that selects `resources`

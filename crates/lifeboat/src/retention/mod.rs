@@ -53,6 +53,8 @@ pub enum RetentionError {
     UnknownTimezone { name: String, message: String },
     #[error("retention rule {rule} is 0, which keeps nothing by that rule: give at least 1, or leave the rule out")]
     ZeroCount { rule: &'static str },
+    #[error("retention rule {rule} is {value}, more than the maximum {max} (100 years): give at most {max}")]
+    TooLarge { rule: &'static str, value: u32, max: u32 },
 }
 
 /// How many backups to keep. Every count is optional; `None` means the rule is
@@ -112,11 +114,24 @@ impl RetentionPolicy {
         ]
     }
 
-    /// Checks the counts and resolves the time zone.
+    /// Checks the counts (none 0; none reaching past 100 years, see
+    /// [`crate::times::MAX_DAYS`]; `keep-last` counts backups, not time)
+    /// and resolves the time zone.
     pub fn validate(&self) -> Result<TimeZone, RetentionError> {
         for (rule, count) in self.rules() {
             if count == Some(0) {
                 return Err(RetentionError::ZeroCount { rule });
+            }
+            let days_each = match rule {
+                "keep-weekly" => 7,
+                "keep-monthly" => 31,
+                "keep-yearly" => 366,
+                "keep-last" => continue,
+                _ => 1,
+            };
+            let max = crate::times::MAX_DAYS / days_each;
+            if let Some(value) = count.filter(|c| *c > max) {
+                return Err(RetentionError::TooLarge { rule, value, max });
             }
         }
         TimeZone::get(&self.timezone).map_err(|e| RetentionError::UnknownTimezone {

@@ -294,6 +294,32 @@ fn bad_policies_are_refused_by_name() {
 }
 
 #[test]
+fn huge_keep_days_is_refused_with_the_maximum_instead_of_overflowing() {
+    for (set, rule, value, max) in [
+        (policy(|p| p.keep_days = Some(u32::MAX)), "keep-days", u32::MAX, 36_500),
+        (policy(|p| p.daily = Some(36_501)), "keep-daily", 36_501, 36_500),
+        (policy(|p| p.weekly = Some(5_215)), "keep-weekly", 5_215, 5_214),
+        (policy(|p| p.monthly = Some(10_000)), "keep-monthly", 10_000, 1_177),
+        (policy(|p| p.yearly = Some(1_000)), "keep-yearly", 1_000, 99),
+    ] {
+        let error = plan_retention(&[b("a", NOW)], &set, at(NOW)).unwrap_err();
+        assert_eq!(error, RetentionError::TooLarge { rule, value, max });
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("{value}, more than the maximum {max}")),
+            "{error}"
+        );
+    }
+    let most = policy(|p| {
+        p.keep_days = Some(36_500);
+        p.keep_last = Some(u32::MAX);
+    });
+    let plan = plan_retention(&[b("a", NOW)], &most, at(NOW)).unwrap();
+    assert!(plan.delete.is_empty());
+}
+
+#[test]
 fn policies_read_from_json() {
     let policy: RetentionPolicy = serde_json::from_str(r#"{"keepLast": 3, "daily": 7}"#).unwrap();
     assert_eq!(policy.keep_last, Some(3));

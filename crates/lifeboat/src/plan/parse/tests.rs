@@ -322,3 +322,60 @@ fn secret_arns_are_database_sources() {
     );
     assert_eq!(bad.problems[0].field, "sources", "{:?}", bad.problems);
 }
+
+#[test]
+fn plan_check_shows_database_sources_without_their_passwords() {
+    let text = "[[plan]]\nname = \"dumps\"\nschedule = \"rate(1 day)\"\n\
+        sources = [\"postgres://app:hunter2@db.example/orders\", \"redis://:hunter2@cache:6379/0\"]\n\
+        retention = { daily = 7 }\nrpo = \"26h\"\ntier = \"important\"\n\
+        [[plan]]\nname = \"typo\"\nschedule = \"rate(1 day)\"\nsources = [\"postgress://app:hunter2@db/x\"]\n\
+        retention = { daily = 7 }\nrpo = \"26h\"\ntier = \"important\"\n";
+    let check = check_plans(text, ts(NOW));
+    assert_eq!(
+        check.plans[0].sources,
+        ["postgres://app:***@db.example/orders", "redis://:***@cache:6379/0"]
+    );
+    assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
+    assert!(
+        check.problems[0].message.contains("postgress://app:***@db/x"),
+        "{:?}",
+        check.problems
+    );
+    let shown = serde_json::to_string(&check).expect("JSON");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // The plan itself keeps the password: the dump connects with it.
+    let plans = parse_plans(
+        &text[..text.find("[[plan]]\nname = \"typo\"").unwrap_or(text.len())],
+        ts(NOW),
+    )
+    .unwrap();
+    assert_eq!(plans[0].sources[0], "postgres://app:hunter2@db.example/orders");
+}
+
+#[test]
+fn huge_days_and_durations_are_refused_naming_the_field_and_the_maximum() {
+    problems(
+        &[
+            ("keep_days = 7", "keep_days = 4294967295"),
+            ("rpo = \"1h\"", "rpo = \"300000000years\""),
+        ],
+        "",
+        &[
+            (
+                "orders-hourly",
+                "retention",
+                "keep-days is 4294967295, more than the maximum 36500",
+            ),
+            ("orders-hourly", "rpo", "more than the maximum, 36500 days"),
+        ],
+    );
+    let past_u32 = check_plans(&GOOD.replace("keep_days = 7", "keep_days = 99999999999"), ts(NOW));
+    assert_eq!(past_u32.problems.len(), 1, "{:?}", past_u32.problems);
+    assert!(
+        past_u32.problems[0].message.contains("99999999999"),
+        "{:?}",
+        past_u32.problems
+    );
+    let longest = GOOD.replace("rpo = \"1h\"", "rpo = \"36500days\"");
+    assert!(check_plans(&longest, ts(NOW)).ok());
+}
