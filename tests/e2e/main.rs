@@ -8,6 +8,7 @@ mod damage;
 mod db_tools;
 mod dumps;
 mod failover;
+mod fencing;
 mod files;
 mod function;
 mod gc;
