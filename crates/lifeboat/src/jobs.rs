@@ -778,3 +778,36 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_stale_only_once_its_expiry_has_passed() {
+        let mut lease = LeaseRecord {
+            pk: keys::job_lease_pk("prod"),
+            sk: keys::JOB_LEASE_SK.into(),
+            owner: "0123456789abcdef".into(),
+            holder: "cli:me@host".into(),
+            pid: 7,
+            kind: JobKind::Failover,
+            job_id: None,
+            since: String::new(),
+            heartbeat_at: String::new(),
+            expires_at: String::new(),
+        };
+        let now: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().expect("time");
+        lease.beat(now, Duration::from_secs(120));
+        assert_eq!(lease.heartbeat_at, "2026-11-23T10:00:00.000Z");
+        assert_eq!(lease.expires_at, "2026-11-23T10:02:00.000Z");
+        assert!(!lease.stale_at(now + jiff::SignedDuration::from_secs(119)));
+        assert!(lease.stale_at(now + jiff::SignedDuration::from_secs(121)));
+        lease.expires_at = "garbage".into();
+        assert!(lease.stale_at(now), "an unreadable expiry cannot hold a plan forever");
+        assert_eq!(
+            lease.describe(),
+            "a failover (no job opened yet) run by cli:me@host (pid 7)"
+        );
+    }
+}

@@ -471,4 +471,35 @@ mod tests {
         assert!(!all_point_at_targets(&[record(None, Some("a.example"))]));
         assert!(!all_point_at_targets(&[record(Some("a.example"), None)]));
     }
+
+    #[test]
+    fn only_an_instance_tagged_by_the_job_being_resumed_is_adopted() {
+        let instance = |job: Option<&str>| Instance {
+            id: "billing-dr".into(),
+            arn: "arn:aws:rds:us-west-2:1:db:billing-dr".into(),
+            status: "available".into(),
+            replica_of: None,
+            endpoint: None,
+            port: None,
+            engine: None,
+            encrypted: false,
+            tags: job.map(|j| (JOB_TAG.to_owned(), j.to_owned())).into_iter().collect(),
+        };
+        assert_eq!(maker(&instance(Some("job-2")), Some("job-2")), Maker::OpenJob);
+        assert_eq!(
+            maker(&instance(Some("job-1")), Some("job-2")),
+            Maker::OtherJob("job-1".into()),
+            "a finished job's instance (before a failback) is not this run's"
+        );
+        assert_eq!(maker(&instance(Some("job-1")), None), Maker::OtherJob("job-1".into()));
+        assert_eq!(maker(&instance(None), Some("job-2")), Maker::Nobody);
+        let Action::Blocked { reason } = refusal(&instance(None), "us-west-2", &Maker::Nobody, "then run again") else {
+            panic!("refused");
+        };
+        assert!(
+            reason.starts_with("DB instance billing-dr in us-west-2 exists, but no job of this plan made it")
+                && reason.ends_with("then run again"),
+            "{reason}"
+        );
+    }
 }
