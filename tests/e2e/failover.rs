@@ -16,18 +16,18 @@ use serde_json::Value;
 
 use crate::support::{describe, Engine, TestDb};
 
-const PRIMARY: &str = "eu-central-1";
-const DR: &str = "us-west-2";
+pub(crate) const PRIMARY: &str = "eu-central-1";
+pub(crate) const DR: &str = "us-west-2";
 
 /// A database of its own with an empty `orders` table, dropped at the end.
-fn orders_db(engine: Engine) -> TestDb {
+pub(crate) fn orders_db(engine: Engine) -> TestDb {
     let db = TestDb::create(engine, "dr");
     db.sql("CREATE TABLE orders (id integer PRIMARY KEY, total integer NOT NULL)");
     db
 }
 
 /// A checks file asserting at least `rows` orders in `db`.
-fn orders_checks(db: &TestDb, rows: i64) -> String {
+pub(crate) fn orders_checks(db: &TestDb, rows: i64) -> String {
     format!(
         "url = \"{}\"\n[[check]]\nname = \"orders present\"\nsql = \"SELECT count(*) FROM orders\"\nat_least = {rows}\n",
         db.url()
@@ -35,19 +35,19 @@ fn orders_checks(db: &TestDb, rows: i64) -> String {
 }
 
 /// Two regions, a hosted zone, a catalog table, a report directory: one test's world.
-struct Dr {
-    token: String,
-    table: String,
-    primary: aws_sdk_rds::Client,
-    dr: aws_sdk_rds::Client,
-    route53: aws_sdk_route53::Client,
-    dr_key: String,
-    zone: String,
-    dir: tempfile::TempDir,
+pub(crate) struct Dr {
+    pub(crate) token: String,
+    pub(crate) table: String,
+    pub(crate) primary: aws_sdk_rds::Client,
+    pub(crate) dr: aws_sdk_rds::Client,
+    pub(crate) route53: aws_sdk_route53::Client,
+    pub(crate) dr_key: String,
+    pub(crate) zone: String,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Dr {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let token = unique("t").trim_start_matches("t-").to_owned();
         let table = unique("dr-catalog");
         Catalog::new(dynamodb_client().await, &table, REGION)
@@ -76,12 +76,12 @@ impl Dr {
     }
 
     /// `NAME-TOKEN`: a name only this test uses.
-    fn name(&self, name: &str) -> String {
+    pub(crate) fn name(&self, name: &str) -> String {
         format!("{name}-{}", self.token)
     }
 
     /// A PostgreSQL instance in the primary region; returns its endpoint.
-    async fn primary_instance(&self, id: &str) -> String {
+    pub(crate) async fn primary_instance(&self, id: &str) -> String {
         let instance = self
             .primary
             .create_db_instance()
@@ -103,7 +103,7 @@ impl Dr {
     }
 
     /// A cross-region read replica of `primary` in the DR region; returns its endpoint.
-    async fn replica(&self, primary: &str, id: &str) -> String {
+    pub(crate) async fn replica(&self, primary: &str, id: &str) -> String {
         let arn = format!("arn:aws:rds:{PRIMARY}:123456789012:db:{primary}");
         let replica = self
             .dr
@@ -122,7 +122,7 @@ impl Dr {
     }
 
     /// A snapshot of `primary`, copied to the DR region with the DR key; returns the copy's id.
-    async fn copied_snapshot(&self, primary: &str) -> String {
+    pub(crate) async fn copied_snapshot(&self, primary: &str) -> String {
         let source = format!("{primary}-snap");
         let snapshot = self
             .primary
@@ -149,7 +149,7 @@ impl Dr {
         copy
     }
 
-    async fn create_zone(&self) -> String {
+    pub(crate) async fn create_zone(&self) -> String {
         let zone = self
             .route53
             .create_hosted_zone()
@@ -161,7 +161,7 @@ impl Dr {
         zone.hosted_zone().expect("zone").id().to_owned()
     }
 
-    async fn zone_id(&self) -> String {
+    pub(crate) async fn zone_id(&self) -> String {
         let zones = self
             .route53
             .list_hosted_zones_by_name()
@@ -178,7 +178,7 @@ impl Dr {
     }
 
     /// Sets `NAME.ZONE` (CNAME) to `value`.
-    async fn set_record(&self, name: &str, value: &str) {
+    pub(crate) async fn set_record(&self, name: &str, value: &str) {
         use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
         let set = ResourceRecordSet::builder()
             .name(format!("{name}.{}", self.zone))
@@ -202,7 +202,7 @@ impl Dr {
     }
 
     /// Every record of the zone: "NAME TYPE" → values.
-    async fn records(&self) -> BTreeMap<String, Vec<String>> {
+    pub(crate) async fn records(&self) -> BTreeMap<String, Vec<String>> {
         let sets = self
             .route53
             .list_resource_record_sets()
@@ -221,13 +221,13 @@ impl Dr {
             .collect()
     }
 
-    async fn record(&self, name: &str) -> Option<String> {
+    pub(crate) async fn record(&self, name: &str) -> Option<String> {
         let key = format!("{name}.{}. CNAME", self.zone);
         self.records().await.get(&key).and_then(|v| v.first().cloned())
     }
 
     /// This test's DB instances and clusters in both regions, with what matters of each.
-    async fn resources(&self) -> BTreeMap<String, String> {
+    pub(crate) async fn resources(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (region, client) in [(PRIMARY, &self.primary), (DR, &self.dr)] {
             let instances = client.describe_db_instances().send().await.expect("describe instances");
@@ -259,7 +259,7 @@ impl Dr {
     }
 
     /// This test's instance ids in the DR region.
-    async fn dr_instances(&self) -> Vec<String> {
+    pub(crate) async fn dr_instances(&self) -> Vec<String> {
         self.resources()
             .await
             .into_keys()
@@ -267,7 +267,7 @@ impl Dr {
             .collect()
     }
 
-    async fn endpoint(&self, client: &aws_sdk_rds::Client, id: &str) -> String {
+    pub(crate) async fn endpoint(&self, client: &aws_sdk_rds::Client, id: &str) -> String {
         let answer = client
             .describe_db_instances()
             .db_instance_identifier(id)
@@ -282,18 +282,18 @@ impl Dr {
         endpoint.expect("endpoint").to_owned()
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write file");
         path
     }
 
-    fn reports(&self) -> PathBuf {
+    pub(crate) fn reports(&self) -> PathBuf {
         self.dir.path().join("reports")
     }
 
     /// Runs `lifeboat ARGS` with the emulator and this test's catalog.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let reports = self.reports();
         Command::new(workspace_bin("lifeboat"))
             .args(args)
@@ -308,7 +308,7 @@ impl Dr {
     }
 
     /// Runs `lifeboat ARGS --output json`, asserting success; returns the report.
-    fn ok_json(&self, args: &[&str]) -> Value {
+    pub(crate) fn ok_json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.extend(["--output", "json"]);
         let output = self.run(&args);
@@ -325,7 +325,7 @@ impl Dr {
     /// while a job's step `step` is running. The emulator keeps a promoted
     /// replica's link, so waiting for a promotion takes three polls (6 s):
     /// time to interrupt it.
-    async fn interrupt_during(&self, args: &[&str], step: &str) -> Output {
+    pub(crate) async fn interrupt_during(&self, args: &[&str], step: &str) -> Output {
         let child = Command::new(workspace_bin("lifeboat"))
             .args(args)
             .args(["--poll-interval", "3s", "--report-dir"])
@@ -359,7 +359,7 @@ impl Dr {
         child.wait_with_output().expect("wait for lifeboat")
     }
 
-    async fn job(&self, id: &str) -> JobRecord {
+    pub(crate) async fn job(&self, id: &str) -> JobRecord {
         Catalog::new(dynamodb_client().await, &self.table, REGION)
             .jobs()
             .get(id)
@@ -368,12 +368,12 @@ impl Dr {
     }
 }
 
-fn step<'a>(job: &'a JobRecord, name: &str) -> &'a lifeboat::jobs::StepRecord {
+pub(crate) fn step<'a>(job: &'a JobRecord, name: &str) -> &'a lifeboat::jobs::StepRecord {
     job.step(name)
         .unwrap_or_else(|| panic!("job {} has no step {name}: {:?}", job.id, job.steps))
 }
 
-fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["databases"]
         .as_array()
         .and_then(|dbs| dbs.iter().find(|d| d["name"] == name))
@@ -381,7 +381,7 @@ fn database<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Asserts a database's measured RTO is present and plausible.
-fn assert_sane_rto(db: &Value) {
+pub(crate) fn assert_sane_rto(db: &Value) {
     let rto = db["rtoSeconds"].as_f64().unwrap_or_else(|| panic!("no RTO: {db:#}"));
     assert!((0.0..300.0).contains(&rto), "RTO {rto} s: {db:#}");
 }

@@ -11,6 +11,7 @@ mod db_tools;
 mod dump_restore_atomic;
 mod dumps;
 mod failover;
+mod fencing;
 mod files;
 mod function;
 mod gc;

@@ -14,12 +14,20 @@
 //!   the console; listed newest first through GSI `byTime` (`gsi2pk = job`);
 //! - `pk = jobopen#KIND#SUBJECT`, `sk = jobopen`: points at the unfinished
 //!   job of that kind and subject, which the next run resumes. Claimed with a
-//!   condition, so two runs cannot start two jobs for one subject.
+//!   condition, so two runs cannot start two jobs for one subject;
+//! - `pk = joblease#SUBJECT`, `sk = joblease`: the lease of the one run
+//!   working on a subject (a DR plan) now ([`JobLease`]).
+//!
+//! Invariant (the lease): while a run holds a subject's lease and renews it,
+//! no other run starts, resumes or takes over a job of that subject. A
+//! lease whose holder stopped renewing it expires after its time to live and
+//! is then taken over, atomically (the taking write is conditional on the
+//! stale holder and heartbeat), so of two runs taking it at once one wins.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -135,6 +143,18 @@ pub enum JobError {
     TakenOver { id: String, runs: u32 },
     #[error("catalog table {table} holds a recovery job Lifeboat cannot read ({pk}): {message}")]
     Corrupt { table: String, pk: String, message: String },
+    #[error(
+        "{subject} is busy: {} holds its lease since {} (last heartbeat {}). Let that run finish (follow it with \
+         `lifeboat jobs show`), or stop it; if it died, its lease expires at {} and the next run takes over",
+        .holder.describe(), .holder.since, .holder.heartbeat_at, .holder.expires_at
+    )]
+    Leased { subject: String, holder: Box<LeaseRecord> },
+    #[error(
+        "this run lost the lease of {subject} to {} (its heartbeat could not be written in time): it stopped so \
+         that two runs do not act at once; follow that run",
+        .holder.describe()
+    )]
+    LeaseLost { subject: String, holder: Box<LeaseRecord> },
 }
 
 /// A step that failed, or a job whose record could not be written.
@@ -245,6 +265,11 @@ impl Jobs {
         Ok(job)
     }
 
+    /// The id of the unfinished job of `kind` for `subject` (the one the next run resumes), if any.
+    pub async fn open_job_id(&self, kind: JobKind, subject: &str) -> Result<Option<String>, JobError> {
+        self.open_job(&open_pk(kind, subject)).await
+    }
+
     async fn open_job(&self, pointer: &str) -> Result<Option<String>, JobError> {
         let item = self.catalog.get_item(pointer, keys::JOB_OPEN_SK).await?;
         Ok(item.and_then(|i| i.get("jobId").and_then(|v| v.as_s().ok()).cloned()))
@@ -310,6 +335,224 @@ impl Jobs {
             .and_then(|v| v.as_s().ok())
             .ok_or_else(|| corrupt("no record attribute".into()))?;
         serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+/// A subject's lease as the catalog holds it (`joblease#SUBJECT`,
+/// `joblease`): who runs a job of the subject now, and until when that
+/// run's last heartbeat holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRecord {
+    pub pk: String,
+    pub sk: String,
+    /// The holding run's random token: its renewals and release are conditional on it.
+    pub owner: String,
+    /// Who runs it: `cli:USER@HOST` (or `lambda:FUNCTION`).
+    pub holder: String,
+    pub pid: u32,
+    pub kind: JobKind,
+    /// The job the run works on, once opened.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    pub since: String,
+    pub heartbeat_at: String,
+    /// The heartbeat plus the time to live: after it, the lease is stale.
+    pub expires_at: String,
+}
+
+impl LeaseRecord {
+    /// `a failover (job J) run by cli:me@host (pid 7)`.
+    pub fn describe(&self) -> String {
+        let job = self
+            .job_id
+            .as_deref()
+            .map_or_else(|| "no job opened yet".to_owned(), |id| format!("job {id}"));
+        format!("a {} ({job}) run by {} (pid {})", self.kind, self.holder, self.pid)
+    }
+
+    /// Whether its holder stopped renewing it in time (an unreadable expiry counts as stale).
+    pub fn stale_at(&self, now: jiff::Timestamp) -> bool {
+        times::parse(&self.expires_at).map_or(true, |expires| expires < now)
+    }
+}
+
+/// The lease of the one run acting on a subject ([`Jobs::acquire_lease`]):
+/// renewed by [`JobLease::keep`], given back by [`JobLease::release`].
+#[derive(Debug)]
+pub struct JobLease {
+    jobs: Jobs,
+    record: LeaseRecord,
+    ttl: Duration,
+    took_over: Option<LeaseRecord>,
+}
+
+impl Jobs {
+    /// Takes the lease of `subject` for a run of `kind` that renews it
+    /// within `ttl`: when no run holds it, or the holder's lease expired (it
+    /// is then taken over: [`JobLease::took_over`] says from whom). A live
+    /// lease of another run is [`JobError::Leased`], naming it.
+    pub async fn acquire_lease(&self, kind: JobKind, subject: &str, ttl: Duration) -> Result<JobLease, JobError> {
+        let pk = keys::job_lease_pk(subject);
+        let now = times::now();
+        let mut record = LeaseRecord {
+            pk: pk.clone(),
+            sk: keys::JOB_LEASE_SK.into(),
+            owner: format!("{:016x}", rand::random::<u64>()),
+            holder: crate::audit::record::actor_from_env(),
+            pid: std::process::id(),
+            kind,
+            job_id: None,
+            since: times::format(now),
+            heartbeat_at: String::new(),
+            expires_at: String::new(),
+        };
+        record.beat(now, ttl);
+        // A few rounds: a lease may be released or taken between our reads.
+        for _ in 0..3 {
+            let item = self.catalog.to_item(&pk, &record)?;
+            if self.catalog.put_new_item(item.clone()).await? {
+                return Ok(JobLease::new(self, record, ttl, None));
+            }
+            let Some(held) = self.catalog.get_item(&pk, keys::JOB_LEASE_SK).await? else {
+                continue;
+            };
+            let held: LeaseRecord = self.catalog.from_item(held)?;
+            if !held.stale_at(times::now()) {
+                return Err(JobError::Leased {
+                    subject: subject.to_owned(),
+                    holder: Box::new(held),
+                });
+            }
+            let take = self
+                .catalog
+                .client()
+                .put_item()
+                .table_name(self.catalog.table())
+                .set_item(Some(item))
+                .condition_expression("#owner = :owner AND heartbeatAt = :beat")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", AttributeValue::S(held.owner.clone()))
+                .expression_attribute_values(":beat", AttributeValue::S(held.heartbeat_at.clone()));
+            if self.catalog.put_item_if(take).await? {
+                tracing::warn!(subject, stale = %held.describe(), "took over a stale lease");
+                return Ok(JobLease::new(self, record, ttl, Some(held)));
+            }
+        }
+        let held = self.catalog.get_item(&pk, keys::JOB_LEASE_SK).await?;
+        let holder = match held {
+            Some(item) => self.catalog.from_item(item)?,
+            None => record,
+        };
+        Err(JobError::Leased {
+            subject: subject.to_owned(),
+            holder: Box::new(holder),
+        })
+    }
+}
+
+impl LeaseRecord {
+    fn beat(&mut self, now: jiff::Timestamp, ttl: Duration) {
+        let ttl = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+        self.heartbeat_at = times::format(now);
+        self.expires_at = times::format(now.saturating_add(ttl).unwrap_or(jiff::Timestamp::MAX));
+    }
+}
+
+impl JobLease {
+    fn new(jobs: &Jobs, record: LeaseRecord, ttl: Duration, took_over: Option<LeaseRecord>) -> Self {
+        Self {
+            jobs: jobs.clone(),
+            record,
+            ttl,
+            took_over,
+        }
+    }
+
+    /// The stale lease this one replaced, if it did.
+    pub fn took_over(&self) -> Option<&LeaseRecord> {
+        self.took_over.as_ref()
+    }
+
+    pub fn record(&self) -> &LeaseRecord {
+        &self.record
+    }
+
+    /// Records the job this run works on (named to a run refused meanwhile).
+    pub async fn attach(&mut self, job_id: &str) -> Result<(), JobError> {
+        self.record.job_id = Some(job_id.to_owned());
+        self.renew().await
+    }
+
+    /// A heartbeat: the lease held for another time to live, if still ours.
+    pub async fn renew(&mut self) -> Result<(), JobError> {
+        let mut next = self.record.clone();
+        next.beat(times::now(), self.ttl);
+        let catalog = &self.jobs.catalog;
+        let put = catalog
+            .client()
+            .put_item()
+            .table_name(catalog.table())
+            .set_item(Some(catalog.to_item(&next.pk, &next)?))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", AttributeValue::S(self.record.owner.clone()));
+        if catalog.put_item_if(put).await? {
+            self.record = next;
+            return Ok(());
+        }
+        let holder = match catalog.get_item(&next.pk, keys::JOB_LEASE_SK).await? {
+            Some(item) => catalog.from_item(item)?,
+            None => next,
+        };
+        Err(JobError::LeaseLost {
+            subject: self.subject(),
+            holder: Box::new(holder),
+        })
+    }
+
+    fn subject(&self) -> String {
+        self.record
+            .pk
+            .strip_prefix("joblease#")
+            .unwrap_or(&self.record.pk)
+            .to_owned()
+    }
+
+    /// Renews the lease every third of its time to live, for as long as the
+    /// run lasts; returns only when it is lost (taken over by another run
+    /// after this one failed to renew it in time).
+    pub async fn keep(&mut self) -> JobError {
+        loop {
+            tokio::time::sleep(self.ttl / 3).await;
+            match self.renew().await {
+                Ok(()) => {}
+                Err(lost @ JobError::LeaseLost { .. }) => return lost,
+                // A failed write is tried again; the lease holds until it expires.
+                Err(error) => tracing::warn!(%error, "could not renew the lease; trying again"),
+            }
+        }
+    }
+
+    /// Gives the lease back (unless another run took it over meanwhile).
+    pub async fn release(self) -> Result<(), JobError> {
+        let catalog = &self.jobs.catalog;
+        let deleted = catalog
+            .client()
+            .delete_item()
+            .table_name(catalog.table())
+            .key("pk", AttributeValue::S(self.record.pk.clone()))
+            .key("sk", AttributeValue::S(keys::JOB_LEASE_SK.into()))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", AttributeValue::S(self.record.owner.clone()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(s)) if s.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(self.jobs.error(e)),
+        }
     }
 }
 
@@ -533,5 +776,38 @@ impl Job {
             }
             Err(e) => Err(self.jobs.error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_stale_only_once_its_expiry_has_passed() {
+        let mut lease = LeaseRecord {
+            pk: keys::job_lease_pk("prod"),
+            sk: keys::JOB_LEASE_SK.into(),
+            owner: "0123456789abcdef".into(),
+            holder: "cli:me@host".into(),
+            pid: 7,
+            kind: JobKind::Failover,
+            job_id: None,
+            since: String::new(),
+            heartbeat_at: String::new(),
+            expires_at: String::new(),
+        };
+        let now: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().expect("time");
+        lease.beat(now, Duration::from_secs(120));
+        assert_eq!(lease.heartbeat_at, "2026-11-23T10:00:00.000Z");
+        assert_eq!(lease.expires_at, "2026-11-23T10:02:00.000Z");
+        assert!(!lease.stale_at(now + jiff::SignedDuration::from_secs(119)));
+        assert!(lease.stale_at(now + jiff::SignedDuration::from_secs(121)));
+        lease.expires_at = "garbage".into();
+        assert!(lease.stale_at(now), "an unreadable expiry cannot hold a plan forever");
+        assert_eq!(
+            lease.describe(),
+            "a failover (no job opened yet) run by cli:me@host (pid 7)"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use lifeboat::dr::report::{seconds_words, DrReport, Outcome};
+use lifeboat::dr::report::{seconds_words, DrReport, Fence, Outcome};
 use lifeboat::dr::{Action, DrInspection, DrRun};
 use lifeboat::jobs::JobKind;
 
@@ -102,6 +102,16 @@ impl Renderer {
     }
 
     pub fn dr_report(&self, run: &DrRun, json_path: &Path, markdown_path: &Path) {
+        // Said plainly, whatever the output format.
+        for (db, fence) in run
+            .report
+            .databases
+            .iter()
+            .flat_map(|db| db.fence.iter().map(move |f| (db, f)))
+            .filter(|(_, f)| matches!(f, Fence::NotFenced { .. }))
+        {
+            eprintln!("lifeboat: warning: {}: {}", db.name, fence.words());
+        }
         if self.is_json() {
             return json(&run.report);
         }
@@ -152,10 +162,17 @@ impl Renderer {
                     record.record_type, record.name, record.to
                 );
             }
+            for fence in &db.fence {
+                println!("    fence        {}", fence.words());
+            }
             for note in &db.notes {
                 println!("    note         {note}");
             }
         }
+        for note in &report.notes {
+            println!("Note: {note}");
+        }
+
         if let Some(s) = report
             .databases
             .iter()

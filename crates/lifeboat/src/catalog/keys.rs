@@ -101,6 +101,14 @@ pub fn job_open_pk(kind: &str, subject: &str) -> String {
     format!("jobopen#{kind}#{subject}")
 }
 
+// The lease of the run acting on a subject (a DR plan): `pk = joblease#SUBJECT`, `sk = joblease`.
+
+pub const JOB_LEASE_SK: &str = "joblease";
+
+pub fn job_lease_pk(subject: &str) -> String {
+    format!("joblease#{subject}")
+}
+
 // Alert state: `pk = alert#KEY`, `sk = alert`.
 
 pub const ALERT_SK: &str = "alert";
@@ -213,6 +221,7 @@ mod tests {
         assert_eq!(verify_sk("2026-01-01T00:00:00.000Z"), "verify#2026-01-01T00:00:00.000Z");
         assert_eq!(audit_record_sk(7), "00000000000000000007");
         assert_eq!(job_open_pk("restore", "db"), "jobopen#restore#db");
+        assert_eq!(job_lease_pk("prod"), "joblease#prod");
         assert_eq!(alert_pk("backup_failed#s"), "alert#backup_failed#s");
         assert_eq!(snapshot_pk("p", "arn", "t"), "snapshot#p#arn#t");
         assert_eq!(snapshot_deleted_pk("p", "arn", "t"), "snapshot-deleted#p#arn#t");
@@ -307,6 +316,12 @@ mod tests {
                 "open job pointer",
                 vec![job_open_pk("KIND", "SUBJECT")],
                 vec![JOB_OPEN_SK.into()],
+                vec![],
+            ),
+            (
+                "job lease",
+                vec![job_lease_pk("SUBJECT")],
+                vec![JOB_LEASE_SK.into()],
                 vec![],
             ),
             (

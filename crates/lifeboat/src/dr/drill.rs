@@ -5,9 +5,13 @@
 use std::future::Future;
 
 use super::plan::{DrDatabase, DrPlan};
-use super::steps::{conclude, preflight, restore_snapshot, step, wait_replica, wait_validate, ActionDone};
-use super::{Action, DrError, DrInspection, DrOptions, DrRequest, DrRun, Leftover, Regions, DRILL_TAG, PLAN_TAG};
-use crate::jobs::{Job, JobKind};
+use super::steps::{
+    conclude, give_back, preflight, restore_snapshot, step, take_lease, wait_replica, wait_validate, ActionDone,
+};
+use super::{
+    Action, DrError, DrInspection, DrOptions, DrRequest, DrRun, Leftover, Regions, CREATED_AT_TAG, DRILL_TAG, PLAN_TAG,
+};
+use crate::jobs::{Job, JobKind, JobLease};
 use crate::rds::ReplicaRequest;
 
 /// The drill instance of `database` in job `job_id`: `drill-<db>-<8 hex>`.
@@ -28,6 +32,18 @@ pub fn drill_instance(database: &str, job_id: &str) -> String {
 /// `interrupted` completing first (the toolkit passes Ctrl-C). DNS is not
 /// touched.
 pub async fn run_drill(request: &DrRequest<'_>, interrupted: impl Future<Output = ()>) -> Result<DrRun, DrError> {
+    let (mut lease, notes) = take_lease(request.jobs, JobKind::Drill, request.plan, request.options).await?;
+    let run = drill_leased(request, interrupted, &mut lease, &notes).await;
+    give_back(lease).await;
+    run
+}
+
+async fn drill_leased(
+    request: &DrRequest<'_>,
+    interrupted: impl Future<Output = ()>,
+    lease: &mut JobLease,
+    notes: &[String],
+) -> Result<DrRun, DrError> {
     let DrRequest {
         regions,
         jobs,
@@ -36,18 +52,20 @@ pub async fn run_drill(request: &DrRequest<'_>, interrupted: impl Future<Output 
         options,
     } = *request;
     let mut job = jobs.start(JobKind::Drill, &plan.name).await?;
+    lease.attach(job.id()).await?;
     let job_id = job.id().to_owned();
     let mut inspection = inspection.clone();
     for state in &mut inspection.databases {
         state.instance = drill_instance(&state.name, &job_id);
     }
     if let Err(e) = clean_up_leftovers(&mut job, regions, &inspection).await {
-        return conclude(job, plan, &inspection, Some(e), false).await;
+        return conclude(job, plan, &inspection, Some(e), false, notes).await;
     }
     let mut created = Vec::new();
     let result = tokio::select! {
         result = drill_steps(&mut job, regions, plan, &inspection, options, &mut created) => result,
         () = interrupted => Err(DrError::Interrupted),
+        lost = lease.keep() => Err(DrError::Job(lost)),
     };
     // The teardown runs whatever happened above.
     let teardown_error = tear_down(&mut job, regions, &created).await;
@@ -56,7 +74,7 @@ pub async fn run_drill(request: &DrRequest<'_>, interrupted: impl Future<Output 
         (Ok(()), Some(e)) => Some(e),
         (Ok(()), None) => None,
     };
-    conclude(job, plan, &inspection, error, false).await
+    conclude(job, plan, &inspection, error, false, notes).await
 }
 
 /// `cleanup`: deletes the instances earlier drills left behind whose jobs have ended.
@@ -106,7 +124,12 @@ async fn drill_steps(
             continue;
         };
         let instance = state.instance.clone();
-        let tags = [(DRILL_TAG, tag_value.as_str()), (PLAN_TAG, plan.name.as_str())];
+        let created_at = crate::times::now_text();
+        let tags = [
+            (DRILL_TAG, tag_value.as_str()),
+            (PLAN_TAG, plan.name.as_str()),
+            (CREATED_AT_TAG, created_at.as_str()),
+        ];
         created.push((db.name.clone(), instance.clone()));
         let goal = match &state.action {
             Action::DrillRestore { snapshot } => {

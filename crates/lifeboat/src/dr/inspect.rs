@@ -10,7 +10,7 @@ use super::dns::{self, Dns};
 use super::plan::{DrDatabase, DrPlan, DrRecord, Strategy};
 use super::report::Rpo;
 use super::{Action, DatabaseState, DrError, DrInspection, Instance, Leftover, RecordState, Regions, Snapshot};
-use super::{DRILL_TAG, PLAN_TAG};
+use super::{DRILL_TAG, JOB_TAG, PLAN_TAG};
 use crate::jobs::{JobError, JobKind, JobStatus, Jobs, StepStatus};
 use crate::rds::Rds;
 
@@ -184,12 +184,19 @@ fn inspection(kind: JobKind, plan: &DrPlan, now: Timestamp, databases: Vec<Datab
 pub async fn inspect_failover(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<DrInspection, DrError> {
     let now = crate::times::now();
     let promoted = promoted_by_jobs(jobs, JobKind::Failover, plan).await?;
+    let open = jobs.open_job_id(JobKind::Failover, &plan.name).await?;
     let mut databases = Vec::new();
     for db in &plan.databases {
         let existing = regions.dr.instance(&db.dr_instance).await?;
         let endpoint = existing.as_ref().and_then(|i| i.endpoint.clone());
         let records = record_states(&regions.dns, db, |r| r.target.clone().or_else(|| endpoint.clone())).await;
-        let (action, rpo) = failover_action(regions, plan, db, existing.as_ref(), &records, &promoted, now).await?;
+        let found = Existing {
+            instance: existing.as_ref(),
+            records: &records,
+            promoted: &promoted,
+            open: open.as_deref(),
+        };
+        let (action, rpo) = failover_action(regions, plan, db, &found, now).await?;
         let found = Found {
             instance: db.dr_instance.clone(),
             region: plan.dr_region.clone(),
@@ -203,22 +210,79 @@ pub async fn inspect_failover(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> 
     Ok(inspection(JobKind::Failover, plan, now, databases))
 }
 
-/// What a failover does to `db`, whose DR instance is `existing`.
+/// What a run found under the name of the instance it would create or
+/// promote, and what decides whether it may adopt it.
+struct Existing<'a> {
+    instance: Option<&'a Instance>,
+    records: &'a [RecordState],
+    promoted: &'a BTreeSet<String>,
+    /// The plan's unfinished job of the run's kind, which the run resumes.
+    open: Option<&'a str>,
+}
+
+/// Who made an instance found under a run's target name, by its tags.
+#[derive(Debug, PartialEq, Eq)]
+enum Maker {
+    /// The plan's unfinished job, which this run resumes: adopted.
+    OpenJob,
+    /// Another (finished or abandoned) job: its data may be old.
+    OtherJob(String),
+    /// No Lifeboat job: made by hand, or a replica nobody promoted yet.
+    Nobody,
+}
+
+/// Invariant: a failover or failback adopts (waits for, validates, points
+/// DNS at) an instance it did not create only when the instance's
+/// `lifeboat:job` tag names the plan's unfinished job that this run resumes.
+fn maker(instance: &Instance, open: Option<&str>) -> Maker {
+    match instance.tags.get(JOB_TAG) {
+        Some(job) if Some(job.as_str()) == open => Maker::OpenJob,
+        Some(job) => Maker::OtherJob(job.clone()),
+        None => Maker::Nobody,
+    }
+}
+
+/// Why `instance` in `region` is refused as `maker` made it, and what to do (`then`).
+fn refusal(instance: &Instance, region: &str, maker: &Maker, then: &str) -> Action {
+    let id = &instance.id;
+    let whose = match maker {
+        Maker::OtherJob(job) => format!("was made by job {job} (tag {JOB_TAG}), not by this plan's unfinished job"),
+        _ => format!("exists, but no job of this plan made it (it has no {JOB_TAG} tag)"),
+    };
+    Action::Blocked {
+        reason: format!(
+            "DB instance {id} in {region} {whose}: it may hold old data (an earlier failover, before a failback), \
+             so it is not adopted and DNS is not switched to it. Delete it (aws rds delete-db-instance \
+             --db-instance-identifier {id} --final-db-snapshot-identifier {id}-final) or rename it (aws rds \
+             modify-db-instance --db-instance-identifier {id} --new-db-instance-identifier {id}-old \
+             --apply-immediately), {then}"
+        ),
+    }
+}
+
+/// What a failover does to `db`, whose DR instance is `found`.
 async fn failover_action(
     regions: &Regions,
     plan: &DrPlan,
     db: &DrDatabase,
-    existing: Option<&Instance>,
-    records: &[RecordState],
-    promoted: &BTreeSet<String>,
+    found: &Existing<'_>,
     now: Timestamp,
 ) -> Result<(Action, Option<Rpo>), DrError> {
-    let writer = existing.is_some_and(|i| i.replica_of.is_none());
-    Ok(match (db.strategy, existing) {
-        (_, Some(instance)) if switched(instance, db, records, promoted) => (Action::Done, None),
-        (Strategy::Snapshot, Some(_)) => (Action::Continue, None),
-        (Strategy::Replica, Some(_)) if writer => (Action::Continue, None),
-        (Strategy::Replica, Some(_)) => (Action::Promote, Some(replica_rpo(REPLICA_NOTE))),
+    let region = &plan.dr_region;
+    let replica_then = "then create a fresh read replica of the primary under that name and run again";
+    let snapshot_then = "then run again: the failover restores the newest snapshot afresh";
+    Ok(match (db.strategy, found.instance) {
+        (_, Some(instance)) if switched(instance, db, found.records, found.promoted) => (Action::Done, None),
+        (strategy, Some(instance)) => {
+            let writer = instance.replica_of.is_none();
+            match (strategy, maker(instance, found.open)) {
+                (Strategy::Replica, Maker::OpenJob) if !writer => (Action::Promote, Some(replica_rpo(REPLICA_NOTE))),
+                (_, Maker::OpenJob) => (Action::Continue, None),
+                (Strategy::Replica, Maker::Nobody) if !writer => (Action::Promote, Some(replica_rpo(REPLICA_NOTE))),
+                (Strategy::Replica, maker) => (refusal(instance, region, &maker, replica_then), None),
+                (Strategy::Snapshot, maker) => (refusal(instance, region, &maker, snapshot_then), None),
+            }
+        }
         (Strategy::Replica, None) => (
             Action::Blocked {
                 reason: format!(
@@ -244,6 +308,7 @@ async fn failover_action(
 pub async fn inspect_failback(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> Result<DrInspection, DrError> {
     let now = crate::times::now();
     let promoted = promoted_by_jobs(jobs, JobKind::Failback, plan).await?;
+    let open = jobs.open_job_id(JobKind::Failback, &plan.name).await?;
     let mut databases = Vec::new();
     for db in &plan.databases {
         // Reading the failback instance also proves the primary region answers.
@@ -254,7 +319,13 @@ pub async fn inspect_failback(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> 
             r.failback_target.clone().or_else(|| endpoint.clone())
         })
         .await;
-        let action = failback_action(plan, db, existing.as_ref(), writer.as_ref(), &records, &promoted);
+        let found = Existing {
+            instance: existing.as_ref(),
+            records: &records,
+            promoted: &promoted,
+            open: open.as_deref(),
+        };
+        let action = failback_action(plan, db, &found, writer.as_ref());
         let found = Found {
             instance: db.failback_instance.clone(),
             region: plan.primary_region.clone(),
@@ -270,16 +341,10 @@ pub async fn inspect_failback(regions: &Regions, jobs: &Jobs, plan: &DrPlan) -> 
     Ok(inspection(JobKind::Failback, plan, now, databases))
 }
 
-/// What a failback does to `db`, whose failback instance is `existing` and
+/// What a failback does to `db`, whose failback instance is `found` and
 /// DR instance `writer`.
-fn failback_action(
-    plan: &DrPlan,
-    db: &DrDatabase,
-    existing: Option<&Instance>,
-    writer: Option<&Instance>,
-    records: &[RecordState],
-    promoted: &BTreeSet<String>,
-) -> Action {
+fn failback_action(plan: &DrPlan, db: &DrDatabase, found: &Existing<'_>, writer: Option<&Instance>) -> Action {
+    let records = found.records;
     let dr_endpoint = writer.and_then(|w| w.endpoint.clone());
     let dr_serves = writer.is_some_and(|w| {
         w.replica_of.is_none()
@@ -290,9 +355,17 @@ fn failback_action(
                         .is_some_and(|c| dr_endpoint.as_deref().is_some_and(|e| dns::same_name(c, e)))
                 }))
     });
-    match (existing, writer) {
-        (Some(instance), _) if switched(instance, db, records, promoted) => Action::Done,
-        (Some(_), _) => Action::Continue,
+    match (found.instance, writer) {
+        (Some(instance), _) if switched(instance, db, records, found.promoted) => Action::Done,
+        (Some(instance), _) => match maker(instance, found.open) {
+            Maker::OpenJob => Action::Continue,
+            other => refusal(
+                instance,
+                &plan.primary_region,
+                &other,
+                "then run again: the failback replicates the DR writer afresh",
+            ),
+        },
         (None, None) => Action::Blocked {
             reason: format!(
                 "the DR instance {} does not exist in {}: there is nothing to fail back from",
@@ -397,5 +470,36 @@ mod tests {
         ]));
         assert!(!all_point_at_targets(&[record(None, Some("a.example"))]));
         assert!(!all_point_at_targets(&[record(Some("a.example"), None)]));
+    }
+
+    #[test]
+    fn only_an_instance_tagged_by_the_job_being_resumed_is_adopted() {
+        let instance = |job: Option<&str>| Instance {
+            id: "billing-dr".into(),
+            arn: "arn:aws:rds:us-west-2:1:db:billing-dr".into(),
+            status: "available".into(),
+            replica_of: None,
+            endpoint: None,
+            port: None,
+            engine: None,
+            encrypted: false,
+            tags: job.map(|j| (JOB_TAG.to_owned(), j.to_owned())).into_iter().collect(),
+        };
+        assert_eq!(maker(&instance(Some("job-2")), Some("job-2")), Maker::OpenJob);
+        assert_eq!(
+            maker(&instance(Some("job-1")), Some("job-2")),
+            Maker::OtherJob("job-1".into()),
+            "a finished job's instance (before a failback) is not this run's"
+        );
+        assert_eq!(maker(&instance(Some("job-1")), None), Maker::OtherJob("job-1".into()));
+        assert_eq!(maker(&instance(None), Some("job-2")), Maker::Nobody);
+        let Action::Blocked { reason } = refusal(&instance(None), "us-west-2", &Maker::Nobody, "then run again") else {
+            panic!("refused");
+        };
+        assert!(
+            reason.starts_with("DB instance billing-dr in us-west-2 exists, but no job of this plan made it")
+                && reason.ends_with("then run again"),
+            "{reason}"
+        );
     }
 }

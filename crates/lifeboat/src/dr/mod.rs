@@ -12,8 +12,16 @@
 //! - **failover** ([`failover`]): per database, promote the cross-region
 //!   read replica (strategy `replica`) or restore the newest snapshot copied
 //!   to the DR region (strategy `snapshot`); wait until it is available; run
-//!   its checks (`crate::validate`); UPSERT its Route 53 records to the new
-//!   endpoint (or the plan's explicit target).
+//!   its checks (`crate::validate`); stop the old primary if the primary
+//!   region answers, else report it NOT fenced ([`fence`]); UPSERT its
+//!   Route 53 records to the new endpoint (or the plan's explicit target).
+//!   It adopts an instance already under the DR name only if the plan's
+//!   unfinished failover, which it resumes, made it (its `lifeboat:job`
+//!   tag); anything else is refused, so a failover after a failback never
+//!   switches DNS to the stale DR instance of the one before.
+//! - one run per plan: failover, failback and drill hold the plan's lease
+//!   (`crate::jobs::JobLease`) while they run; a second run is refused
+//!   naming the first, and takes over only a lease whose heartbeat expired.
 //! - **failback** ([`failover`]): once the primary region is healthy: create
 //!   a read replica of the DR writer in the primary region
 //!   (`failback_instance`), wait, promote it, wait, validate, switch the
@@ -31,6 +39,7 @@
 pub mod dns;
 pub mod drill;
 pub mod failover;
+mod fence;
 pub mod inspect;
 pub mod plan;
 pub mod report;
@@ -86,6 +95,22 @@ pub enum DrError {
 pub const DRILL_TAG: &str = "lifeboat:drill";
 /// The tag naming the DR plan an instance was created for.
 pub const PLAN_TAG: &str = "lifeboat:plan";
+/// The tag naming the failover or failback job that created (or promoted)
+/// an instance: a later run adopts the instance only if it resumes that job.
+pub const JOB_TAG: &str = "lifeboat:job";
+/// The tag saying when a job created (or promoted) an instance.
+pub const CREATED_AT_TAG: &str = "lifeboat:created-at";
+/// The tag a failover puts on the old primary it stopped: the job's id.
+pub const FENCED_TAG: &str = "lifeboat:fenced";
+
+/// The tags a job of `plan` puts on an instance it creates or promotes.
+pub fn job_tags(plan: &str, job: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (PLAN_TAG, plan.to_owned()),
+        (JOB_TAG, job.to_owned()),
+        (CREATED_AT_TAG, crate::times::now_text()),
+    ]
+}
 
 /// A snapshot a restore can start from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +176,12 @@ pub struct DrOptions {
     /// Abandon the plan's unfinished failover (failback) job instead of
     /// resuming it, and start anew from a fresh preflight.
     pub restart: bool,
+    /// How long the plan's lease (one running job per plan) holds without a
+    /// heartbeat; it is renewed every third of that.
+    pub lease_ttl: std::time::Duration,
+    /// How long a failover tries to fence the old primary before it reports
+    /// it NOT fenced and goes on (the primary region may be down).
+    pub fence_timeout: std::time::Duration,
 }
 
 impl DrOptions {
@@ -172,6 +203,8 @@ impl Default for DrOptions {
             wait: WaitPolicy::default(),
             settle_polls: 3,
             restart: false,
+            lease_ttl: std::time::Duration::from_secs(120),
+            fence_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

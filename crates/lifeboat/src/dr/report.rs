@@ -46,6 +46,48 @@ impl Rpo {
     }
 }
 
+/// What a failover did to an instance of the primary region that could
+/// still take writes (the old primary, or the instance an earlier failback
+/// made): fencing keeps clients that still reach it from writing data the
+/// DR database never sees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Fence {
+    /// Stopped (`StopDBInstance`) and tagged `lifeboat:fenced` with the job.
+    Stopped { instance: String, region: String },
+    /// It was stopped (or stopping) already.
+    AlreadyStopped { instance: String, region: String },
+    /// The primary region has no such instance: nothing to fence.
+    Absent { instance: String, region: String },
+    /// NOT fenced: why, and what the operator must do.
+    NotFenced {
+        instance: String,
+        region: String,
+        reason: String,
+        todo: String,
+    },
+}
+
+impl Fence {
+    pub fn words(&self) -> String {
+        match self {
+            Self::Stopped { instance, region } => {
+                format!("old primary {instance} ({region}) stopped and tagged lifeboat:fenced")
+            }
+            Self::AlreadyStopped { instance, region } => {
+                format!("old primary {instance} ({region}) was stopped already")
+            }
+            Self::Absent { instance, region } => format!("no instance {instance} in {region}: nothing to fence"),
+            Self::NotFenced {
+                instance,
+                region,
+                reason,
+                todo,
+            } => format!("old primary {instance} ({region}) was NOT fenced: {reason}. {todo}"),
+        }
+    }
+}
+
 /// One database's outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -65,6 +107,9 @@ pub struct DatabaseReport {
     pub checks: usize,
     pub validation: Option<ValidationReport>,
     pub records: Vec<RecordSwitch>,
+    /// Failover: what became of the primary region's instances that could take writes.
+    #[serde(default)]
+    pub fence: Vec<Fence>,
     /// What happened to it besides the steps (nothing to do, adopted, torn down).
     pub notes: Vec<String>,
 }
@@ -95,6 +140,9 @@ pub struct DrReport {
     pub error: Option<String>,
     pub databases: Vec<DatabaseReport>,
     pub steps: Vec<StepRecord>,
+    /// What the run as a whole must tell (a stale lease taken over).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Seconds from `from` to `to` (RFC 3339 times), if both parse.
@@ -190,10 +238,26 @@ impl DrReport {
                 );
             }
         }
-        let notes: Vec<(&str, &String)> = self
+        let fences: Vec<(&str, &Fence)> = self
             .databases
             .iter()
-            .flat_map(|db| db.notes.iter().map(move |n| (db.name.as_str(), n)))
+            .flat_map(|db| db.fence.iter().map(move |f| (db.name.as_str(), f)))
+            .collect();
+        if !fences.is_empty() {
+            let _ = writeln!(out, "\n## Old primary (fencing)\n");
+            for (db, fence) in fences {
+                let _ = writeln!(out, "- {db}: {}", fence.words());
+            }
+        }
+        let notes: Vec<(&str, &String)> = self
+            .notes
+            .iter()
+            .map(|n| ("run", n))
+            .chain(
+                self.databases
+                    .iter()
+                    .flat_map(|db| db.notes.iter().map(move |n| (db.name.as_str(), n))),
+            )
             .collect();
         if !notes.is_empty() {
             let _ = writeln!(out, "\n## Notes\n");
@@ -293,13 +357,26 @@ mod tests {
                     to: "orders-db.x.us-west-2.rds.amazonaws.com".into(),
                     change_id: Some("C1".into()),
                 }],
+                fence: vec![Fence::NotFenced {
+                    instance: "orders-db".into(),
+                    region: "eu-central-1".into(),
+                    reason: "the region did not answer".into(),
+                    todo: "Stop it.".into(),
+                }],
                 notes: vec![],
             }],
             steps: vec![],
+            notes: vec![],
         };
         let markdown = report.to_markdown();
         assert!(markdown.contains("# Failover of plan `prod`: succeeded"), "{markdown}");
         assert!(markdown.contains("| orders | snapshot | orders-db (us-west-2) | 4 min 32 s | 1 h 0 min 0 s (snapshot orders-copy) | none |"), "{markdown}");
+        assert!(
+            markdown.contains(
+                "- orders: old primary orders-db (eu-central-1) was NOT fenced: the region did not answer. Stop it."
+            ),
+            "{markdown}"
+        );
         assert!(markdown.contains("| orders | CNAME orders.example.internal | orders-db.x.eu-central-1.rds.amazonaws.com | orders-db.x.us-west-2.rds.amazonaws.com | C1 |"), "{markdown}");
         let dir = tempfile::tempdir().expect("tempdir");
         let (json, md) = report.write(&dir.path().join("reports")).expect("written");

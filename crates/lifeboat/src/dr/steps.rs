@@ -13,7 +13,7 @@ use super::dns::{Dns, RecordSwitch};
 use super::plan::{DrDatabase, DrPlan};
 use super::report::{seconds_between, DatabaseReport, DrReport, Outcome, Rpo};
 use super::{Action, DatabaseState, DrError, DrInspection, DrOptions, DrRequest, DrRun, Regions, Snapshot};
-use crate::jobs::{Job, JobKind, JobRecord, Jobs, StepError, StepRecord, StepStatus};
+use crate::jobs::{Job, JobKind, JobLease, JobRecord, Jobs, StepError, StepRecord, StepStatus};
 use crate::rds::wait::{wait_for, Goal, Observed};
 use crate::rds::{Rds, RestoreRequest};
 use crate::validate::{self, ValidationReport};
@@ -118,7 +118,8 @@ pub(super) async fn wait_validate(
 }
 
 /// A switch's last steps for one database: `DB/wait` until the target
-/// reaches `goal`, `DB/validate` (with checks), `DB/dns` (with records).
+/// reaches `goal`, `DB/validate` (with checks), `DB/fence` (failover:
+/// [`super::fence`]), `DB/dns` (with records).
 pub(super) async fn wait_validate_switch(
     job: &mut Job,
     regions: &Regions,
@@ -128,6 +129,9 @@ pub(super) async fn wait_validate_switch(
     options: DrOptions,
 ) -> Result<(), DrError> {
     let seen = wait_validate(job, target.rds, target.instance, db, goal, options).await?;
+    if !target.failback {
+        super::fence::fence_primary(job, &regions.primary, db, options.fence_timeout).await?;
+    }
     if !db.records.is_empty() {
         step(job, &format!("{}/dns", db.name), || {
             switch_records(&regions.dns, db, seen.endpoint.as_deref(), target.failback)
@@ -215,6 +219,7 @@ pub(super) fn build_report(
         error,
         databases,
         steps: record.steps.clone(),
+        notes: Vec::new(),
     }
 }
 
@@ -342,17 +347,20 @@ fn database_report(record: &JobRecord, plan: &DrPlan, state: &DatabaseState) -> 
         checks: state.checks,
         validation: steps.output("validate"),
         records: steps.output("dns").unwrap_or_default(),
+        fence: steps.output("fence").unwrap_or_default(),
         notes: steps.notes(state, action.as_ref()),
     }
 }
 
-/// Ends the job with its report: finished, failed (resumable), or abandoned.
+/// Ends the job with its report (`notes` on the run as a whole):
+/// finished, failed (resumable), or abandoned.
 pub(super) async fn conclude(
     job: Job,
     plan: &DrPlan,
     inspection: &DrInspection,
     error: Option<DrError>,
     resumable: bool,
+    notes: &[String],
 ) -> Result<DrRun, DrError> {
     let resumed = job.resumed();
     let outcome = match &error {
@@ -368,13 +376,14 @@ pub(super) async fn conclude(
         error.as_ref().map(ToString::to_string),
         crate::times::now_text(),
     );
+    let mut report = report;
+    report.notes = notes.to_vec();
     let value = serde_json::to_value(&report).ok();
     let record = match &error {
         None => job.finish(value).await?,
         Some(e) if resumable => job.fail(&e.to_string()).await?,
         Some(e) => job.abandon(&e.to_string()).await?,
     };
-    let mut report = report;
     report.steps = record.steps;
     if let Some(finished) = record.finished_at {
         report.finished_at = finished;
@@ -413,14 +422,64 @@ async fn open_job(jobs: &Jobs, kind: JobKind, plan: &DrPlan, restart: bool) -> R
     Ok(jobs.resume_or_start(kind, &plan.name).await?)
 }
 
-/// A failover or a failback as a job of `kind`: `steps` (which return the
-/// inspection the job recorded), stopped where they stand when
-/// `interrupted` completes first, and the report.
+/// The plan's lease for a run of `kind` (one running job per plan), and
+/// the report's note when it replaced a stale lease.
+pub(super) async fn take_lease(
+    jobs: &Jobs,
+    kind: JobKind,
+    plan: &DrPlan,
+    options: DrOptions,
+) -> Result<(JobLease, Vec<String>), DrError> {
+    let lease = jobs.acquire_lease(kind, &plan.name, options.lease_ttl).await?;
+    let notes = lease
+        .took_over()
+        .map(|stale| {
+            format!(
+                "took over the lease of plan {} from {}, whose heartbeat stopped at {} (expired {}): that run is presumed dead",
+                plan.name,
+                stale.describe(),
+                stale.heartbeat_at,
+                stale.expires_at
+            )
+        })
+        .into_iter()
+        .collect();
+    Ok((lease, notes))
+}
+
+/// Gives the plan's lease back; a failure only delays the next run until it expires.
+pub(super) async fn give_back(lease: JobLease) {
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "could not release the plan's lease; it expires by itself");
+    }
+}
+
+/// A failover or a failback as a job of `kind`, under the plan's lease:
+/// `steps` (which return the inspection the job recorded), stopped where
+/// they stand when `interrupted` completes first or the lease is lost, and
+/// the report.
 pub(super) async fn run_switch<S>(
     kind: JobKind,
     request: &DrRequest<'_>,
     interrupted: impl Future<Output = ()>,
     steps: S,
+) -> Result<DrRun, DrError>
+where
+    S: AsyncFnOnce(&mut Job) -> Result<DrInspection, DrError>,
+{
+    let (mut lease, notes) = take_lease(request.jobs, kind, request.plan, request.options).await?;
+    let run = switch_leased(kind, request, interrupted, steps, &mut lease, &notes).await;
+    give_back(lease).await;
+    run
+}
+
+async fn switch_leased<S>(
+    kind: JobKind,
+    request: &DrRequest<'_>,
+    interrupted: impl Future<Output = ()>,
+    steps: S,
+    lease: &mut JobLease,
+    notes: &[String],
 ) -> Result<DrRun, DrError>
 where
     S: AsyncFnOnce(&mut Job) -> Result<DrInspection, DrError>,
@@ -433,18 +492,20 @@ where
         ..
     } = *request;
     let mut job = open_job(jobs, kind, plan, options.restart).await?;
+    lease.attach(job.id()).await?;
     if !job.resumed() && inspection.nothing_to_do() {
-        return conclude(job, plan, inspection, None, true).await;
+        return conclude(job, plan, inspection, None, true, notes).await;
     }
     let result = tokio::select! {
         result = steps(&mut job) => result,
         () = interrupted => Err(DrError::Interrupted),
+        lost = lease.keep() => Err(DrError::Job(lost)),
     };
     let (inspection, error) = match result {
         Ok(recorded) => (recorded, None),
         Err(e) => (inspection.clone(), Some(e)),
     };
-    conclude(job, plan, &inspection, error, true).await
+    conclude(job, plan, &inspection, error, true, notes).await
 }
 
 #[cfg(test)]

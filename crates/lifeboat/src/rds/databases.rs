@@ -51,6 +51,9 @@ pub struct Instance {
     pub port: Option<u16>,
     pub engine: Option<String>,
     pub encrypted: bool,
+    /// Its tags (a DR run adopts only an instance its own job tagged).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Rds {
@@ -93,6 +96,7 @@ impl Rds {
             port: i.endpoint().and_then(|e| e.port()).and_then(|p| u16::try_from(p).ok()),
             engine: i.engine().map(str::to_owned),
             encrypted: i.storage_encrypted().unwrap_or(false),
+            tags: tag_map(i.tag_list()),
         }))
     }
 
@@ -125,6 +129,29 @@ impl Rds {
             .send()
             .await
             .map_err(|e| self.fail("PromoteReadReplica", &format!("DB instance {id}"), &e))?;
+        Ok(())
+    }
+
+    /// Adds (or overwrites) tags on the resource `arn`.
+    pub async fn add_tags(&self, arn: &str, pairs: &[(&str, &str)]) -> Result<(), RdsError> {
+        self.client
+            .add_tags_to_resource()
+            .resource_name(arn)
+            .set_tags(Some(super::tags(pairs)))
+            .send()
+            .await
+            .map_err(|e| self.fail("AddTagsToResource", arn, &e))?;
+        Ok(())
+    }
+
+    /// Stops a DB instance (RDS starts a stopped instance again by itself after seven days).
+    pub async fn stop_instance(&self, id: &str) -> Result<(), RdsError> {
+        self.client
+            .stop_db_instance()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("StopDBInstance", &format!("DB instance {id}"), &e))?;
         Ok(())
     }
 
