@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lifeboat::catalog::{BackupRecord, BackupStatus, Catalog};
@@ -230,6 +231,27 @@ pub fn lifeboat(store: &Store, args: &[&str]) -> Command {
     command
 }
 
+/// `lifeboat gc --grace 0s --output json` and `extra`: candidate lists are
+/// swept at the next run. With `--force` when the toolkit has it (a safety
+/// interlock against deleting a large share of the store, which these tests
+/// do on purpose).
+pub fn gc(store: &Store, extra: &[&str]) -> Command {
+    static HAS_FORCE: OnceLock<bool> = OnceLock::new();
+    let has_force = *HAS_FORCE.get_or_init(|| {
+        let help = Command::new(workspace_bin("lifeboat"))
+            .args(["gc", "--help"])
+            .output()
+            .expect("run lifeboat gc --help");
+        String::from_utf8_lossy(&help.stdout).contains("--force")
+    });
+    let mut args = vec!["gc", "--grace", "0s", "--output", "json"];
+    args.extend_from_slice(extra);
+    if has_force {
+        args.push("--force");
+    }
+    lifeboat(store, &args)
+}
+
 /// `invoke-local file-backup EVENT` against `store`, not yet started: the
 /// function's environment as the stack sets it, plus `plans` when given.
 pub fn file_backup_function(store: &Store, event: &Value, plans: Option<&str>) -> (Command, tempfile::NamedTempFile) {
@@ -384,14 +406,9 @@ impl Tally {
 /// call this when nothing else runs) until a run neither sweeps nor marks
 /// nor waits. Returns the number of runs, or records a problem.
 pub fn converge_gc(store: &Store, tally: &mut Tally) -> u32 {
+    let mut last = Value::Null;
     for run in 1..=12 {
-        let finished = run_killable(
-            lifeboat(
-                store,
-                &["gc", "--grace", "0s", "--assume-dead-after", "0s", "--output", "json"],
-            ),
-            None,
-        );
+        let finished = run_killable(gc(store, &["--assume-dead-after", "0s"]), None);
         let Some(report) = finished.json().filter(|_| finished.succeeded()) else {
             tally.problem(format!(
                 "converging GC: run {run} failed ({}): {}",
@@ -405,8 +422,12 @@ pub fn converge_gc(store: &Store, tally: &mut Tally) -> u32 {
         if !swept && !waiting && report["marked"].is_null() {
             return run;
         }
+        last = report;
     }
-    tally.problem("GC did not converge in 12 runs (grace 0s)".to_owned());
+    tally.problem(format!(
+        "GC did not converge in 12 runs (grace 0s); the last run waited for {} and marked {}",
+        last["waiting"], last["marked"]
+    ));
     12
 }
 

@@ -1,5 +1,6 @@
 //! The soak (issue 13): for a bounded time, at once — incremental backups
-//! of a directory in a loop (its data changing between them), bursts of
+//! of a directory in a loop (its data changing between them; every fourth a
+//! full, starting a chain retention can delete), bursts of
 //! continuous backups (several file-backup invocations at once, one S3
 //! ObjectCreated event each, for new objects under one source), retention in
 //! a loop, and two GC loops (grace 0). Then everything stops, GC converges,
@@ -21,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::chaos::{
-    check_completed, converge_gc, dir_tree, env_number, file_backup_function, finish, lifeboat, objects_tree,
+    check_completed, converge_gc, dir_tree, env_number, file_backup_function, finish, gc, lifeboat, objects_tree,
     print_unfinished, run_killable, Expected, Finished, StoreView, Tally,
 };
 use crate::support::{create_bucket, put_objects, random_bytes, sample_event, Store};
@@ -133,7 +134,7 @@ fn first_backups(soak: &Soak) {
     soak.runtime
         .block_on(put_objects(&soak.store.s3, &soak.bucket, &initial));
     soak.objects.lock().expect("the objects").extend(initial);
-    directory_backup(soak);
+    directory_backup(soak, "full");
     let event = json!({"plan": PLAN, "scheduledTime": lifeboat::times::now_text()});
     invoke_until_answered(soak, &event, "the continuous source's first (plan) backup");
 }
@@ -148,14 +149,14 @@ fn write_file(soak: &Soak, rng: &mut StdRng, path: &str, generation: u64) {
     std::fs::write(full, body).expect("write a source file");
 }
 
-/// One incremental backup of the directory; its oracle is the tree as it
-/// was when it began (nothing changes the directory while it runs).
-fn directory_backup(soak: &Soak) {
+/// One backup of the directory (`kind`: full or incremental); its oracle is
+/// the tree as it was when it began (nothing changes the directory while it runs).
+fn directory_backup(soak: &Soak, kind: &str) {
     let tree = dir_tree(soak.dir.path());
     let dir = soak.dir.path().to_str().expect("a UTF-8 temp path");
-    let args = ["backup", "files", dir, "--type", "incremental", "--output", "json"];
+    let args = ["backup", "files", dir, "--type", kind, "--output", "json"];
     let finished = run_killable(lifeboat(&soak.store, &args), None);
-    if soak.counted(&finished, "an incremental directory backup") {
+    if soak.counted(&finished, &format!("a {kind} directory backup")) {
         let answer = finished.json().unwrap_or_default();
         match answer["backupId"].as_str() {
             Some(id) if answer["status"] == "completed" => {
@@ -186,7 +187,9 @@ fn incremental_loop(soak: &Soak, n: u64) {
             let path = &files[rng.gen_range(0..files.len())];
             std::fs::remove_file(soak.dir.path().join(path)).expect("delete a source file");
         }
-        directory_backup(soak);
+        // Every fourth a full: retention keeps the parents of what it keeps,
+        // so only a new chain lets it delete, and GC find garbage.
+        directory_backup(soak, if generation % 4 == 0 { "full" } else { "incremental" });
         // Pauses let a sweep find no backup running.
         std::thread::sleep(Duration::from_millis(rng.gen_range(200..1500)));
     }
@@ -286,10 +289,7 @@ fn retention_loop(soak: &Soak, _n: u64) {
 fn gc_loop(soak: &Soak, n: u64) {
     let mut rng = StdRng::seed_from_u64(soak.seed * 100 + n);
     while soak.running() {
-        let finished = run_killable(
-            lifeboat(&soak.store, &["gc", "--grace", "0s", "--output", "json"]),
-            None,
-        );
+        let finished = run_killable(gc(&soak.store, &[]), None);
         if soak.counted(&finished, &format!("GC loop {}", n - 3)) {
             let report = finished.json().unwrap_or_default();
             let swept = report["swept"].as_array().map_or(0, Vec::len);
