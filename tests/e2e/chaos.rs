@@ -407,7 +407,7 @@ impl Tally {
 /// nor waits. Returns the number of runs, or records a problem.
 pub fn converge_gc(store: &Store, tally: &mut Tally) -> u32 {
     let mut last = Value::Null;
-    for run in 1..=12 {
+    for run in 1..=GC_RUNS_TO_CONVERGE {
         let finished = run_killable(gc(store, &["--assume-dead-after", "0s"]), None);
         let Some(report) = finished.json().filter(|_| finished.succeeded()) else {
             tally.problem(format!(
@@ -425,11 +425,15 @@ pub fn converge_gc(store: &Store, tally: &mut Tally) -> u32 {
         last = report;
     }
     tally.problem(format!(
-        "GC did not converge in 12 runs (grace 0s); the last run waited for {} and marked {}",
-        last["waiting"], last["marked"]
+        "GC did not converge in {GC_RUNS_TO_CONVERGE} runs (grace 0s); the last one swept {}, waited for {} and marked {}",
+        last["swept"], last["waiting"], last["marked"]
     ));
-    12
+    GC_RUNS_TO_CONVERGE
 }
+
+/// One candidate list is swept per run, and two collectors running
+/// together may each have marked several.
+const GC_RUNS_TO_CONVERGE: u32 = 40;
 
 /// Deep-verifies every completed backup and restores it, comparing with
 /// `oracle`. A completed backup the oracle does not know is a problem too.

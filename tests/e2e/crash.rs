@@ -459,7 +459,7 @@ impl Matrix {
             ));
         }
         let runs = converge_gc(&self.store, &mut self.tally);
-        println!("GC converged after {runs} run(s)");
+        println!("GC ran {runs} time(s) to converge");
         let before_checks = self.tally.problems.len();
         check_completed(&self.store, &self.view, &self.oracle, &mut self.tally).await;
         for line in self.view.leftovers().await {

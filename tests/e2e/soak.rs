@@ -306,7 +306,7 @@ fn gc_loop(soak: &Soak, n: u64) {
 async fn settle_and_check(soak: &Soak) {
     let mut tally = std::mem::take(&mut *soak.tally.lock().expect("the tally"));
     let runs = converge_gc(&soak.store, &mut tally);
-    println!("GC converged after {runs} run(s)");
+    println!("GC ran {runs} time(s) to converge");
     let view = StoreView::open(&soak.store).await;
     let objects = soak.objects.lock().expect("the objects").clone();
     let everything = objects_tree(&objects, "app/");
