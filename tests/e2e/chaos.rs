@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lifeboat::catalog::{BackupRecord, BackupStatus, Catalog};
@@ -227,28 +226,26 @@ pub fn lifeboat(store: &Store, args: &[&str]) -> Command {
         .env("LIFEBOAT_STORE", &store.url)
         .env("LIFEBOAT_TABLE", &store.table)
         .env("LIFEBOAT_KMS_KEY", &store.kms_key)
-        .env_remove("LIFEBOAT_OUTPUT");
+        .env_remove("LIFEBOAT_OUTPUT")
+        .envs(SHORT_LEASES);
     command
 }
 
-/// `lifeboat gc --grace 0s --output json` and `extra`: candidate lists are
-/// swept at the next run. With `--force` when the toolkit has it (a safety
-/// interlock against deleting a large share of the store, which these tests
-/// do on purpose).
+/// Claims, source leases, the GC lease and restore registrations of a
+/// killed run expire within seconds here (minutes by default), so the next
+/// run takes them over as it would after the default wait.
+const SHORT_LEASES: [(&str, &str); 3] = [
+    ("LIFEBOAT_HEARTBEAT_SECONDS", "1"),
+    ("LIFEBOAT_STALE_AFTER_SECONDS", "6"),
+    ("LIFEBOAT_GC_LEASE_SECONDS", "8"),
+];
+
+/// `lifeboat gc --grace 0s --output json --force` and `extra`: candidate
+/// lists are swept at the next run.
 pub fn gc(store: &Store, extra: &[&str]) -> Command {
-    static HAS_FORCE: OnceLock<bool> = OnceLock::new();
-    let has_force = *HAS_FORCE.get_or_init(|| {
-        let help = Command::new(workspace_bin("lifeboat"))
-            .args(["gc", "--help"])
-            .output()
-            .expect("run lifeboat gc --help");
-        String::from_utf8_lossy(&help.stdout).contains("--force")
-    });
-    let mut args = vec!["gc", "--grace", "0s", "--output", "json"];
+    // `--force`: these stores are mostly garbage on purpose.
+    let mut args = vec!["gc", "--grace", "0s", "--output", "json", "--force"];
     args.extend_from_slice(extra);
-    if has_force {
-        args.push("--force");
-    }
     lifeboat(store, &args)
 }
 
@@ -264,7 +261,8 @@ pub fn file_backup_function(store: &Store, event: &Value, plans: Option<&str>) -
         .envs(aws_env())
         .env("LIFEBOAT_TABLE", &store.table)
         .env("LIFEBOAT_KMS_KEY", &store.kms_key)
-        .env("LIFEBOAT_STORE", &store.url);
+        .env("LIFEBOAT_STORE", &store.url)
+        .envs(SHORT_LEASES);
     if let Some(plans) = plans {
         command.env("LIFEBOAT_PLANS_TOML", plans);
     }

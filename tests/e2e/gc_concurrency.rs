@@ -394,3 +394,51 @@ async fn gc_collects_manifests_of_failed_deleted_and_unknown_backups_but_never_l
     }
     restore_matches(&store, &kept, &kept_data);
 }
+
+#[tokio::test]
+async fn gc_is_not_stopped_by_a_backup_retention_expires_while_it_reads_the_manifests() {
+    use lifeboat::gc::references::{referenced_chunks, store_backups};
+    let store = Store::new().await;
+    let library = Library::open(&store).await;
+    let source = create_bucket(&store.s3, "src").await;
+    let url = format!("s3://{source}/app");
+    put_objects(&store.s3, &source, &data("old")).await;
+    let expiring = backup(&store, &url);
+    put_objects(&store.s3, &source, &data("new")).await;
+    let kept = backup(&store, &url);
+    // GC read the records (both completed) and the index; then retention
+    // expired one: record `deleted` first, then its manifest.
+    let records = store_backups(&library.repo, &library.catalog).await.unwrap();
+    let index = library.repo.load_index().await.unwrap();
+    library.expire(&expiring).await;
+
+    let references = referenced_chunks(&library.repo, &library.catalog, &records, &index)
+        .await
+        .expect("a manifest retention deleted after the records were read stopped garbage collection");
+    let kept_manifest = library.repo.get_manifest(&kept, None).await.unwrap();
+    assert!(
+        kept_manifest
+            .entries
+            .iter()
+            .flat_map(|e| &e.chunks)
+            .all(|c| references.chunks.contains(c)),
+        "the kept backup's chunks are not all referenced"
+    );
+
+    // A completed record whose manifest is gone is still damage: GC stops.
+    library
+        .repo
+        .storage
+        .delete(&library.repo.layout.manifest(&kept))
+        .await
+        .unwrap();
+    let error = referenced_chunks(&library.repo, &library.catalog, &records, &index)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains(&kept) && error.contains("manifest cannot be read"),
+        "a completed backup without its manifest did not stop garbage collection: {error:?}"
+    );
+}

@@ -42,7 +42,7 @@ use std::collections::HashSet;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::catalog::leases::{run_owner, Lease, LeaseError, LEASE_TTL};
+use crate::catalog::leases::{lease_ttl, run_owner, Lease, LeaseError};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog, CatalogError};
 use crate::format::{BlobLocation, CandidateList, IndexPack, PackBuilder, PackHeaderEntry};
 use crate::ids::{ChunkId, PackId};
@@ -50,7 +50,7 @@ use crate::repo::{Index, RepoError, Repository};
 use crate::times;
 
 mod rebuild;
-mod references;
+pub mod references;
 
 pub use rebuild::{rebuild_index, RebuildOptions, RebuildReport};
 pub use references::MissingChunks;
@@ -124,7 +124,7 @@ impl GcOptions {
             max_delete_share: 0.5,
             force: false,
             owner: run_owner(&crate::audit::actor_from_env()),
-            lease_ttl: LEASE_TTL,
+            lease_ttl: lease_ttl(),
         }
     }
 }
@@ -380,7 +380,7 @@ async fn collect(
         } else {
             // Re-read: backups may have completed (or been failed just now).
             records = store_backups(repo, catalog).await?;
-            let current = referenced_chunks(repo, &records, &index).await?;
+            let current = referenced_chunks(repo, catalog, &records, &index).await?;
             if current.any_unindexed() {
                 ensure_indexed(repo, &current).await?;
                 report.waiting.push(Waiting {
@@ -416,7 +416,7 @@ async fn checked_view(repo: &Repository, catalog: &Catalog) -> Result<(Index, Ve
     for _ in 0..VIEW_ATTEMPTS {
         let index = repo.load_index().await?;
         let records = store_backups(repo, catalog).await?;
-        let references = referenced_chunks(repo, &records, &index).await?;
+        let references = referenced_chunks(repo, catalog, &records, &index).await?;
         if !references.any_unindexed() {
             return Ok((index, records, references));
         }

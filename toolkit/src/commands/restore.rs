@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lifeboat::audit::{actor_from_env, AuditEvent};
-use lifeboat::catalog::leases::{run_owner, LEASE_TTL};
+use lifeboat::catalog::leases::{lease_ttl, run_owner};
 use lifeboat::db::url::DatabaseUrl;
 use lifeboat::dump::{restore_dump, restore_dump_to_file, DumpRestoreOptions};
 use lifeboat::restore::{plan_restore, run_restore, RestoreOptions};
@@ -100,7 +100,7 @@ where
     let owner = run_owner(&actor_from_env());
     let registration = env
         .catalog
-        .register_restore(store, id, &owner, lifeboat::times::now(), LEASE_TTL)
+        .register_restore(store, id, &owner, lifeboat::times::now(), lease_ttl())
         .await?
         .with_heartbeat();
     let result = restore.await;

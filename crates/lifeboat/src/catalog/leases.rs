@@ -29,6 +29,27 @@ use crate::times;
 /// How long a lease lasts without renewal.
 pub const LEASE_TTL: SignedDuration = SignedDuration::from_mins(10);
 
+const LEASE_TTL_ENV: &str = "LIFEBOAT_GC_LEASE_SECONDS";
+
+/// How long the GC lease and restore registrations last without renewal:
+/// [`LEASE_TTL`], or `LIFEBOAT_GC_LEASE_SECONDS` (4 to 86,400; fractions
+/// allowed) where a test needs a killed run's lease to expire soon. A value
+/// out of range is ignored with a warning.
+pub fn lease_ttl() -> SignedDuration {
+    let Ok(text) = std::env::var(LEASE_TTL_ENV) else {
+        return LEASE_TTL;
+    };
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && (4.0..=86_400.0).contains(&seconds) => {
+            SignedDuration::from_secs_f64(seconds)
+        }
+        _ => {
+            tracing::warn!(variable = LEASE_TTL_ENV, value = %text, "not a number of seconds from 4 to 86400: the default is used");
+            LEASE_TTL
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error(transparent)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::references::{referenced_chunks, store_backups, MissingChunks};
 use super::GcError;
-use crate::catalog::leases::{run_owner, LEASE_TTL};
+use crate::catalog::leases::{lease_ttl, run_owner};
 use crate::catalog::Catalog;
 use crate::format::{IndexFile, IndexPack};
 use crate::ids::PackId;
@@ -81,7 +81,7 @@ pub async fn rebuild_index(
     }
     let owner = run_owner(&crate::audit::actor_from_env());
     let lease = catalog
-        .acquire_gc_lease(&repo.config.store_id, &owner, times::now(), LEASE_TTL)
+        .acquire_gc_lease(&repo.config.store_id, &owner, times::now(), lease_ttl())
         .await?
         .with_heartbeat();
     let result = rebuild(repo, catalog, options).await;
@@ -144,7 +144,9 @@ async fn rebuild(repo: &Repository, catalog: &Catalog, options: &RebuildOptions)
         .iter()
         .filter(|r| r.status == crate::catalog::BackupStatus::Completed)
         .count() as u64;
-    report.damaged_backups = referenced_chunks(repo, &records, &index).await?.missing_from(&index);
+    report.damaged_backups = referenced_chunks(repo, catalog, &records, &index)
+        .await?
+        .missing_from(&index);
     tracing::info!(
         recovered = report.packs_recovered,
         damaged_packs = report.damaged_packs.len(),

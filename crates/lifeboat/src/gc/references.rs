@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::GcError;
 use crate::catalog::{BackupRecord, BackupStatus, Catalog};
 use crate::ids::ChunkId;
-use crate::repo::{Attribution, Index, Repository};
+use crate::repo::{Attribution, Index, RepoError, Repository};
+use crate::storage::StorageError;
 
 /// A backup of this store that references chunks no index object lists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -94,20 +95,30 @@ pub async fn store_backups(repo: &Repository, catalog: &Catalog) -> Result<Vec<B
 /// Every chunk a completed backup among `records` references, with the
 /// chunks `index` does not list. Any manifest that cannot be read stops
 /// garbage collection: deciding on partial knowledge could delete live data.
+/// One exception, which loses nothing: a manifest that is gone because
+/// retention expired its backup after the records were read (retention
+/// marks the record `deleted` before it deletes the manifest, so a
+/// consistent read of the record then says so).
 pub async fn referenced_chunks(
     repo: &Repository,
+    catalog: &Catalog,
     records: &[BackupRecord],
     index: &Index,
 ) -> Result<References, GcError> {
     let mut references = References::default();
     for record in records.iter().filter(|r| r.status == BackupStatus::Completed) {
-        let manifest = repo
-            .get_manifest(&record.id, record.checksum.as_deref())
-            .await
-            .map_err(|error| GcError::UnreadableManifest {
-                id: record.id.clone(),
-                error,
-            })?;
+        let manifest = match repo.get_manifest(&record.id, record.checksum.as_deref()).await {
+            Ok(manifest) => manifest,
+            Err(RepoError::Storage(StorageError::NotFound(_))) if expired_meanwhile(catalog, &record.id).await? => {
+                continue
+            }
+            Err(error) => {
+                return Err(GcError::UnreadableManifest {
+                    id: record.id.clone(),
+                    error,
+                })
+            }
+        };
         let mut missing = HashSet::new();
         for chunk in manifest.entries.into_iter().flat_map(|e| e.chunks) {
             if !index.chunks.contains_key(&chunk) {
@@ -120,6 +131,12 @@ pub async fn referenced_chunks(
         }
     }
     Ok(references)
+}
+
+/// Whether a backup read as completed is no longer (retention expired it
+/// meanwhile): its manifest may be gone without loss.
+async fn expired_meanwhile(catalog: &Catalog, id: &str) -> Result<bool, GcError> {
+    Ok(catalog.get(id).await?.status != BackupStatus::Completed)
 }
 
 #[cfg(test)]
