@@ -400,13 +400,28 @@ impl Tally {
     }
 }
 
+/// `gc(store, extra)` run (killed after `kill_after`, if given); a run the
+/// GC lease of a killed run refuses is run again once that lease expires
+/// (seconds here, `SHORT_LEASES`), as the next scheduled run would.
+pub fn run_gc(store: &Store, extra: &[&str], kill_after: Option<Duration>) -> Finished {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let finished = run_killable(gc(store, extra), kill_after);
+        let refused = !finished.killed && !finished.succeeded() && finished.stderr.contains("garbage-collection lease");
+        if !refused || Instant::now() > deadline {
+            return finished;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Runs garbage collection (grace 0, unfinished backups dead at once: only
 /// call this when nothing else runs) until a run neither sweeps nor marks
 /// nor waits. Returns the number of runs, or records a problem.
 pub fn converge_gc(store: &Store, tally: &mut Tally) -> u32 {
     let mut last = Value::Null;
     for run in 1..=GC_RUNS_TO_CONVERGE {
-        let finished = run_killable(gc(store, &["--assume-dead-after", "0s"]), None);
+        let finished = run_gc(store, &["--assume-dead-after", "0s"], None);
         let Some(report) = finished.json().filter(|_| finished.succeeded()) else {
             tally.problem(format!(
                 "converging GC: run {run} failed ({}): {}",

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::chaos::{
     check_completed, compare_trees, converge_gc, dir_tree, env_number, file_backup_function, finish, gc, lifeboat,
-    objects_tree, print_unfinished, rows_digest, run_killable, Expected, Finished, StoreView, Tally,
+    objects_tree, print_unfinished, rows_digest, run_gc, run_killable, Expected, Finished, StoreView, Tally,
 };
 use crate::support::{create_bucket, put_objects, random_bytes, Engine, Store, TestDb};
 
@@ -213,7 +213,7 @@ impl Matrix {
                 (Some(expected), run_killable(lifeboat(&self.store, &args), kill_after))
             }
             Op::Retention => (None, self.retention(kill_after)),
-            Op::Gc => (None, run_killable(gc(&self.store, DEAD_AT_ONCE), kill_after)),
+            Op::Gc => (None, run_gc(&self.store, DEAD_AT_ONCE, kill_after)),
             Op::Restore => (None, self.restore(&before, kill_after)),
         };
         self.tally.operations += 1;
@@ -306,8 +306,8 @@ impl Matrix {
             kill_after,
         );
         let mut restored = dir_tree(target.path());
-        let temporary = restored.keys().filter(|p| p.contains("lifeboat-tmp")).count();
-        restored.retain(|path, _| !path.contains("lifeboat-tmp"));
+        let temporary = restored.keys().filter(|p| is_temporary(p)).count();
+        restored.retain(|path, _| !is_temporary(path));
         let expected = match (&expected, finished.killed) {
             // A cut restore has a part of the tree, each file whole.
             (Expected::Tree(tree), true) => Expected::Within(tree.clone()),
@@ -471,4 +471,12 @@ impl Matrix {
             self.tally.kills_with_problems = self.tally.kills;
         }
     }
+}
+
+/// A restore's temporary file (`.lifeboat-<16 hex>.tmp`), left by a killed restore.
+fn is_temporary(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.strip_prefix(".lifeboat-")
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
