@@ -5,6 +5,7 @@
 //! "Garbage collection").
 
 use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::sync::Arc;
 
 use lifeboat::aws::Clients;
@@ -307,6 +308,80 @@ async fn a_registered_restore_blocks_the_sweep_until_it_ends() {
         .await
         .unwrap();
     assert_eq!(live.len(), 0, "a finished restore left its registration: {live:?}");
+}
+
+/// `lifeboat verify` reads the store's packs like a restore, so it registers
+/// itself the same way: caught registered (and frozen there with SIGSTOP),
+/// it makes a sweep wait; once it ends, its registration is gone and the
+/// sweep runs. Verification used to run unregistered, and a sweep could
+/// delete a pack under it.
+#[tokio::test]
+async fn a_running_verification_is_registered_so_a_sweep_waits_for_it() {
+    let store = Store::new().await;
+    let library = Library::open(&store).await;
+    let (_, _, kept, data) = store_with_garbage(&store, &library).await;
+    assert!(gc(&store)["marked"]["list"].is_string());
+
+    let mut verify = store
+        .command(&["verify", &kept, "--deep", "--concurrency", "1", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lifeboat verify");
+    let pid = verify.id().to_string();
+    let registration = loop {
+        let live = library
+            .catalog
+            .live_restores(library.store_id(), times::now())
+            .await
+            .unwrap();
+        if let Some(registration) = live.into_iter().next() {
+            signal("-STOP", &pid);
+            break registration;
+        }
+        if verify.try_wait().unwrap().is_some() {
+            let output = verify.wait_with_output().unwrap();
+            panic!(
+                "the verification ran without registering itself:\n{}",
+                describe(&output)
+            );
+        }
+    };
+    assert_eq!(
+        registration.backup_id.as_deref(),
+        Some(kept.as_str()),
+        "{registration:?}"
+    );
+    assert!(registration.owner.starts_with("cli:"), "{registration:?}");
+
+    let packs = store.packs().await;
+    let blocked = gc(&store);
+    signal("-CONT", &pid);
+    assert!(blocked["swept"].as_array().unwrap().is_empty(), "{blocked}");
+    let reason = blocked["waiting"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("verification") && reason.contains(&registration.owner),
+        "{blocked}"
+    );
+    assert_eq!(store.packs().await, packs);
+
+    let output = verify.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let live = library
+        .catalog
+        .live_restores(library.store_id(), times::now())
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 0, "a finished verification left its registration: {live:?}");
+    let swept = gc(&store);
+    assert!(swept["swept"][0]["packsDeleted"].as_u64().unwrap() >= 1, "{swept}");
+    restore_matches(&store, &kept, &data);
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(signal: &str, pid: &str) {
+    let status = std::process::Command::new("kill").args([signal, pid]).status().unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 #[tokio::test]

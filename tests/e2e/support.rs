@@ -52,6 +52,15 @@ impl Store {
 
     /// Runs `lifeboat ARGS` with extra environment (which wins over the store's).
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().expect("run lifeboat")
+    }
+
+    /// `lifeboat ARGS` against this store, not started (to run beside the test).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(workspace_bin("lifeboat"));
         command
             .args(args)
@@ -61,10 +70,7 @@ impl Store {
         command
             .env("LIFEBOAT_KMS_KEY", &self.kms_key)
             .env_remove("LIFEBOAT_OUTPUT");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        command.output().expect("run lifeboat")
+        command
     }
 
     /// Runs `lifeboat ARGS`, asserting success; returns standard output.

@@ -252,8 +252,8 @@ async fn restores_running(repo: &Repository, catalog: &Catalog) -> Result<Option
     let live = catalog.live_restores(&repo.config.store_id, times::now()).await?;
     Ok(live.first().map(|r| {
         format!(
-            "a restore of {} by {} is running (registered until {}){}",
-            r.backup_id.as_deref().unwrap_or("a backup"),
+            "a restore or verification of {} by {} is running (registered until {}){}",
+            r.backup_id.as_deref().unwrap_or("the store"),
             r.owner,
             r.expires_at,
             match live.len() {

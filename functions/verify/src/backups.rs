@@ -1,9 +1,12 @@
 //! Verifying file backups: each chosen backup read back (quick or deep),
 //! or a share of the store's packs (sample); damage fails the invocation
-//! as `Lifeboat.DamageFound`.
+//! as `Lifeboat.DamageFound`. Each run is registered in the catalog while it
+//! reads, so garbage collection waits for it.
 
 use std::sync::Arc;
 
+use lifeboat::audit::actor_from_env;
+use lifeboat::catalog::leases;
 use lifeboat::catalog::VerificationType;
 use lifeboat::repo::Repository;
 use lifeboat::verify::sample::{run_sample, SampleOptions};
@@ -28,16 +31,25 @@ pub async fn verify_backups(
             SelectionError::Catalog(_) => Failure::Catalog(e.to_string()),
             SelectionError::NothingToVerify { .. } => Failure::NothingToVerify(e.to_string()),
         })?;
-    let mut reports = Vec::with_capacity(targets.len());
-    for id in targets {
-        let mut options = VerifyOptions::new(&id, mode);
-        options.concurrency = concurrency.unwrap_or(options.concurrency).max(1);
-        let report = run_verify(repo.clone(), &context.catalog, &options)
-            .await
-            .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
-        tracing::info!(backup_id = %report.backup_id, mode = mode.as_str(), ok = report.ok, problems = report.problems.len(), "verified");
-        reports.push(report);
-    }
+    // One registration for the run: the backup if there is one, else the store.
+    let only = match targets.as_slice() {
+        [id] => Some(id.clone()),
+        _ => None,
+    };
+    let verifications = async {
+        let mut reports = Vec::with_capacity(targets.len());
+        for id in &targets {
+            let mut options = VerifyOptions::new(id, mode);
+            options.concurrency = concurrency.unwrap_or(options.concurrency).max(1);
+            let report = run_verify(repo.clone(), &context.catalog, &options)
+                .await
+                .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
+            tracing::info!(backup_id = %report.backup_id, mode = mode.as_str(), ok = report.ok, problems = report.problems.len(), "verified");
+            reports.push(report);
+        }
+        Ok::<_, Failure>(reports)
+    };
+    let reports = registered(context, &repo, only.as_deref(), verifications).await??;
     let damaged: Vec<&VerifyReport> = reports.iter().filter(|r| !r.ok).collect();
     Metrics::new()
         .put("VerificationsPassed", (reports.len() - damaged.len()) as f64, "Count")
@@ -61,6 +73,22 @@ pub async fn verify_backups(
     })
 }
 
+/// Runs `reader` (verifications of `repo`'s store; of backup `backup_id`,
+/// or of the whole store) registered in the catalog for its duration, as
+/// the toolkit's restores and verifications are, so garbage collection
+/// does not sweep a pack under it (FORMAT.md, "Garbage collection").
+async fn registered<F: std::future::Future>(
+    context: &Context,
+    repo: &Repository,
+    backup_id: Option<&str>,
+    reader: F,
+) -> Result<F::Output, Failure> {
+    let owner = leases::run_owner(&actor_from_env());
+    leases::registered(&context.catalog, &repo.config.store_id, backup_id, &owner, reader)
+        .await
+        .map_err(|e| Failure::Catalog(e.to_string()))
+}
+
 /// Reads `percent` (default 10) of the store's packs, where the last sample stopped.
 pub async fn sample(
     context: &Context,
@@ -78,9 +106,14 @@ pub async fn sample(
         percent,
         concurrency: concurrency.unwrap_or(4).max(1),
     };
-    let report = run_sample(repo, &context.catalog, &options)
-        .await
-        .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
+    let report = registered(
+        context,
+        &repo,
+        None,
+        run_sample(repo.clone(), &context.catalog, &options),
+    )
+    .await?
+    .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
     tracing::info!(store = %report.store, packs = report.packs_checked, of = report.packs_in_store, passes = report.passes, ok = report.ok, "sampled");
     Metrics::new()
         .put("VerificationsPassed", f64::from(u8::from(report.ok)), "Count")

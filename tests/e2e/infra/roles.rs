@@ -313,6 +313,10 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
         Request::new("rds:DeleteDBInstance", &temporary),
         Request::new("kms:CreateGrant", &snapshot_key).with("kms:ViaService", &rds_service),
         Request::new("dynamodb:Scan", &r.table),
+        // A verification's GC registration (catalog::leases::registered):
+        // put above, renewed and removed here.
+        Request::new("dynamodb:UpdateItem", &r.table).with("dynamodb:LeadingKeys", "gcuse#st-0a1b2c"),
+        Request::new("dynamodb:DeleteItem", &r.table).with("dynamodb:LeadingKeys", "gcuse#st-0a1b2c"),
     ];
     let denied = [
         // Snapshots are read and restored to lifeboat-rt-* instances, never
@@ -352,8 +356,15 @@ fn the_verify_role_reads_the_store_and_records_verifications() {
         Request::new("s3:GetObject", "arn:aws:s3:::lifeboat-demo-data/app/users/1.json"),
         Request::new("kms:GenerateDataKey", &r.key),
         Request::new("kms:Encrypt", &r.key),
-        Request::new("dynamodb:UpdateItem", &r.table),
-        Request::new("dynamodb:DeleteItem", &r.table),
+        // The catalog changes only by its GC registration: no other item
+        // updated or deleted (DynamoDB names every item's partition key).
+        Request::new("dynamodb:UpdateItem", &r.table)
+            .with("dynamodb:LeadingKeys", "backup#bk-20261123T020000Z-0000abcd"),
+        Request::new("dynamodb:DeleteItem", &r.table)
+            .with("dynamodb:LeadingKeys", "backup#bk-20261123T020000Z-0000abcd"),
+        Request::new("dynamodb:UpdateItem", &r.table).with("dynamodb:LeadingKeys", "audit"),
+        Request::new("dynamodb:DeleteItem", &r.table).with("dynamodb:LeadingKeys", "gclease#st-0a1b2c"),
+        Request::new("dynamodb:UpdateItem", &r.table).with("dynamodb:LeadingKeys", "gcseq#st-0a1b2c"),
         Request::new("sns:Publish", &r.topic),
     ];
     assert_decisions("VerifyRole", &policies, &allowed, &denied);

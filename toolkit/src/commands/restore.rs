@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lifeboat::audit::{actor_from_env, AuditEvent};
-use lifeboat::catalog::leases::{lease_ttl, run_owner};
+use lifeboat::catalog::leases;
 use lifeboat::db::url::DatabaseUrl;
 use lifeboat::dump::{restore_dump, restore_dump_to_file, DumpRestoreOptions};
 use lifeboat::restore::{plan_restore, run_restore, RestoreOptions};
@@ -70,7 +70,7 @@ async fn files(
     };
     let store = repo.config.store_id.clone();
     let restore = run_restore(repo, &env.clients.s3, &env.clients.region, plan, &options);
-    let result = registered(env, &store, &id, restore).await;
+    let result = registered(env, &store, Some(&id), restore).await;
     ticker.abort();
     bar.finish_and_clear();
     let summary = result?;
@@ -89,25 +89,21 @@ async fn files(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `restore` (of backup `id` from store `store`) registered in the
-/// catalog, so garbage collection does not sweep the store's packs under it
-/// (FORMAT.md, "Garbage collection"): the registration is renewed while the
-/// restore runs and removed when it ends.
-async fn registered<T, E>(env: &Env, store: &str, id: &str, restore: impl Future<Output = Result<T, E>>) -> Result<T>
+/// Runs `reader` (a restore or a verification of store `store`; of backup
+/// `id`, or of the whole store) registered in the catalog for its duration,
+/// so garbage collection does not sweep the store's packs under it
+/// (FORMAT.md, "Garbage collection"; [`leases::registered`]).
+pub(crate) async fn registered<T, E>(
+    env: &Env,
+    store: &str,
+    id: Option<&str>,
+    reader: impl Future<Output = Result<T, E>>,
+) -> Result<T>
 where
     anyhow::Error: From<E>,
 {
-    let owner = run_owner(&actor_from_env());
-    let registration = env
-        .catalog
-        .register_restore(store, id, &owner, lifeboat::times::now(), lease_ttl())
-        .await?
-        .with_heartbeat();
-    let result = restore.await;
-    if let Err(error) = registration.release().await {
-        tracing::warn!(%error, "the restore's registration stays until it expires");
-    }
-    Ok(result?)
+    let owner = leases::run_owner(&actor_from_env());
+    Ok(leases::registered(&env.catalog, store, id, &owner, reader).await??)
 }
 
 /// The restore's progress on standard error, when it is a terminal and the output is text.
@@ -129,7 +125,7 @@ async fn dump(env: &Env, id: &str, to: &str, overwrite: bool, source: Option<&st
         let repo = env.open_repo().await?;
         let store = repo.config.store_id.clone();
         let restore = restore_dump_to_file(repo, &env.catalog, &id, Path::new(to), overwrite);
-        let summary = registered(env, &store, &id, restore).await?;
+        let summary = registered(env, &store, Some(&id), restore).await?;
         env.out.restore_dump_file(&summary);
         return Ok(ExitCode::SUCCESS);
     }
@@ -142,7 +138,7 @@ async fn dump(env: &Env, id: &str, to: &str, overwrite: bool, source: Option<&st
         target,
         overwrite,
     };
-    let summary = registered(env, &store, &id, restore_dump(repo, &env.catalog, &options)).await?;
+    let summary = registered(env, &store, Some(&id), restore_dump(repo, &env.catalog, &options)).await?;
     env.out.restore_dump(&summary);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
 //! `lifeboat verify`: one backup (quick or deep), or `--sample` a share of
-//! the whole store; exit 6 on damage.
+//! the whole store; exit 6 on damage. Registered in the catalog while it
+//! reads, as a restore is, so garbage collection does not sweep a pack
+//! under it.
 
 use std::process::ExitCode;
 
@@ -7,6 +9,7 @@ use anyhow::{bail, Result};
 use lifeboat::verify::sample::{run_sample, SampleOptions};
 use lifeboat::verify::{run_verify, VerifyMode, VerifyOptions};
 
+use super::restore::registered;
 use crate::env::Env;
 use crate::exit;
 
@@ -20,7 +23,8 @@ pub async fn backup(env: &Env, id: &str, deep: bool, source: Option<&str>, concu
     let mode = if deep { VerifyMode::Deep } else { VerifyMode::Quick };
     let mut options = VerifyOptions::new(&id, mode);
     options.concurrency = concurrency;
-    let report = run_verify(repo, &env.catalog, &options).await?;
+    let store = repo.config.store_id.clone();
+    let report = registered(env, &store, Some(&id), run_verify(repo, &env.catalog, &options)).await?;
     env.out.verify(&report);
     Ok(exit::unless(report.ok, exit::DAMAGE))
 }
@@ -32,7 +36,8 @@ pub async fn sample(env: &Env, percent: f64, concurrency: usize) -> Result<ExitC
     }
     let repo = env.open_repo().await?;
     let options = SampleOptions { percent, concurrency };
-    let report = run_sample(repo, &env.catalog, &options).await?;
+    let store = repo.config.store_id.clone();
+    let report = registered(env, &store, None, run_sample(repo, &env.catalog, &options)).await?;
     env.out.verify_sample(&report);
     Ok(exit::unless(report.ok, exit::DAMAGE))
 }

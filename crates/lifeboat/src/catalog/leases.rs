@@ -12,9 +12,11 @@
 //!   loads the index; a candidate list records the counter read after the
 //!   list was stored. That order, not a clock, tells the sweep which
 //!   backups may have loaded the index before the list existed.
-//! - **restore registrations** `gcuse#STORE` / `restore#ID`: a restore's
-//!   lease on the store's packs; a sweep waits while one is live.
+//! - **restore registrations** `gcuse#STORE` / `restore#ID`: a reader's
+//!   lease on the store's packs (a restore, a verification: see
+//!   [`registered`]); a sweep waits while one is live.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -74,7 +76,8 @@ pub struct LeaseRecord {
     pub expires_at: String,
     /// ... and in milliseconds since the epoch (for the conditions).
     pub expires_at_ms: i64,
-    /// For a restore registration: the backup restored.
+    /// For a restore registration: the backup read (absent when the
+    /// reader reads the whole store, as sample verification does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_id: Option<String>,
 }
@@ -91,6 +94,31 @@ struct LeaseItem {
 /// runs by the same operator never share a lease.
 pub fn run_owner(actor: &str) -> String {
     format!("{actor}#{:016x}", rand::random::<u64>())
+}
+
+/// Runs `reader` (a restore or a verification of store `store`; of backup
+/// `backup_id`, or of the whole store) registered in the catalog as
+/// `owner`, so garbage collection does not sweep the store's packs under it
+/// (FORMAT.md, "Garbage collection"): registered before it starts, renewed
+/// by the heartbeat while it runs, removed when it ends (a registration
+/// that cannot be removed expires). An error only if it cannot register; the
+/// reader's own result is returned as it is.
+pub async fn registered<F: Future>(
+    catalog: &Catalog,
+    store: &str,
+    backup_id: Option<&str>,
+    owner: &str,
+    reader: F,
+) -> Result<F::Output, LeaseError> {
+    let registration = catalog
+        .register_reader(store, backup_id, owner, times::now(), lease_ttl())
+        .await?
+        .with_heartbeat();
+    let output = reader.await;
+    if let Err(error) = registration.release().await {
+        tracing::warn!(%error, owner, "the registration stays until it expires");
+    }
+    Ok(output)
 }
 
 /// A lease held by this run. Dropping it stops its heartbeat without
@@ -316,9 +344,26 @@ impl Catalog {
         now: Timestamp,
         ttl: SignedDuration,
     ) -> Result<Lease, LeaseError> {
-        let what = format!("the registration of a restore of {backup_id}");
+        self.register_reader(store, Some(backup_id), owner, now, ttl).await
+    }
+
+    /// Registers a reader of store `store` (a restore or a verification; of
+    /// `backup_id`, or of the whole store) so sweeps wait for it, as
+    /// [`Catalog::register_restore`] does.
+    pub async fn register_reader(
+        &self,
+        store: &str,
+        backup_id: Option<&str>,
+        owner: &str,
+        now: Timestamp,
+        ttl: SignedDuration,
+    ) -> Result<Lease, LeaseError> {
+        let what = match backup_id {
+            Some(id) => format!("the registration of a reader of {id}"),
+            None => format!("the registration of a reader of store {store}"),
+        };
         let sk = keys::restore_use_sk(owner);
-        self.acquire_lease((keys::gc_use_pk(store), sk, what), owner, Some(backup_id), now, ttl)
+        self.acquire_lease((keys::gc_use_pk(store), sk, what), owner, backup_id, now, ttl)
             .await
     }
 
