@@ -22,13 +22,13 @@ use crate::support::{
     assert_same_tree, create_bucket, describe, dir_contents, put_objects, random_bytes, relative, Store,
 };
 
-struct Library {
-    repo: Arc<Repository>,
-    catalog: Catalog,
+pub(crate) struct Library {
+    pub(crate) repo: Arc<Repository>,
+    pub(crate) catalog: Catalog,
 }
 
 impl Library {
-    async fn open(store: &Store) -> Self {
+    pub(crate) async fn open(store: &Store) -> Self {
         let clients = Clients::new(&sdk_config().await);
         let location = Location::parse(&store.url).unwrap();
         let (storage, prefix) = storage_for(&location, &clients.s3, REGION);
@@ -42,7 +42,7 @@ impl Library {
         }
     }
 
-    fn store_id(&self) -> &str {
+    pub(crate) fn store_id(&self) -> &str {
         &self.repo.config.store_id
     }
 

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use lifeboat::times;
 use lifeboat_e2e::{aws_env, invoke_function, workspace_bin, LocalInvoke};
 use serde_json::Value;
 
+use crate::gc_concurrency::Library;
 use crate::support::{
     assert_same_tree, create_bucket, dir_contents, put_objects, random_bytes, relative, sample_event, Store,
 };
@@ -85,6 +87,51 @@ async fn the_verify_function_checks_every_sources_newest_backup_and_fails_on_dam
     )
     .await;
     assert_eq!(bad.expect_err("bad mode")["errorType"], "Lifeboat.BadEvent");
+}
+
+/// The verify function reads the store's packs, so it registers its run in
+/// the catalog as a restore does (garbage collection's sweep waits while
+/// the registration is live) and removes the registration at the end. It
+/// used to run unregistered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_function_registers_its_run_while_it_reads() {
+    let store = Store::new().await;
+    let library = Library::open(&store).await;
+    let bucket = create_bucket(&store.s3, "src").await;
+    let objects: BTreeMap<String, Vec<u8>> = (0..4)
+        .map(|i| (format!("one/{i}.bin"), random_bytes(1 << 20, &format!("reg-{i}"))))
+        .collect();
+    put_objects(&store.s3, &bucket, &objects).await;
+    let id = store.json(&["backup", "files", &format!("s3://{bucket}/one")])["backupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let event = scheduled("verify-scheduled.json", &store, &[("mode", "deep".into())]);
+    let invocation = invoke("verify", &store, &event);
+    tokio::pin!(invocation);
+    let mut seen = None;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut invocation => break outcome,
+            live = library.catalog.live_restores(library.store_id(), times::now()) => {
+                if seen.is_none() {
+                    seen = live.unwrap().into_iter().next();
+                }
+            }
+        }
+    };
+    let answer = outcome.unwrap_or_else(|e| panic!("verify failed: {e}"));
+    assert_eq!(answer["verified"], 1, "{answer}");
+    let registration = seen.expect("the verify function ran without registering itself");
+    assert_eq!(registration.backup_id.as_deref(), Some(id.as_str()), "{registration:?}");
+    assert!(registration.owner.starts_with("lambda:"), "{registration:?}");
+    let live = library
+        .catalog
+        .live_restores(library.store_id(), times::now())
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 0, "a finished verification left its registration: {live:?}");
 }
 
 /// The verify function in sample mode (`events/verify-sample.json`): two
